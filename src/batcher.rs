@@ -1,0 +1,330 @@
+//! Queue and batching stage: a bounded queue feeding one inference worker thread per device.
+//!
+//! Callers submit tokenized sequences and await one oneshot reply per sequence. The worker
+//! thread owns the model; it takes everything queued, waits briefly for requests that are
+//! already being tokenized, sorts by length so that batches carry little padding, and runs
+//! batches bounded by `max_batch_size` sequences and `max_batch_tokens` padded tokens.
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::tokenize::Encoded;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// Logits of one sequence, or why inference failed.
+pub type Reply = Result<Vec<f32>, String>;
+
+/// What the worker runs: a batch of sequences in, one row of logits per sequence out.
+pub trait Backend: Send + 'static {
+    fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_batch_delay: Duration,
+    pub max_queue_size: usize,
+}
+
+struct Job {
+    encoded: Encoded,
+    enqueued: Instant,
+    reply: oneshot::Sender<Reply>,
+    /// Holds one place in the bounded queue until the job is answered or dropped.
+    _permit: OwnedSemaphorePermit,
+}
+
+pub struct Batcher {
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    permits: Arc<Semaphore>,
+    /// Requests being tokenized: the worker waits for these (up to the delay), never for
+    /// requests that may or may not come.
+    incoming: Arc<AtomicUsize>,
+    limits: BatchLimits,
+    metrics: Arc<Metrics>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Marks a request on its way to the queue; dropping it withdraws the mark.
+pub struct Incoming(Arc<AtomicUsize>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Batcher {
+    pub fn start(backend: impl Backend, limits: BatchLimits, metrics: Arc<Metrics>) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let incoming = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            backend,
+            receiver,
+            limits,
+            incoming: incoming.clone(),
+            metrics: metrics.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || worker.run())
+            .expect("cannot spawn the inference thread");
+        Self {
+            sender: Mutex::new(Some(sender)),
+            permits: Arc::new(Semaphore::new(limits.max_queue_size)),
+            incoming,
+            limits,
+            metrics,
+            worker: Mutex::new(Some(handle)),
+        }
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        self.limits
+    }
+
+    pub fn announce(&self) -> Incoming {
+        self.incoming.fetch_add(1, Ordering::SeqCst);
+        Incoming(self.incoming.clone())
+    }
+
+    /// Queues every sequence of one request, or none of them: a full queue refuses the whole
+    /// request with 429 rather than answering part of it.
+    pub fn submit(
+        &self,
+        sequences: Vec<Encoded>,
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, ApiError> {
+        let capacity = self.limits.max_queue_size;
+        let n = u32::try_from(sequences.len()).map_err(|_| ApiError::QueueFull { capacity })?;
+        let mut permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| ApiError::QueueFull { capacity })?;
+        let guard = self
+            .sender
+            .lock()
+            .map_err(|_| ApiError::Internal("queue lock poisoned".into()))?;
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("the server is shutting down".into()))?;
+        let now = Instant::now();
+        let mut receivers = Vec::with_capacity(sequences.len());
+        for encoded in sequences {
+            let (reply, rx) = oneshot::channel();
+            let one = permit
+                .split(1)
+                .ok_or_else(|| ApiError::Internal("queue permit accounting".into()))?;
+            let job = Job {
+                encoded,
+                enqueued: now,
+                reply,
+                _permit: one,
+            };
+            sender
+                .send(job)
+                .map_err(|_| ApiError::Unavailable("the inference worker has stopped".into()))?;
+            self.metrics.queue_depth.inc();
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+
+    /// Stops taking work; the worker finishes what is queued and exits.
+    pub fn shutdown(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+    }
+}
+
+struct Worker<B> {
+    backend: B,
+    receiver: mpsc::Receiver<Job>,
+    limits: BatchLimits,
+    incoming: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl<B: Backend> Worker<B> {
+    fn run(self) {
+        while let Some(pool) = self.collect() {
+            for batch in plan(pool, &self.limits) {
+                self.run_batch(batch);
+            }
+        }
+        tracing::debug!("inference worker stopped");
+    }
+
+    /// Blocks for the first job, then takes all that is queued and whatever arrives from
+    /// requests already in tokenization, until the batch is full or the delay has passed.
+    /// `None` once every sender is gone and the queue is empty.
+    fn collect(&self) -> Option<Vec<Job>> {
+        let first = self.receiver.recv().ok()?;
+        let deadline = first.enqueued + self.limits.max_batch_delay;
+        let mut pool = vec![first];
+        pool.extend(self.receiver.try_iter());
+        while pool.len() < self.limits.max_batch_size && self.incoming.load(Ordering::SeqCst) > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.receiver.recv_timeout(left) {
+                Ok(job) => {
+                    pool.push(job);
+                    pool.extend(self.receiver.try_iter());
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Some(pool)
+    }
+
+    fn run_batch(&self, mut jobs: Vec<Job>) {
+        self.metrics.queue_depth.dec_by(jobs.len() as i64);
+        // Clients that went away (timeout, disconnect) dropped their receivers: skip their work.
+        let before = jobs.len();
+        jobs.retain(|job| !job.reply.is_closed());
+        self.metrics
+            .sequences_cancelled
+            .inc_by((before - jobs.len()) as u64);
+        if jobs.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for job in &jobs {
+            self.metrics
+                .queue_seconds
+                .observe(now.duration_since(job.enqueued).as_secs_f64());
+        }
+        let longest = jobs.iter().map(|j| j.encoded.len()).max().unwrap_or(0);
+        self.metrics.batch_size.observe(jobs.len() as f64);
+        self.metrics
+            .batch_tokens
+            .observe((longest * jobs.len()) as f64);
+
+        let inputs: Vec<&Encoded> = jobs.iter().map(|j| &j.encoded).collect();
+        let result = catch_unwind(AssertUnwindSafe(|| self.backend.forward(&inputs)))
+            .unwrap_or_else(|_| Err("inference panicked".to_string()));
+        self.metrics
+            .inference_seconds
+            .observe(now.elapsed().as_secs_f64());
+        match result {
+            Ok(rows) if rows.len() == jobs.len() => {
+                for (job, row) in jobs.into_iter().zip(rows) {
+                    let _ = job.reply.send(Ok(row));
+                }
+            }
+            Ok(rows) => {
+                let error = format!(
+                    "backend returned {} rows for {} sequences",
+                    rows.len(),
+                    jobs.len()
+                );
+                fail_all(jobs, error)
+            }
+            Err(e) => fail_all(jobs, e),
+        }
+    }
+}
+
+fn fail_all(jobs: Vec<Job>, error: String) {
+    tracing::error!(%error, sequences = jobs.len(), "batch failed");
+    for job in jobs {
+        let _ = job.reply.send(Err(error.clone()));
+    }
+}
+
+/// Splits a pool into batches of similar lengths within the limits. Sorting by length keeps
+/// padding small; every job of the pool is planned, so none waits for a later round.
+fn plan(mut pool: Vec<Job>, limits: &BatchLimits) -> Vec<Vec<Job>> {
+    pool.sort_by_key(|job| job.encoded.len());
+    let mut batches = Vec::new();
+    let mut current: Vec<Job> = Vec::new();
+    for job in pool {
+        let longest = job.encoded.len(); // sorted: the newcomer is the longest
+        let fits = current.len() < limits.max_batch_size
+            && longest * (current.len() + 1) <= limits.max_batch_tokens;
+        if !fits && !current.is_empty() {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(job);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(len: usize, permits: &Arc<Semaphore>) -> (Job, oneshot::Receiver<Reply>) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            encoded: Encoded {
+                ids: vec![0; len],
+                type_ids: vec![0; len],
+                truncated: false,
+            },
+            enqueued: Instant::now(),
+            reply,
+            _permit: permits.clone().try_acquire_owned().unwrap(),
+        };
+        (job, rx)
+    }
+
+    #[test]
+    fn plan_groups_by_length_within_both_limits() {
+        let permits = Arc::new(Semaphore::new(100));
+        let lens = [5, 100, 7, 6, 90, 8, 95];
+        let (pool, _rx): (Vec<_>, Vec<_>) = lens.iter().map(|&l| job(l, &permits)).unzip();
+        let limits = BatchLimits {
+            max_batch_size: 3,
+            max_batch_tokens: 200,
+            max_batch_delay: Duration::ZERO,
+            max_queue_size: 100,
+        };
+        let batches: Vec<Vec<usize>> = plan(pool, &limits)
+            .into_iter()
+            .map(|b| b.iter().map(|j| j.encoded.len()).collect())
+            .collect();
+        // Short ones together (size limit 3), long ones split by the token limit (2 x 95 <= 200).
+        assert_eq!(batches, vec![vec![5, 6, 7], vec![8, 90], vec![95, 100]]);
+        for b in &batches {
+            assert!(b.len() <= 3 && b.iter().max().unwrap() * b.len() <= 200);
+        }
+    }
+
+    #[test]
+    fn a_sequence_longer_than_the_token_budget_still_runs_alone() {
+        let permits = Arc::new(Semaphore::new(10));
+        let (pool, _rx): (Vec<_>, Vec<_>) = [300, 4].iter().map(|&l| job(l, &permits)).unzip();
+        let limits = BatchLimits {
+            max_batch_size: 8,
+            max_batch_tokens: 256,
+            max_batch_delay: Duration::ZERO,
+            max_queue_size: 10,
+        };
+        let sizes: Vec<usize> = plan(pool, &limits).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![1, 1]);
+    }
+}

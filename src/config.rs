@@ -1,0 +1,149 @@
+//! Command line and environment configuration: one struct, every flag also an env variable.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sentiment-server",
+    version,
+    about = "Serve a Hugging Face text classifier (BERT, DistilBERT, RoBERTa, XLM-RoBERTa) over HTTP",
+    long_about = "Serve a Hugging Face sequence-classification model over HTTP.\n\n\
+        Point --model-dir at a directory holding config.json, tokenizer.json and model.safetensors \
+        (or a sharded model.safetensors.index.json). Clients POST text to /predict; orchestrators \
+        watch /health, /live and /ready; Prometheus scrapes /metrics.\n\n\
+        Every flag can also be set by the environment variable shown in its help."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Exit 0 if the server on this machine (at --port) answers /health with 200, else 1.
+    /// Made for container HEALTHCHECKs, where no curl or wget is installed.
+    Healthcheck {
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Parser, Debug, Clone)]
+pub struct Config {
+    /// Model directory: config.json, tokenizer.json, model.safetensors (or sharded
+    /// model.safetensors.index.json), optional tokenizer_config.json. Only read, so it can be
+    /// mounted read-only.
+    #[arg(long, env = "MODEL_DIR", default_value = "models/default")]
+    pub model_dir: PathBuf,
+
+    /// Address to listen on. 0.0.0.0 for containers; 127.0.0.1 to keep it on this machine.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// TCP port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Where to run the model: auto (first CUDA GPU if built with CUDA and one is visible,
+    /// else CPU), cpu, cuda or cuda:N. Asking for cuda without a usable GPU is an error,
+    /// never a silent fallback.
+    #[arg(long, env = "DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Compute precision. f32 matches PyTorch to 1e-4; f16/bf16 halve memory traffic and are
+    /// fastest on GPUs (bf16 also on CPUs with AVX512-BF16/AMX), at a small cost in agreement.
+    #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+
+    /// Most sequences in one forward pass. Larger batches raise throughput under load until
+    /// the device saturates (CPU: 16-64; GPU: 128-512).
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch_size: u32,
+
+    /// Most padded tokens (batch size x longest sequence) in one forward pass. Bounds memory
+    /// and latency of a batch; must be at least the model's maximum input length.
+    #[arg(long, env = "MAX_BATCH_TOKENS", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_tokens: u32,
+
+    /// Longest time the batcher holds a batch open for requests that are already on their
+    /// way. It never waits when nothing else is in flight, so single requests are not delayed.
+    /// Raise it (5-20ms) for more batching under bursty load; 0 disables waiting.
+    #[arg(long, env = "MAX_BATCH_DELAY", default_value = "5ms", value_parser = parse_duration)]
+    pub max_batch_delay: Duration,
+
+    /// Sequences waiting for inference before new requests are refused with 429. Bounds memory
+    /// and queueing latency under overload; about (target latency / batch time) x batch size.
+    #[arg(long, env = "MAX_QUEUE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queue_size: u32,
+
+    /// Most texts in one /predict request; more is refused with 422.
+    #[arg(long, env = "MAX_CLIENT_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_client_batch_size: u32,
+
+    /// Largest request body in bytes; more is refused with 413.
+    #[arg(long, env = "PAYLOAD_LIMIT", default_value_t = 2_000_000)]
+    pub payload_limit: usize,
+
+    /// Longest a /predict request may take, queueing included, before it is answered with 504.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the server
+    /// exits anyway. Keep it below the orchestrator's grace period (Kubernetes: 30s default).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Threads for the model's matrix kernels. Default: all cores. Lower it when several
+    /// servers share a machine.
+    #[arg(long, env = "INFERENCE_THREADS")]
+    pub inference_threads: Option<usize>,
+
+    /// Log format: text for people, json for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing syntax), e.g. info, debug, sentiment_server=debug,tower_http=info.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    pub fn candle(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::F16 => candle_core::DType::F16,
+            Self::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5ms, 2s, 1m)"))
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn for_model(model_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Cli::parse_from(["sentiment-server"]).config;
+        config.model_dir = model_dir.into();
+        config
+    }
+}

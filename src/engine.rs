@@ -1,0 +1,162 @@
+//! The inference pipeline behind the HTTP layer: tokenization, then the batcher, then the model.
+
+use crate::batcher::{BatchLimits, Batcher};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::{self, LoadError, ModelBackend, ModelFiles, ScoreFunction};
+use crate::tokenize::{Encoded, TextTokenizer};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What `/info` reports about the served model.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelInfo {
+    /// The model directory's name.
+    pub model_id: String,
+    pub model_dir: String,
+    /// `model_type` from config.json: bert, distilbert, roberta or xlm-roberta.
+    pub model_type: String,
+    /// `architectures[0]` from config.json.
+    pub architecture: String,
+    /// Labels in id order.
+    pub labels: Vec<String>,
+    pub score_function: ScoreFunction,
+    /// Longest input in tokens, special tokens included; longer inputs are truncated.
+    pub max_input_length: usize,
+    pub device: String,
+    pub dtype: String,
+    /// SHA-256 of the weight file(s).
+    pub weights_sha256: String,
+    pub load_seconds: f64,
+}
+
+pub struct Engine {
+    tokenizer: Arc<TextTokenizer>,
+    batcher: Batcher,
+    pub info: ModelInfo,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Loads the model, checks it with one forward pass and starts the inference worker.
+    /// Blocking: call it off the async runtime.
+    pub fn load(config: &Config, metrics: Arc<Metrics>) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let device =
+            crate::device::select(&config.device).map_err(|e| LoadError::new("--device", e))?;
+        let files = ModelFiles::locate(&config.model_dir)?;
+        let loaded = model::load(files, &device, config.dtype.candle())?;
+        let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config)?;
+        let max_input_length = tokenizer.max_length();
+        if (config.max_batch_tokens as usize) < max_input_length {
+            return Err(LoadError::new(
+                "--max-batch-tokens",
+                format!(
+                    "{} is below the model's maximum input length {max_input_length}: a long input could never run",
+                    config.max_batch_tokens
+                ),
+            ));
+        }
+        let backend = ModelBackend {
+            classifier: loaded.classifier,
+            pad_token_id: loaded.config.pad_token_id,
+        };
+        // A first pass surfaces device or kernel problems now rather than on the first request.
+        let probe = tokenizer
+            .encode("warm-up")
+            .map_err(|e| LoadError::new(model::files::show(&loaded.files.tokenizer), e))?;
+        crate::batcher::Backend::forward(&backend, &[&probe]).map_err(|e| {
+            LoadError::new(
+                loaded.files.weights_display(),
+                format!("first forward pass failed: {e}"),
+            )
+        })?;
+        let weights_sha256 = loaded.files.weights_sha256()?;
+        let load_seconds = started.elapsed().as_secs_f64();
+        metrics.model_load_seconds.set(load_seconds);
+        let info = ModelInfo {
+            model_id: loaded.files.name(),
+            model_dir: loaded.files.dir.display().to_string(),
+            model_type: loaded.config.architecture.as_str().to_string(),
+            architecture: loaded.config.class_name.clone(),
+            labels: loaded.config.labels.clone(),
+            score_function: loaded.config.score_function,
+            max_input_length,
+            device: crate::device::describe(&device),
+            dtype: format!("{:?}", config.dtype).to_lowercase(),
+            weights_sha256,
+            load_seconds,
+        };
+        let limits = BatchLimits {
+            max_batch_size: config.max_batch_size as usize,
+            max_batch_tokens: config.max_batch_tokens as usize,
+            max_batch_delay: config.max_batch_delay,
+            max_queue_size: config.max_queue_size as usize,
+        };
+        let batcher = Batcher::start(backend, limits, metrics.clone());
+        Ok(Self {
+            tokenizer: Arc::new(tokenizer),
+            batcher,
+            info,
+            metrics,
+        })
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        self.batcher.limits()
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Encoded, String> {
+        self.tokenizer.encode(text)
+    }
+
+    /// Logits for each text, in order. Tokenization runs on the blocking pool, inference on
+    /// the worker thread; this future only waits.
+    pub async fn classify(
+        &self,
+        texts: Vec<String>,
+        truncate: bool,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        let incoming = self.batcher.announce();
+        let tokenizer = self.tokenizer.clone();
+        let started = Instant::now();
+        let encoded = tokio::task::spawn_blocking(move || {
+            texts
+                .iter()
+                .map(|t| tokenizer.encode(t))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+        .map_err(|e| ApiError::Validation(format!("cannot tokenize input: {e}")))?;
+        self.metrics
+            .tokenization_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if !truncate {
+            if let Some(i) = encoded.iter().position(|e| e.truncated) {
+                return Err(ApiError::Validation(format!(
+                    "inputs[{i}] is longer than the model's maximum of {} tokens and `truncate` is false",
+                    self.info.max_input_length
+                )));
+            }
+        }
+        let receivers = self.batcher.submit(encoded)?;
+        drop(incoming);
+        let mut logits = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            let row = rx
+                .await
+                .map_err(|_| ApiError::Internal("the inference worker dropped a request".into()))?
+                .map_err(ApiError::Inference)?;
+            logits.push(row);
+        }
+        Ok(logits)
+    }
+
+    /// Stops the worker after it has finished the queued work.
+    pub fn shutdown(&self) {
+        self.batcher.shutdown();
+    }
+}

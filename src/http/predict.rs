@@ -1,0 +1,143 @@
+//! `POST /predict`: validation, then the engine, then post-processing. TEI-compatible.
+
+use super::extract::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+use crate::postprocess::{ranked, scores, LabelScore};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::Json;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// One text, or a batch of texts (each classified on its own, never as a pair).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Inputs {
+    One(String),
+    Batch(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Inputs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InputsVisitor;
+        impl<'de> Visitor<'de> for InputsVisitor {
+            type Value = Inputs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Inputs, E> {
+                Ok(Inputs::One(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Inputs, E> {
+                Ok(Inputs::One(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
+                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(text) = seq.next_element::<String>()? {
+                    texts.push(text);
+                }
+                Ok(Inputs::Batch(texts))
+            }
+        }
+        deserializer.deserialize_any(InputsVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PredictRequest {
+    pub inputs: Inputs,
+    /// Return the logits instead of softmax/sigmoid scores.
+    #[serde(default)]
+    pub raw_scores: bool,
+    /// Cut inputs longer than the model's maximum length; if false they are refused with 422.
+    #[serde(default = "default_true")]
+    pub truncate: bool,
+    /// Return only the k best labels.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub top_k: Option<usize>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Labels with scores, highest first: one list for a string input, one list per text for a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PredictResponse {
+    One(Vec<LabelScore>),
+    Batch(Vec<Vec<LabelScore>>),
+}
+
+#[utoipa::path(
+    post,
+    path = "/predict",
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Label scores, highest first", body = PredictResponse),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Body over the payload limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid request: empty text, too many inputs, wrong types, too long with truncate=false", body = ErrorBody),
+        (status = 429, description = "Queue full; retry after the Retry-After header", body = ErrorBody),
+        (status = 503, description = "Model loading or server shutting down", body = ErrorBody),
+        (status = 504, description = "Request timed out", body = ErrorBody),
+    ),
+    tag = "inference"
+)]
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let engine = state.ready_engine()?.clone();
+    let (texts, single) = match request.inputs {
+        Inputs::One(text) => (vec![text], true),
+        Inputs::Batch(texts) => (texts, false),
+    };
+    validate(
+        &texts,
+        request.top_k,
+        state.config.max_client_batch_size as usize,
+    )?;
+    let timeout = state.config.request_timeout;
+    let logits = tokio::time::timeout(timeout, engine.classify(texts, request.truncate))
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))??;
+    let labels = &engine.info.labels;
+    let mut results = logits.iter().map(|row| {
+        ranked(
+            labels,
+            &scores(row, engine.info.score_function, request.raw_scores),
+            request.top_k,
+        )
+    });
+    Ok(Json(if single {
+        PredictResponse::One(results.next().unwrap_or_default())
+    } else {
+        PredictResponse::Batch(results.collect())
+    }))
+}
+
+fn validate(texts: &[String], top_k: Option<usize>, max_inputs: usize) -> Result<(), ApiError> {
+    if texts.is_empty() {
+        return Err(ApiError::Validation("`inputs` is an empty list".into()));
+    }
+    if texts.len() > max_inputs {
+        return Err(ApiError::Validation(format!(
+            "{} inputs exceed the limit of {max_inputs} per request (--max-client-batch-size)",
+            texts.len()
+        )));
+    }
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(ApiError::Validation(format!(
+            "inputs[{i}] is empty or only whitespace"
+        )));
+    }
+    if top_k == Some(0) {
+        return Err(ApiError::Validation("`top_k` must be at least 1".into()));
+    }
+    Ok(())
+}

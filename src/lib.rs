@@ -1,0 +1,26 @@
+//! sentiment-server: a text-classification inference server.
+//!
+//! The data path, one module per stage:
+//! HTTP request ([`http`]) → validation ([`http::predict`]) → tokenization ([`tokenize`]) →
+//! queue and dynamic batching ([`batcher`]) → model forward ([`model`]) →
+//! post-processing ([`postprocess`]) → response. [`engine`] wires the stages together and
+//! [`server`] runs the lifecycle (listen, load, serve, drain).
+
+pub mod batcher;
+pub mod config;
+pub mod device;
+pub mod engine;
+pub mod error;
+pub mod healthcheck;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod model;
+pub mod postprocess;
+pub mod server;
+pub mod state;
+pub mod tokenize;
+
+pub use config::Config;
+pub use http::build_app;
+pub use state::AppState;

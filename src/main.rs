@@ -1,0 +1,51 @@
+use clap::Parser;
+use sentiment_server::config::{Cli, Command, Config, LogFormat};
+use sentiment_server::{healthcheck, logging, server};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Healthcheck { timeout }) => match healthcheck::check(&cli.config, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => serve(cli.config),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    if let Some(threads) = config.inference_threads {
+        // candle's CPU kernels size their thread pool from this variable; set before any use.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    logging::init(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = config.log_format == LogFormat::Json;
+    let result = runtime.block_on(async move {
+        let listener = server::bind(&config).await?;
+        server::run(config, listener, server::shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if json {
+                tracing::error!(error = %error, "start-up failed");
+            }
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics, one registry per server, rendered at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Route {
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub request_duration: Family<Route, Histogram>,
+    pub in_flight: Gauge,
+    pub queue_depth: Gauge,
+    pub queue_seconds: Histogram,
+    pub batch_size: Histogram,
+    pub batch_tokens: Histogram,
+    pub tokenization_seconds: Histogram,
+    pub inference_seconds: Histogram,
+    pub sequences_cancelled: Counter,
+    pub model_load_seconds: Gauge<f64, AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100µs .. ~13s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sentiment");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let request_duration = Family::<Route, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let in_flight = Gauge::default();
+        let queue_depth = Gauge::default();
+        let queue_seconds = latency_histogram();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let batch_tokens = Histogram::new(exponential_buckets(16.0, 2.0, 12));
+        let tokenization_seconds = latency_histogram();
+        let inference_seconds = latency_histogram();
+        let sequences_cancelled = Counter::default();
+        let model_load_seconds = Gauge::<f64, AtomicU64>::default();
+
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            request_duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Sequences waiting for inference",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "queue_duration_seconds",
+            "Time a sequence waits in the queue before its batch runs",
+            queue_seconds.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Sequences per forward pass",
+            batch_size.clone(),
+        );
+        registry.register(
+            "batch_tokens",
+            "Padded tokens per forward pass",
+            batch_tokens.clone(),
+        );
+        registry.register(
+            "tokenization_duration_seconds",
+            "Time to tokenize one request's texts",
+            tokenization_seconds.clone(),
+        );
+        registry.register(
+            "inference_duration_seconds",
+            "Time of one forward pass, post-processing included",
+            inference_seconds.clone(),
+        );
+        registry.register(
+            "sequences_cancelled",
+            "Sequences dropped before inference because their client went away",
+            sequences_cancelled.clone(),
+        );
+        registry.register(
+            "model_load_duration_seconds",
+            "Time it took to load the model at start-up",
+            model_load_seconds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            queue_depth,
+            queue_seconds,
+            batch_size,
+            batch_tokens,
+            tokenization_seconds,
+            inference_seconds,
+            sequences_cancelled,
+            model_load_seconds,
+        }
+    }
+
+    /// Registers more metrics after start-up (e.g. the prediction log's).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,271 @@
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT.
+//! The architectures differ only in tensor names, token types and position numbering.
+
+use super::config::{Activation, Architecture, ModelConfig};
+use super::layers::{activate, LayerNorm, Linear};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Where each architecture keeps its weights.
+struct Names {
+    embeddings: &'static str,
+    layers: &'static str,
+    query: &'static str,
+    key: &'static str,
+    value: &'static str,
+    attn_out: &'static str,
+    attn_norm: &'static str,
+    ffn_in: &'static str,
+    ffn_out: &'static str,
+    ffn_norm: &'static str,
+}
+
+const BERT: Names = Names {
+    embeddings: "embeddings",
+    layers: "encoder.layer",
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attn_out: "attention.output.dense",
+    attn_norm: "attention.output.LayerNorm",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    ffn_norm: "output.LayerNorm",
+};
+
+const DISTILBERT: Names = Names {
+    embeddings: "embeddings",
+    layers: "transformer.layer",
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attn_out: "attention.out_lin",
+    attn_norm: "sa_layer_norm",
+    ffn_in: "ffn.lin1",
+    ffn_out: "ffn.lin2",
+    ffn_norm: "output_layer_norm",
+};
+
+/// A padded batch, laid out row-major as `[batch, seq_len]` on the host.
+#[derive(Debug, Clone)]
+pub struct BatchInput {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub lengths: Vec<usize>,
+    pub seq_len: usize,
+}
+
+impl BatchInput {
+    /// Right-pads every sequence to the longest one.
+    pub fn pad(batch: &[&crate::tokenize::Encoded], pad_id: u32) -> Self {
+        let seq_len = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(batch.len() * seq_len);
+        let mut type_ids = Vec::with_capacity(batch.len() * seq_len);
+        for e in batch {
+            ids.extend_from_slice(&e.ids);
+            ids.resize(ids.len() + seq_len - e.len(), pad_id);
+            type_ids.extend_from_slice(&e.type_ids);
+            type_ids.resize(type_ids.len() + seq_len - e.type_ids.len(), 0);
+        }
+        Self {
+            ids,
+            type_ids,
+            lengths: batch.iter().map(|e| e.len()).collect(),
+            seq_len,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.lengths.len()
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ffn_norm: LayerNorm,
+}
+
+pub struct Encoder {
+    word_embeddings: Tensor,
+    position_embeddings: Tensor,
+    token_type_embeddings: Option<Tensor>,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    num_heads: usize,
+    head_dim: usize,
+    activation: Activation,
+    /// RoBERTa numbers positions from `padding_idx + 1`; BERT from 0.
+    position_offset: Option<u32>,
+    device: Device,
+    dtype: DType,
+}
+
+impl Encoder {
+    /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`).
+    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
+        let names = match config.architecture {
+            Architecture::DistilBert => &DISTILBERT,
+            _ => &BERT,
+        };
+        let h = config.hidden_size;
+        let emb = vb.pp(names.embeddings);
+        let token_type_embeddings = if config.type_vocab_size > 0 {
+            Some(
+                emb.pp("token_type_embeddings")
+                    .get((config.type_vocab_size, h), "weight")?,
+            )
+        } else {
+            None
+        };
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let l = vb.pp(format!("{}.{i}", names.layers));
+            let q = Linear::load(&l.pp(names.query), h, h)?;
+            let k = Linear::load(&l.pp(names.key), h, h)?;
+            let v = Linear::load(&l.pp(names.value), h, h)?;
+            layers.push(Layer {
+                qkv: Linear::concat(&[q, k, v])?,
+                attn_out: Linear::load(&l.pp(names.attn_out), h, h)?,
+                attn_norm: LayerNorm::load(&l.pp(names.attn_norm), h, config.layer_norm_eps)?,
+                ffn_in: Linear::load(&l.pp(names.ffn_in), h, config.intermediate_size)?,
+                ffn_out: Linear::load(&l.pp(names.ffn_out), config.intermediate_size, h)?,
+                ffn_norm: LayerNorm::load(&l.pp(names.ffn_norm), h, config.layer_norm_eps)?,
+            });
+        }
+        Ok(Self {
+            word_embeddings: emb
+                .pp("word_embeddings")
+                .get((config.vocab_size, h), "weight")?,
+            position_embeddings: emb
+                .pp("position_embeddings")
+                .get((config.max_position_embeddings, h), "weight")?,
+            token_type_embeddings,
+            embedding_norm: LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            layers,
+            num_heads: config.num_heads,
+            head_dim: h / config.num_heads,
+            activation: config.activation,
+            position_offset: config
+                .architecture
+                .is_roberta_like()
+                .then_some(config.pad_token_id),
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
+    /// Classification heads read nothing else, so the last layer computes only those rows.
+    pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
+        let (b, l) = (input.batch_size(), input.seq_len);
+        let mut x = self.embed(input)?;
+        let mask = self.attention_mask(input)?;
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, &x, &mask, b, l, i == last)?;
+        }
+        if self.layers.is_empty() {
+            x = x.reshape((b, l, ()))?.narrow(1, 0, 1)?.squeeze(1)?;
+        }
+        Ok(x)
+    }
+
+    /// Word + position (+ token type) embeddings, layer-normed: `[batch * seq_len, hidden]`.
+    fn embed(&self, input: &BatchInput) -> Result<Tensor> {
+        let (b, l) = (input.batch_size(), input.seq_len);
+        let ids = Tensor::from_slice(&input.ids, b * l, &self.device)?;
+        let positions = self.position_ids(input);
+        let positions = Tensor::from_vec(positions, b * l, &self.device)?;
+        let mut x = self
+            .word_embeddings
+            .index_select(&ids, 0)?
+            .add(&self.position_embeddings.index_select(&positions, 0)?)?;
+        if let Some(types) = &self.token_type_embeddings {
+            let type_ids = Tensor::from_slice(&input.type_ids, b * l, &self.device)?;
+            x = x.add(&types.index_select(&type_ids, 0)?)?;
+        }
+        self.embedding_norm.forward(&x)
+    }
+
+    fn position_ids(&self, input: &BatchInput) -> Vec<u32> {
+        let l = input.seq_len;
+        let mut positions = Vec::with_capacity(input.batch_size() * l);
+        for &len in &input.lengths {
+            match self.position_offset {
+                // RoBERTa: padding tokens sit at padding_idx, real ones count on from padding_idx + 1.
+                Some(pad) => {
+                    positions.extend((0..l).map(|i| if i < len { pad + 1 + i as u32 } else { pad }))
+                }
+                None => positions.extend(0..l as u32),
+            }
+        }
+        positions
+    }
+
+    /// Additive mask `[batch, 1, 1, seq_len]`: 0 for real tokens, the dtype's lowest finite
+    /// value for padding. Built on the host in f32 and converted once, so half precision
+    /// never sees `-inf * 0 = NaN`.
+    fn attention_mask(&self, input: &BatchInput) -> Result<Tensor> {
+        let l = input.seq_len;
+        let min = match self.dtype {
+            DType::F16 => f32::from(half::f16::MIN),
+            DType::BF16 => f32::from(half::bf16::MIN),
+            _ => f32::MIN,
+        };
+        let mut mask = Vec::with_capacity(input.batch_size() * l);
+        for &len in &input.lengths {
+            mask.extend((0..l).map(|i| if i < len { 0.0 } else { min }));
+        }
+        Tensor::from_vec(mask, (input.batch_size(), 1, 1, l), &self.device)?.to_dtype(self.dtype)
+    }
+
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        mask: &Tensor,
+        b: usize,
+        l: usize,
+        first_token_only: bool,
+    ) -> Result<Tensor> {
+        let (nh, hd) = (self.num_heads, self.head_dim);
+        let hidden = nh * hd;
+        let qkv = layer
+            .qkv
+            .forward(x)?
+            .reshape((b, l, 3, nh, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut q = (qkv.get(0)? * scale)?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        // Residual input: every row, or only the first token's row per sequence.
+        let residual = if first_token_only {
+            q = q.narrow(2, 0, 1)?;
+            x.reshape((b, l, hidden))?
+                .narrow(1, 0, 1)?
+                .reshape((b, hidden))?
+        } else {
+            x.clone()
+        };
+        let q = q.contiguous()?;
+        let rows = if first_token_only { 1 } else { l };
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b * rows, hidden))?;
+        let attn = layer
+            .attn_norm
+            .forward(&layer.attn_out.forward(&context)?.add(&residual)?)?;
+        let ffn = activate(&layer.ffn_in.forward(&attn)?, self.activation)?;
+        layer
+            .ffn_norm
+            .forward(&layer.ffn_out.forward(&ffn)?.add(&attn)?)
+    }
+}

@@ -1,0 +1,49 @@
+//! Model stage: reading a Hugging Face model directory and running the classifier.
+
+mod classifier;
+pub mod config;
+mod encoder;
+pub(crate) mod files;
+mod layers;
+
+pub use classifier::SequenceClassifier;
+pub use config::{Architecture, ModelConfig, ScoreFunction};
+pub use encoder::BatchInput;
+pub use files::{LoadError, ModelFiles};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+/// A loaded classifier with what `/info` and the post-processor need to know about it.
+pub struct LoadedModel {
+    pub classifier: SequenceClassifier,
+    pub config: ModelConfig,
+    pub files: ModelFiles,
+}
+
+/// Reads `config.json` and the safetensors weights of `files` onto `device` in `dtype`.
+pub fn load(files: ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel, LoadError> {
+    let config = files.read_config()?;
+    let tensors = files.open_weights()?;
+    let vb = VarBuilder::from_backend(Box::new(tensors), dtype, device.clone());
+    let classifier = SequenceClassifier::load(&vb, &config)
+        .map_err(|e| LoadError::new(files.weights_display(), e.to_string()))?;
+    Ok(LoadedModel {
+        classifier,
+        config,
+        files,
+    })
+}
+
+/// The model as the batcher sees it: pads a batch and returns one row of logits per sequence.
+pub struct ModelBackend {
+    pub classifier: SequenceClassifier,
+    pub pad_token_id: u32,
+}
+
+impl crate::batcher::Backend for ModelBackend {
+    fn forward(&self, batch: &[&crate::tokenize::Encoded]) -> Result<Vec<Vec<f32>>, String> {
+        let input = BatchInput::pad(batch, self.pad_token_id);
+        self.classifier.forward(&input).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,71 @@
+//! Post-processing stage: logits to ranked label scores.
+
+use crate::model::ScoreFunction;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// Scores as transformers' pipeline computes them (softmax, or a sigmoid per label for
+/// multi-label and single-output models), or the logits themselves when `raw` is set.
+pub fn scores(logits: &[f32], function: ScoreFunction, raw: bool) -> Vec<f32> {
+    if raw {
+        return logits.to_vec();
+    }
+    match function {
+        ScoreFunction::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+        ScoreFunction::Softmax => {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            exps.into_iter().map(|e| e / sum).collect()
+        }
+    }
+}
+
+/// Labels with their scores, highest first, cut to `top_k` when given.
+pub fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
+    let mut out: Vec<LabelScore> = labels
+        .iter()
+        .zip(scores)
+        .map(|(label, &score)| LabelScore {
+            label: label.clone(),
+            score,
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if let Some(k) = top_k {
+        out.truncate(k);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_ranks_highest_first() {
+        let s = scores(&[1.0, 3.0, 2.0], ScoreFunction::Softmax, false);
+        assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let labels = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let r = ranked(&labels, &s, Some(2));
+        assert_eq!(
+            r.iter().map(|l| l.label.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+    }
+
+    #[test]
+    fn sigmoid_is_per_label_and_raw_returns_logits() {
+        let s = scores(&[0.0, 2.0], ScoreFunction::Sigmoid, false);
+        assert!((s[0] - 0.5).abs() < 1e-6 && (s[1] - 0.880797).abs() < 1e-5);
+        assert_eq!(
+            scores(&[-1.5, 2.0], ScoreFunction::Softmax, true),
+            vec![-1.5, 2.0]
+        );
+    }
+}

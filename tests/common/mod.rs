@@ -1,0 +1,154 @@
+//! Shared test helpers: where the shared models live, and a real server on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use sentiment_server::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// `../shared` beside the checkout, or `$SHARED_DIR`. Missing data is a failure, not a skip:
+/// a test run that silently checks nothing proves nothing.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    assert!(
+        dir.join("models/minilm-sst2/model.safetensors").is_file(),
+        "shared test data not found at {} (set SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn minilm() -> PathBuf {
+    shared_dir().join("models/minilm-sst2")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    shared_dir().join("fixtures").join(name)
+}
+
+/// Every model with reference outputs.
+pub fn reference_models() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(shared_dir().join("fixtures"))
+        .expect("fixtures directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.join("reference.jsonl").is_file())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 4,
+        "expected at least 4 fixtures, found {dirs:?}"
+    );
+    dirs.push(minilm());
+    dirs
+}
+
+#[derive(serde::Deserialize, Debug, Clone)]
+pub struct Reference {
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    pub logits: Vec<f32>,
+    pub scores: Vec<f32>,
+    pub label: String,
+}
+
+pub fn references(model_dir: &std::path::Path) -> Vec<Reference> {
+    let text = std::fs::read_to_string(model_dir.join("reference.jsonl")).expect("reference.jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("reference line"))
+        .collect()
+}
+
+/// SST-2 validation: (label, sentence).
+pub fn sst2_dev() -> Vec<(usize, String)> {
+    let text =
+        std::fs::read_to_string(shared_dir().join("data/sst2_dev.tsv")).expect("sst2_dev.tsv");
+    text.lines()
+        .filter_map(|l| {
+            let (label, sentence) = l.split_once('\t')?;
+            Some((label.trim().parse().ok()?, sentence.to_string()))
+        })
+        .collect()
+}
+
+/// A real server on an ephemeral loopback port; stops (gracefully) when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    pub handle: Option<tokio::task::JoinHandle<Result<(), sentiment_server::model::LoadError>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> Self {
+        Self::start_unready(config).await.wait_ready().await
+    }
+
+    /// Starts without waiting for the model to load.
+    pub async fn start_unready(mut config: Config) -> Self {
+        config.host = "127.0.0.1".into();
+        config.port = 0;
+        let listener = sentiment_server::server::bind(&config).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(sentiment_server::server::run(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn wait_ready(self) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/health")).send().await {
+                if r.status() == 200 {
+                    return self;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Begins a graceful shutdown (like SIGTERM) and returns the server task.
+    pub fn shutdown(
+        &mut self,
+    ) -> tokio::task::JoinHandle<Result<(), sentiment_server::model::LoadError>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.take().expect("server already stopped")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn config_for(model_dir: PathBuf) -> Config {
+    let mut config = Config::for_model(model_dir);
+    config.log_level = "warn".into();
+    config
+}
