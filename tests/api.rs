@@ -1,0 +1,170 @@
+//! The HTTP API against a real server on 127.0.0.1:0: successful requests on every route.
+
+mod common;
+
+use common::{config_for, TestServer};
+use serde_json::{json, Value};
+
+async fn predict(server: &TestServer, body: Value) -> (u16, Value) {
+    let r = server
+        .client
+        .post(server.url("/predict"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    (r.status().as_u16(), r.json().await.expect("json body"))
+}
+
+fn pairs(list: &Value) -> Vec<(String, f32)> {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|x| (x["label"].as_str().unwrap().to_string(), x["score"].as_f64().unwrap() as f32))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn predict_one_text_returns_labels_sorted_and_matching_pytorch() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs = common::references(&common::minilm());
+    for r in refs.iter().filter(|r| !r.text.trim().is_empty()).take(25) {
+        let (status, body) = predict(&server, json!({ "inputs": r.text })).await;
+        assert_eq!(status, 200, "{body}");
+        let got = pairs(&body);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].1 >= got[1].1, "sorted highest first: {got:?}");
+        assert_eq!(got[0].0, r.label);
+        for (label, score) in &got {
+            let i = if label == "NEGATIVE" { 0 } else { 1 };
+            assert!((score - r.scores[i]).abs() < 1e-4, "{:?}: {got:?} vs {:?}", r.text, r.scores);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn predict_batch_answers_each_text_in_order_with_raw_scores_and_top_k() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs: Vec<_> = common::references(&common::minilm())
+        .into_iter()
+        .filter(|r| !r.text.trim().is_empty())
+        .take(32)
+        .collect();
+    let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
+
+    let (status, body) = predict(&server, json!({ "inputs": texts })).await;
+    assert_eq!(status, 200, "{body}");
+    let lists = body.as_array().unwrap();
+    assert_eq!(lists.len(), refs.len());
+    for (list, r) in lists.iter().zip(&refs) {
+        assert_eq!(pairs(list)[0].0, r.label, "{:?}", r.text);
+    }
+
+    let (status, body) = predict(&server, json!({ "inputs": texts, "raw_scores": true, "top_k": 1 })).await;
+    assert_eq!(status, 200, "{body}");
+    for (list, r) in body.as_array().unwrap().iter().zip(&refs) {
+        let got = pairs(list);
+        assert_eq!(got.len(), 1, "top_k=1");
+        let best = r.logits.iter().copied().fold(f32::MIN, f32::max);
+        assert!((got[0].1 - best).abs() < 1e-4, "raw logit {got:?} vs {:?}", r.logits);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_label_model_scores_each_label_with_a_sigmoid() {
+    let dir = common::fixture("bert-tiny-multilabel");
+    let server = TestServer::start(config_for(dir.clone())).await;
+    let r = &common::references(&dir)[0];
+    let (status, body) = predict(&server, json!({ "inputs": r.text })).await;
+    assert_eq!(status, 200, "{body}");
+    let got = pairs(&body);
+    assert_eq!(got.len(), 5);
+    let sum: f32 = got.iter().map(|(_, s)| s).sum();
+    assert!((sum - 1.0).abs() > 0.05, "sigmoid scores need not sum to 1: {sum}");
+    let mut want = r.scores.clone();
+    want.sort_by(|a, b| b.total_cmp(a));
+    for ((_, g), w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-4, "{got:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_info_metrics_and_openapi_describe_the_server() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    for path in ["/health", "/ready", "/live"] {
+        let r = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let info: Value = server.client.get(server.url("/info")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["model_id"], "minilm-sst2");
+    assert_eq!(info["model_type"], "bert");
+    assert_eq!(info["architecture"], "BertForSequenceClassification");
+    assert_eq!(info["labels"], json!(["NEGATIVE", "POSITIVE"]));
+    assert_eq!(info["max_input_length"], 512);
+    assert_eq!(info["device"], "cpu");
+    assert_eq!(info["dtype"], "f32");
+    assert_eq!(info["weights_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["batching"]["max_batch_size"], 32);
+    assert_eq!(info["batching"]["max_client_batch_size"], 32);
+
+    predict(&server, json!({ "inputs": "fine" })).await;
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "sentiment_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"} 1",
+        "sentiment_http_request_duration_seconds_bucket",
+        "sentiment_queue_depth",
+        "sentiment_batch_size_bucket",
+        "sentiment_batch_tokens_bucket",
+        "sentiment_tokenization_duration_seconds_count",
+        "sentiment_inference_duration_seconds_count",
+        "sentiment_http_requests_in_flight",
+        "sentiment_model_load_duration_seconds",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+
+    let spec: Value = server.client.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for path in ["/predict", "/health", "/ready", "/live", "/info", "/metrics", "/openapi.json"] {
+        assert!(spec["paths"][path].is_object(), "openapi lacks {path}");
+    }
+    for schema in ["PredictRequest", "PredictResponse", "ErrorBody", "Info", "LabelScore"] {
+        assert!(spec["components"]["schemas"][schema].is_object(), "openapi lacks {schema}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_generated_or_echoed() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let r = server.client.get(server.url("/health")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let r = server
+        .client
+        .post(server.url("/predict"))
+        .header("x-request-id", "client-chosen-42")
+        .json(&json!({"inputs": "ok"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sst2_validation_accuracy_over_http_equals_pytorch() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let data = common::sst2_dev();
+    assert_eq!(data.len(), 872);
+    let mut correct = 0;
+    for chunk in data.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let (status, body) = predict(&server, json!({ "inputs": texts })).await;
+        assert_eq!(status, 200, "{body}");
+        for (list, (label, _)) in body.as_array().unwrap().iter().zip(chunk) {
+            let predicted = if list[0]["label"] == "POSITIVE" { 1 } else { 0 };
+            correct += usize::from(predicted == *label);
+        }
+    }
+    let accuracy = correct as f64 / data.len() as f64;
+    assert_eq!(format!("{accuracy:.4}"), "0.8968", "{correct}/{}", data.len());
+}
