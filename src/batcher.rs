@@ -375,7 +375,10 @@ mod tests {
     fn a_sequence_longer_than_the_token_budget_still_runs_alone() {
         let permits = Arc::new(Semaphore::new(10));
         let (pool, _rx): (Vec<_>, Vec<_>) = [300, 4].iter().map(|&l| job(l, &permits)).unzip();
-        let sizes: Vec<usize> = plan(pool, &limits(8, 256)).iter().map(|b| b.len()).collect();
+        let sizes: Vec<usize> = plan(pool, &limits(8, 256))
+            .iter()
+            .map(|b| b.len())
+            .collect();
         assert_eq!(sizes, vec![1, 1]);
     }
 }

@@ -20,7 +20,12 @@ fn pairs(list: &Value) -> Vec<(String, f32)> {
     list.as_array()
         .expect("list")
         .iter()
-        .map(|x| (x["label"].as_str().unwrap().to_string(), x["score"].as_f64().unwrap() as f32))
+        .map(|x| {
+            (
+                x["label"].as_str().unwrap().to_string(),
+                x["score"].as_f64().unwrap() as f32,
+            )
+        })
         .collect()
 }
 
@@ -37,7 +42,12 @@ async fn predict_one_text_returns_labels_sorted_and_matching_pytorch() {
         assert_eq!(got[0].0, r.label);
         for (label, score) in &got {
             let i = if label == "NEGATIVE" { 0 } else { 1 };
-            assert!((score - r.scores[i]).abs() < 1e-4, "{:?}: {got:?} vs {:?}", r.text, r.scores);
+            assert!(
+                (score - r.scores[i]).abs() < 1e-4,
+                "{:?}: {got:?} vs {:?}",
+                r.text,
+                r.scores
+            );
         }
     }
 }
@@ -60,13 +70,21 @@ async fn predict_batch_answers_each_text_in_order_with_raw_scores_and_top_k() {
         assert_eq!(pairs(list)[0].0, r.label, "{:?}", r.text);
     }
 
-    let (status, body) = predict(&server, json!({ "inputs": texts, "raw_scores": true, "top_k": 1 })).await;
+    let (status, body) = predict(
+        &server,
+        json!({ "inputs": texts, "raw_scores": true, "top_k": 1 }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     for (list, r) in body.as_array().unwrap().iter().zip(&refs) {
         let got = pairs(list);
         assert_eq!(got.len(), 1, "top_k=1");
         let best = r.logits.iter().copied().fold(f32::MIN, f32::max);
-        assert!((got[0].1 - best).abs() < 1e-4, "raw logit {got:?} vs {:?}", r.logits);
+        assert!(
+            (got[0].1 - best).abs() < 1e-4,
+            "raw logit {got:?} vs {:?}",
+            r.logits
+        );
     }
 }
 
@@ -80,7 +98,10 @@ async fn multi_label_model_scores_each_label_with_a_sigmoid() {
     let got = pairs(&body);
     assert_eq!(got.len(), 5);
     let sum: f32 = got.iter().map(|(_, s)| s).sum();
-    assert!((sum - 1.0).abs() > 0.05, "sigmoid scores need not sum to 1: {sum}");
+    assert!(
+        (sum - 1.0).abs() > 0.05,
+        "sigmoid scores need not sum to 1: {sum}"
+    );
     let mut want = r.scores.clone();
     want.sort_by(|a, b| b.total_cmp(a));
     for ((_, g), w) in got.iter().zip(want) {
@@ -95,7 +116,15 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
         let r = server.client.get(server.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let info: Value = server.client.get(server.url("/info")).send().await.unwrap().json().await.unwrap();
+    let info: Value = server
+        .client
+        .get(server.url("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["model_id"], "minilm-sst2");
     assert_eq!(info["model_type"], "bert");
     assert_eq!(info["architecture"], "BertForSequenceClassification");
@@ -109,7 +138,15 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     assert_eq!(info["batching"]["max_client_batch_size"], 32);
 
     predict(&server, json!({ "inputs": "fine" })).await;
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "sentiment_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"} 1",
         "sentiment_http_request_duration_seconds_bucket",
@@ -124,19 +161,49 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
 
-    let spec: Value = server.client.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in ["/predict", "/health", "/ready", "/live", "/info", "/metrics", "/openapi.json"] {
+    let spec: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/predict",
+        "/health",
+        "/ready",
+        "/live",
+        "/info",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert!(spec["paths"][path].is_object(), "openapi lacks {path}");
     }
-    for schema in ["PredictRequest", "PredictResponse", "ErrorBody", "Info", "LabelScore"] {
-        assert!(spec["components"]["schemas"][schema].is_object(), "openapi lacks {schema}");
+    for schema in [
+        "PredictRequest",
+        "PredictResponse",
+        "ErrorBody",
+        "Info",
+        "LabelScore",
+    ] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "openapi lacks {schema}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_generated_or_echoed() {
     let server = TestServer::start(config_for(common::minilm())).await;
-    let r = server.client.get(server.url("/health")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let r = server
@@ -166,5 +233,10 @@ async fn sst2_validation_accuracy_over_http_equals_pytorch() {
         }
     }
     let accuracy = correct as f64 / data.len() as f64;
-    assert_eq!(format!("{accuracy:.4}"), "0.8968", "{correct}/{}", data.len());
+    assert_eq!(
+        format!("{accuracy:.4}"),
+        "0.8968",
+        "{correct}/{}",
+        data.len()
+    );
 }

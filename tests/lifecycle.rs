@@ -1,0 +1,346 @@
+//! Batching under concurrency, graceful shutdown, and the binary's start-up behaviour.
+
+mod common;
+
+use common::{config_for, TestServer};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+async fn metrics(server: &TestServer) -> String {
+    server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_are_batched_and_each_gets_its_own_exact_answer() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs: Vec<_> = common::references(&common::minilm())
+        .into_iter()
+        .filter(|r| !r.text.trim().is_empty())
+        .take(96)
+        .collect();
+    let tasks: Vec<_> = refs
+        .iter()
+        .map(|r| {
+            let client = server.client.clone();
+            let url = server.url("/predict");
+            let text = r.text.clone();
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .json(&json!({"inputs": text, "raw_scores": true}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    for (task, r) in tasks.into_iter().zip(&refs) {
+        let body = task.await.unwrap();
+        for item in body.as_array().unwrap() {
+            let i = if item["label"] == "NEGATIVE" { 0 } else { 1 };
+            let got = item["score"].as_f64().unwrap() as f32;
+            assert!(
+                (got - r.logits[i]).abs() < 1e-4,
+                "{:?}: {body} vs {:?}",
+                r.text,
+                r.logits
+            );
+        }
+    }
+    let m = metrics(&server).await;
+    let (sum, count) = (
+        metric(&m, "sentiment_batch_size_sum"),
+        metric(&m, "sentiment_batch_size_count"),
+    );
+    assert_eq!(sum, 96.0, "every sequence ran exactly once: {m}");
+    assert!(
+        sum / count > 1.5,
+        "concurrent requests shared forward passes: {sum} sequences in {count} batches"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_answers_in_flight_requests_then_stops_listening() {
+    let mut server = TestServer::start(config_for(common::minilm())).await;
+    let texts: Vec<String> = (0..32)
+        .map(|i| format!("review {i}: {}", "a fine film ".repeat(40)))
+        .collect();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let client = server.client.clone();
+            let url = server.url("/predict");
+            let body = json!({"inputs": texts});
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // Wait until all six are inside the server (the /metrics request itself is the 7th).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&metrics(&server).await, "sentiment_http_requests_in_flight") < 7.0 {
+        assert!(Instant::now() < deadline, "requests never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped = server.shutdown();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().expect("in-flight request answered"),
+            200
+        );
+    }
+    stopped.await.unwrap().expect("clean stop");
+    assert!(
+        server.client.get(server.url("/live")).send().await.is_err(),
+        "no longer listening after shutdown"
+    );
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
+}
+
+/// Runs the server on a broken model directory; returns stderr after it exits.
+fn start_up_failure(args: &[&str]) -> String {
+    let out = binary()
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "must exit non-zero: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic trace: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {stderr}");
+    errors[0].to_string()
+}
+
+fn broken_copy(edit: impl FnOnce(&std::path::Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixture("bert-tiny-3class");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+    }
+    edit(dir.path());
+    dir
+}
+
+fn edit_config(dir: &std::path::Path, change: impl FnOnce(&mut Value)) {
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut config);
+    std::fs::write(path, config.to_string()).unwrap();
+}
+
+#[test]
+fn broken_model_directories_stop_start_up_with_one_line_naming_the_problem() {
+    let line = start_up_failure(&["--model-dir", "/nonexistent/model"]);
+    assert!(
+        line.contains("/nonexistent/model") && line.contains("cannot open"),
+        "{line}"
+    );
+
+    let d = broken_copy(|d| std::fs::remove_file(d.join("config.json")).unwrap());
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(line.contains("config.json"), "{line}");
+
+    let d = broken_copy(|d| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("model.safetensors"))
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len / 2).unwrap();
+    });
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(line.contains("model.safetensors"), "{line}");
+
+    let d = broken_copy(|d| edit_config(d, |c| c["model_type"] = json!("gpt2")));
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(
+        line.contains("config.json") && line.contains("gpt2"),
+        "{line}"
+    );
+
+    let d = broken_copy(|d| edit_config(d, |c| c["hidden_size"] = json!(64)));
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(
+        line.contains("model.safetensors") && line.contains("shape"),
+        "{line}"
+    );
+
+    let d = broken_copy(|d| {
+        edit_config(d, |c| {
+            c["id2label"] = json!({"0": "a", "1": "b", "2": "c", "3": "d"})
+        })
+    });
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(
+        line.contains("classifier"),
+        "label count must match the classifier: {line}"
+    );
+
+    let d = broken_copy(|d| std::fs::write(d.join("tokenizer.json"), "{ not a tokenizer").unwrap());
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(line.contains("tokenizer.json"), "{line}");
+
+    let d = broken_copy(|d| std::fs::write(d.join("config.json"), "{\"model_type\": ").unwrap());
+    let line = start_up_failure(&["--model-dir", d.path().to_str().unwrap()]);
+    assert!(
+        line.contains("config.json") && line.contains("JSON"),
+        "{line}"
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn asking_for_cuda_without_cuda_support_is_a_clear_error() {
+    let dir = common::fixture("bert-tiny-3class");
+    let line = start_up_failure(&["--model-dir", dir.to_str().unwrap(), "--device", "cuda"]);
+    assert!(line.contains("CUDA"), "{line}");
+}
+
+#[test]
+fn help_explains_every_flag_and_its_environment_variable() {
+    let out = binary().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--model-dir", "MODEL_DIR"),
+        ("--host", "HOST"),
+        ("--port", "PORT"),
+        ("--device", "DEVICE"),
+        ("--dtype", "DTYPE"),
+        ("--max-batch-size", "MAX_BATCH_SIZE"),
+        ("--max-batch-tokens", "MAX_BATCH_TOKENS"),
+        ("--max-batch-delay", "MAX_BATCH_DELAY"),
+        ("--max-queue-size", "MAX_QUEUE_SIZE"),
+        ("--max-client-batch-size", "MAX_CLIENT_BATCH_SIZE"),
+        ("--payload-limit", "PAYLOAD_LIMIT"),
+        ("--request-timeout", "REQUEST_TIMEOUT"),
+        ("--shutdown-timeout", "SHUTDOWN_TIMEOUT"),
+        ("--log-format", "LOG_FORMAT"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(&format!("env: {env}")),
+            "{flag} / {env}:\n{help}"
+        );
+    }
+}
+
+/// Starts the real binary; returns it and its address, read from the JSON start-up log.
+fn spawn_server(model: &std::path::Path) -> (Child, String) {
+    let mut child = binary()
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .arg("--model-dir")
+        .arg(model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if let Some(addr) = v["address"].as_str() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("listening log line");
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let (mut child, base) = spawn_server(&common::minilm());
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let texts: Vec<String> = (0..32)
+        .map(|i| format!("review {i}: {}", "a dull film ".repeat(40)))
+        .collect();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, body) = (
+                client.clone(),
+                format!("{base}/predict"),
+                json!({"inputs": texts}),
+            );
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    while metric(
+        &client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "sentiment_http_requests_in_flight",
+    ) < 5.0
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for task in tasks {
+        assert_eq!(task.await.unwrap().expect("answered despite SIGTERM"), 200);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "graceful exit");
+}
