@@ -1,6 +1,7 @@
 //! Structured logs: text for people, JSON for collectors; filter from --log-level.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat, level: &str) {
@@ -10,7 +11,9 @@ pub fn init(format: LogFormat, level: &str) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colour codes only for a person at a terminal, never in collected logs.
+        .with_ansi(std::io::stdout().is_terminal());
     // Logs go to stdout, where container runtimes collect them.
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -20,7 +20,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -49,7 +50,9 @@ pub fn build_app(state: Arc<AppState>) -> Router {
                         .and_then(|id| id.header_value().to_str().ok())
                         .unwrap_or("-");
                     tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
-                }))
+                })
+                // One line per answered request, with its status and latency.
+                .on_response(DefaultOnResponse::new().level(Level::INFO)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
