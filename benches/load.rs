@@ -1,0 +1,387 @@
+//! HTTP load benchmark: ours against the FastAPI + transformers baseline, same model, same
+//! sentences, same machine, one run.
+//!
+//! Replays SST-2 validation sentences in a closed loop (each of `c` clients sends its next
+//! request as soon as the last is answered) and prints one JSON record per server and scenario:
+//! req/s, sentences/s, p50/p90/p99 latency, errors, accuracy of the answers and peak RSS of the
+//! server under load. Then a table of ours against the baseline.
+//!
+//!   cargo bench --bench load                                  # both servers, default scenarios
+//!   cargo bench --bench load -- --servers ours --scenarios 1x1,32x1 --server-args=--dtype=bf16
+//!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
+
+use clap::Parser;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Closed-loop HTTP load benchmark for /predict")]
+struct Args {
+    /// Servers to start and measure, in order: ours, baseline.
+    #[arg(long, default_value = "ours,baseline", value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Measure this already-running server instead of starting any.
+    #[arg(long)]
+    url: Option<String>,
+    /// Scenarios as CONCURRENCYxSENTENCES_PER_REQUEST.
+    #[arg(long, default_value = "1x1,32x1,8x32", value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Measured time per scenario.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured warm-up per scenario.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    #[arg(long, default_value = "../shared/models/minilm-sst2")]
+    model_dir: PathBuf,
+    #[arg(long, default_value = "../shared/data/sst2_dev.tsv")]
+    data: PathBuf,
+    /// Our server binary (default: the one cargo built with this benchmark).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Extra arguments for our server, e.g. --server-args=--dtype=bf16
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    server_args: Vec<String>,
+    /// Python of the baseline's virtual environment (scripts/setup-baseline.sh).
+    #[arg(long, default_value = ".venv-bench/bin/python")]
+    python: PathBuf,
+    /// Append the JSON records to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Label for the records of `--url` or ours (e.g. "ours-bf16").
+    #[arg(long)]
+    label: Option<String>,
+    #[arg(long, default_value_t = 18123)]
+    port: u16,
+    /// cargo bench passes --bench; accepted and ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+struct Server {
+    name: String,
+    url: String,
+    child: Option<Child>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(name: &str, args: &Args) -> Server {
+    let url = format!("http://127.0.0.1:{}", args.port);
+    let mut command = match name {
+        "ours" => {
+            let bin = args
+                .server_bin
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sentiment-server")));
+            let mut c = Command::new(bin);
+            c.arg("--model-dir")
+                .arg(&args.model_dir)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &args.port.to_string(),
+                    "--log-level",
+                    "warn",
+                ])
+                .args(args.server_args.iter().filter(|a| !a.is_empty()));
+            c
+        }
+        "baseline" => {
+            let mut c = Command::new(&args.python);
+            c.arg("benches/baseline/server.py")
+                .env("MODEL_DIR", &args.model_dir)
+                .env("PORT", args.port.to_string())
+                .env("HOST", "127.0.0.1");
+            c
+        }
+        other => panic!("unknown server {other}: use ours or baseline"),
+    };
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let server = Server {
+        name: args
+            .label
+            .clone()
+            .filter(|_| name == "ours")
+            .unwrap_or_else(|| name.to_string()),
+        url,
+        child: Some(child),
+    };
+    wait_healthy(&server.url, Duration::from_secs(180));
+    server
+}
+
+fn wait_healthy(url: &str, limit: Duration) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    runtime.block_on(async {
+        loop {
+            let healthy = reqwest::get(format!("{url}/health"))
+                .await
+                .map(|r| r.status().is_success());
+            if healthy.unwrap_or(false) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{url} never became healthy");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn load_data(path: &PathBuf) -> Vec<(usize, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| {
+            let (label, text) = l.split_once('\t')?;
+            Some((label.trim().parse().ok()?, text.to_string()))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn run_scenario(
+    server: &Server,
+    data: &Arc<Vec<(usize, String)>>,
+    c: usize,
+    batch: usize,
+    args: &Args,
+) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let recording = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let (errors, correct, answered) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(c * 2)
+        .build()
+        .unwrap();
+    let url = format!("{}/predict", server.url);
+    let pid = server.child.as_ref().map(|c| c.id());
+
+    let measured = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..c {
+            let (client, url, data, next) = (client.clone(), url.clone(), data.clone(), next.clone());
+            let (recording, stop, latencies) = (recording.clone(), stop.clone(), latencies.clone());
+            let (errors, correct, answered) = (errors.clone(), correct.clone(), answered.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let start = next.fetch_add(batch, Ordering::Relaxed);
+                    let items: Vec<&(usize, String)> = (0..batch).map(|i| &data[(start + i) % data.len()]).collect();
+                    let body = if batch == 1 {
+                        json!({ "inputs": items[0].1 })
+                    } else {
+                        json!({ "inputs": items.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>() })
+                    };
+                    let sent = Instant::now();
+                    let result = client.post(&url).json(&body).send().await;
+                    let parsed = match result {
+                        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                        _ => None,
+                    };
+                    let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
+                    if !recording.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    match parsed {
+                        Some(v) => {
+                            let lists: Vec<&Value> = if batch == 1 { vec![&v] } else { v.as_array().map(|a| a.iter().collect()).unwrap_or_default() };
+                            for (list, (label, _)) in lists.iter().zip(&items) {
+                                let top = list[0]["label"].as_str().unwrap_or("");
+                                let predicted = usize::from(top == "POSITIVE" || top == "LABEL_1");
+                                correct.fetch_add(u64::from(predicted == *label), Ordering::Relaxed);
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            latencies.lock().unwrap().push(elapsed);
+                        }
+                        None => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(args.warmup).await;
+        recording.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let mut peak = 0.0f64;
+        while started.elapsed() < args.duration {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(rss) = pid.and_then(rss_mb) {
+                peak = peak.max(rss);
+            }
+        }
+        recording.store(false, Ordering::SeqCst);
+        let measured = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            let _ = t.await;
+        }
+        (measured, peak)
+    });
+    let (seconds, peak_rss) = measured;
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_by(f64::total_cmp);
+    let requests = lat.len() as f64;
+    let sentences = answered.load(Ordering::Relaxed) as f64;
+    json!({
+        "server": server.name,
+        "concurrency": c,
+        "batch": batch,
+        "duration_s": (seconds * 10.0).round() / 10.0,
+        "requests": lat.len(),
+        "req_per_s": round(requests / seconds),
+        "sentences_per_s": round(sentences / seconds),
+        "p50_ms": round(percentile(&lat, 50.0)),
+        "p90_ms": round(percentile(&lat, 90.0)),
+        "p99_ms": round(percentile(&lat, 99.0)),
+        "errors": errors.load(Ordering::Relaxed),
+        "accuracy": if sentences > 0.0 { (correct.load(Ordering::Relaxed) as f64 / sentences * 1e4).round() / 1e4 } else { f64::NAN },
+        "peak_rss_mb": if pid.is_some() { round(peak_rss) } else { f64::NAN },
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn parse_scenario(s: &str) -> (usize, usize) {
+    let (c, b) = s.split_once('x').unwrap_or((s, "1"));
+    (
+        c.trim().parse().expect("concurrency"),
+        b.trim().parse().expect("batch"),
+    )
+}
+
+fn main() {
+    let args = Args::parse();
+    let data = Arc::new(load_data(&args.data));
+    let scenarios: Vec<(usize, usize)> = args.scenarios.iter().map(|s| parse_scenario(s)).collect();
+    let mut records: Vec<Value> = Vec::new();
+    let names: Vec<String> = if args.url.is_some() {
+        vec!["external".into()]
+    } else {
+        args.servers.clone()
+    };
+    for name in &names {
+        let server = match &args.url {
+            Some(url) => {
+                wait_healthy(url, Duration::from_secs(30));
+                Server {
+                    name: args.label.clone().unwrap_or_else(|| "external".into()),
+                    url: url.clone(),
+                    child: None,
+                }
+            }
+            None => start(name, &args),
+        };
+        for &(c, batch) in &scenarios {
+            let record = run_scenario(&server, &data, c, batch, &args);
+            println!("{record}");
+            if let Some(out) = &args.out {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(out)
+                    .expect("open --out");
+                writeln!(f, "{record}").expect("write --out");
+            }
+            records.push(record);
+        }
+    }
+    print_comparison(&records);
+}
+
+/// Ours against the baseline, scenario by scenario.
+fn print_comparison(records: &[Value]) {
+    let base: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["server"] == "baseline")
+        .collect();
+    if base.is_empty() {
+        return;
+    }
+    eprintln!("\n| scenario | ours sent/s | baseline sent/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p50 ratio |");
+    eprintln!("| --- | --- | --- | --- | --- | --- | --- |");
+    for b in base {
+        let Some(o) = records.iter().find(|r| {
+            r["server"] != "baseline"
+                && r["concurrency"] == b["concurrency"]
+                && r["batch"] == b["batch"]
+        }) else {
+            continue;
+        };
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "| c={} x{} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x |",
+            b["concurrency"],
+            b["batch"],
+            f(o, "sentences_per_s"),
+            f(b, "sentences_per_s"),
+            f(o, "sentences_per_s") / f(b, "sentences_per_s"),
+            f(o, "p50_ms"),
+            f(o, "p99_ms"),
+            f(b, "p50_ms"),
+            f(b, "p99_ms"),
+            f(o, "p50_ms") / f(b, "p50_ms"),
+        );
+    }
+}
