@@ -2,6 +2,7 @@
 
 use super::config::{Architecture, ModelConfig};
 use super::encoder::{BatchInput, Encoder};
+use super::kernels::PackKind;
 use super::layers::Linear;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -16,7 +17,12 @@ struct Head {
 }
 
 impl Head {
-    fn load(vb: &VarBuilder, prefix: &str, config: &ModelConfig) -> Result<Self> {
+    fn load(
+        vb: &VarBuilder,
+        prefix: &str,
+        config: &ModelConfig,
+        pack: Option<PackKind>,
+    ) -> Result<Self> {
         let (h, n) = (config.hidden_size, config.labels.len());
         let with_prefix = |name: &str| {
             if prefix.is_empty() {
@@ -25,7 +31,7 @@ impl Head {
                 vb.pp(prefix).pp(name)
             }
         };
-        Ok(match config.architecture {
+        let head = match config.architecture {
             Architecture::Bert => Self {
                 dense: Linear::load(&with_prefix("pooler.dense"), h, h)?,
                 out: Linear::load(&vb.pp("classifier"), h, n)?,
@@ -41,6 +47,11 @@ impl Head {
                 out: Linear::load(&vb.pp("classifier"), h, n)?,
                 tanh: false,
             },
+        };
+        Ok(Self {
+            dense: head.dense.pack(pack)?,
+            out: head.out.pack(pack)?,
+            tanh: head.tanh,
         })
     }
 
@@ -57,7 +68,7 @@ pub struct SequenceClassifier {
 }
 
 impl SequenceClassifier {
-    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
+    pub fn load(vb: &VarBuilder, config: &ModelConfig, pack: Option<PackKind>) -> Result<Self> {
         let prefix = match config.architecture {
             Architecture::Bert => "bert",
             Architecture::DistilBert => "distilbert",
@@ -68,8 +79,8 @@ impl SequenceClassifier {
         let prefix = if prefixed { prefix } else { "" };
         let encoder_vb = if prefixed { vb.pp(prefix) } else { vb.clone() };
         Ok(Self {
-            encoder: Encoder::load(&encoder_vb, config)?,
-            head: Head::load(vb, prefix, config)?,
+            encoder: Encoder::load(&encoder_vb, config, pack)?,
+            head: Head::load(vb, prefix, config, pack)?,
         })
     }
 

@@ -2,7 +2,8 @@
 //! The architectures differ only in tensor names, token types and position numbering.
 
 use super::config::{Activation, Architecture, ModelConfig};
-use super::layers::{activate, LayerNorm, Linear};
+use super::kernels::PackKind;
+use super::layers::{LayerNorm, Linear};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -106,7 +107,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
+    pub fn load(vb: &VarBuilder, config: &ModelConfig, pack: Option<PackKind>) -> Result<Self> {
         let names = match config.architecture {
             Architecture::DistilBert => &DISTILBERT,
             _ => &BERT,
@@ -128,11 +129,13 @@ impl Encoder {
             let k = Linear::load(&l.pp(names.key), h, h)?;
             let v = Linear::load(&l.pp(names.value), h, h)?;
             layers.push(Layer {
-                qkv: Linear::concat(&[q, k, v])?,
-                attn_out: Linear::load(&l.pp(names.attn_out), h, h)?,
+                qkv: Linear::concat(&[q, k, v])?.pack(pack)?,
+                attn_out: Linear::load(&l.pp(names.attn_out), h, h)?.pack(pack)?,
                 attn_norm: LayerNorm::load(&l.pp(names.attn_norm), h, config.layer_norm_eps)?,
-                ffn_in: Linear::load(&l.pp(names.ffn_in), h, config.intermediate_size)?,
-                ffn_out: Linear::load(&l.pp(names.ffn_out), config.intermediate_size, h)?,
+                ffn_in: Linear::load(&l.pp(names.ffn_in), h, config.intermediate_size)?
+                    .pack(pack)?,
+                ffn_out: Linear::load(&l.pp(names.ffn_out), config.intermediate_size, h)?
+                    .pack(pack)?,
                 ffn_norm: LayerNorm::load(&l.pp(names.ffn_norm), h, config.layer_norm_eps)?,
             });
         }
@@ -263,7 +266,7 @@ impl Encoder {
         let attn = layer
             .attn_norm
             .forward(&layer.attn_out.forward(&context)?.add(&residual)?)?;
-        let ffn = activate(&layer.ffn_in.forward(&attn)?, self.activation)?;
+        let ffn = layer.ffn_in.forward_activated(&attn, self.activation)?;
         layer
             .ffn_norm
             .forward(&layer.ffn_out.forward(&ffn)?.add(&attn)?)

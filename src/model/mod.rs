@@ -4,6 +4,7 @@ mod classifier;
 pub mod config;
 mod encoder;
 pub(crate) mod files;
+pub mod kernels;
 mod layers;
 
 pub use classifier::SequenceClassifier;
@@ -25,8 +26,12 @@ pub struct LoadedModel {
 pub fn load(files: ModelFiles, device: &Device, dtype: DType) -> Result<LoadedModel, LoadError> {
     let config = files.read_config()?;
     let tensors = files.open_weights()?;
-    let vb = VarBuilder::from_backend(Box::new(tensors), dtype, device.clone());
-    let classifier = SequenceClassifier::load(&vb, &config)
+    let pack = packing(device, dtype);
+    // With packed kernels the activations stay f32 and only the weights take `dtype`
+    // (as PyTorch's autocast does); candle's own CPU bf16 path converts every op anyway.
+    let activations = if pack.is_some() { DType::F32 } else { dtype };
+    let vb = VarBuilder::from_backend(Box::new(tensors), activations, device.clone());
+    let classifier = SequenceClassifier::load(&vb, &config, pack)
         .map_err(|e| LoadError::new(files.weights_display(), e.to_string()))?;
     Ok(LoadedModel {
         classifier,
@@ -46,4 +51,19 @@ impl crate::batcher::Backend for ModelBackend {
         let input = BatchInput::pad(batch, self.pad_token_id);
         self.classifier.forward(&input).map_err(|e| e.to_string())
     }
+}
+
+/// Packed CPU kernels for the linear layers, when this CPU has them for `dtype`.
+/// `SENTIMENT_CPU_KERNELS=candle` turns them off (for comparisons and debugging).
+fn packing(device: &Device, dtype: DType) -> Option<kernels::PackKind> {
+    use kernels::PackKind;
+    if !device.is_cpu() || std::env::var("SENTIMENT_CPU_KERNELS").is_ok_and(|v| v == "candle") {
+        return None;
+    }
+    let kind = match dtype {
+        DType::F32 => PackKind::F32,
+        DType::BF16 => PackKind::Bf16,
+        _ => return None,
+    };
+    PackKind::available(kind).then_some(kind)
 }

@@ -152,3 +152,20 @@ pub fn config_for(model_dir: PathBuf) -> Config {
     config.log_level = "warn".into();
     config
 }
+
+/// The device the model-level tests run on: `$TEST_DEVICE`, `cpu` by default; `cuda` or
+/// `cuda:N` picks a GPU (needs a `--features cuda` build), as `--device` does.
+pub fn test_device() -> candle_core::Device {
+    let spec = std::env::var("TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    sentiment_server::device::select(&spec).unwrap_or_else(|e| panic!("TEST_DEVICE={spec}: {e}"))
+}
+
+/// Largest difference from the PyTorch fp32 references accepted on `device`: 1e-4 on the
+/// CPU, 1e-3 on a GPU (cuBLAS and the CUDA kernels sum in other orders).
+pub fn parity_tolerance(device: &candle_core::Device) -> f32 {
+    if device.is_cpu() {
+        1e-4
+    } else {
+        1e-3
+    }
+}
