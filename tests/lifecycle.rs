@@ -79,9 +79,12 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_exact_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_answers_in_flight_requests_then_stops_listening() {
-    let mut server = TestServer::start(config_for(common::minilm())).await;
+    let mut config = config_for(common::minilm());
+    // The point is draining, not speed: a slow CI machine must not turn this into a 504.
+    config.request_timeout = Duration::from_secs(300);
+    let mut server = TestServer::start(config).await;
     let texts: Vec<String> = (0..32)
-        .map(|i| format!("review {i}: {}", "a fine film ".repeat(40)))
+        .map(|i| format!("review {i}: {}", "a fine film ".repeat(20)))
         .collect();
     let tasks: Vec<_> = (0..6)
         .map(|_| {
@@ -258,6 +261,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
 fn spawn_server(model: &std::path::Path) -> (Child, String) {
     let mut child = binary()
         .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .args(["--request-timeout", "300s", "--shutdown-timeout", "300s"])
         .arg("--model-dir")
         .arg(model)
         .stdout(Stdio::piped())
@@ -297,7 +301,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let texts: Vec<String> = (0..32)
-        .map(|i| format!("review {i}: {}", "a dull film ".repeat(40)))
+        .map(|i| format!("review {i}: {}", "a dull film ".repeat(20)))
         .collect();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
