@@ -138,6 +138,17 @@ fi
 
 total=$(du -sb "$GPU_DIR" | cut -f1)
 
+# The HTTP load generator (benches/load.rs, a CPU program) for scripts/gpu-load.sh.
+loadgen=$(find "$repo/target/release/deps" -maxdepth 1 -type f -executable -name 'load-*' -printf '%T@ %p\n' 2>/dev/null |
+    sort -n | tail -1 | cut -d' ' -f2-)
+if [[ -z $loadgen ]]; then
+    log "building the load generator (cargo bench --bench load --no-run)"
+    (cd "$repo" && cargo bench --bench load --no-run >&2)
+    loadgen=$(find "$repo/target/release/deps" -maxdepth 1 -type f -executable -name 'load-*' | head -1)
+fi
+strip -o "$GPU_DIR/load" "$loadgen" && xz -9 -f "$GPU_DIR/load"
+total=$((total + $(stat -c %s "$GPU_DIR/load.xz")))
+
 # Keep .gpu/ out of git without touching .gitignore (the device tool carries ignored paths
 # only when named).
 if [[ $GPU_DIR != /* ]]; then
