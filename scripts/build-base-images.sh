@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Builds the two base images the Dockerfile needs, from Debian packages, without any container
-# registry (for machines that can reach a Debian mirror but not Docker Hub):
+# Builds the base images the Dockerfile and the compose stack need, from Debian packages,
+# without any container registry (for machines that can reach a Debian mirror but not Docker Hub):
 #
 #   local/debian:bookworm-slim  runtime base: debootstrap --variant=minbase bookworm, with the
 #                               bookworm-updates/security fixes, trimmed like debian:bookworm-slim
 #   local/rust:bookworm         builder base: the same plus build-essential, pkg-config,
 #                               ca-certificates and this machine's active Rust toolchain
 #                               (rustc, cargo, std; no docs) in /usr/local/rust
+#   local/postgres:15           stand-in for the official postgres image (compose's database):
+#                               Debian's PostgreSQL 15 and docker/postgres/entrypoint.sh, which
+#                               honours POSTGRES_USER/_DB/_PASSWORD_FILE and initdb.d scripts
 #
-# Idempotent: an image whose tag already exists is kept; FORCE=1 rebuilds both.
+# Idempotent: an image whose tag already exists is kept; FORCE=1 rebuilds.
 # Needs root (debootstrap, chroot) and a running Docker engine; installs debootstrap with apt
 # when it is missing.
 #
 # Environment (all optional):
 #   FORCE=1                 rebuild even when the tags exist
-#   RUNTIME_TAG, BUILDER_TAG  image tags (defaults above)
+#   IMAGES                  which to build: any of runtime builder postgres
+#                           (default "runtime builder", what the Dockerfile needs)
+#   RUNTIME_TAG, BUILDER_TAG, POSTGRES_TAG  image tags (defaults above)
 #   MIRROR, SECURITY_MIRROR Debian mirrors; default: the ones this machine's apt uses
 #   RUST_TOOLCHAIN          rustup toolchain to copy (default: the active one, see `rustup show`)
 #   WORK_DIR                scratch space for the root filesystems and the .deb cache
@@ -24,6 +29,9 @@ set -euo pipefail
 SUITE=bookworm
 RUNTIME_TAG=${RUNTIME_TAG:-local/debian:bookworm-slim}
 BUILDER_TAG=${BUILDER_TAG:-local/rust:bookworm}
+POSTGRES_TAG=${POSTGRES_TAG:-local/postgres:15}
+IMAGES=${IMAGES:-runtime builder}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
 FORCE=${FORCE:-0}
 WORK_DIR=${WORK_DIR:-/var/tmp/local-base-images}
 DEB_CACHE=$WORK_DIR/debs
@@ -239,15 +247,60 @@ build_builder() {
         --change 'CMD ["bash"]'
 }
 
+build_postgres() {
+    local root
+    new_rootfs
+    root=$ROOTFS
+    bootstrap "$root" ""
+    configure_apt "$root"
+    upgrade "$root"
+    # Installed after configure_apt, whose policy-rc.d keeps the package from starting a server
+    # inside the rootfs; no default cluster: the entry point creates one in PGDATA.
+    mkdir -p "$root/etc/postgresql-common"
+    echo "create_main_cluster = false" >"$root/etc/postgresql-common/createcluster.conf"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    mount -t proc proc "$root/proc"
+    log "apt-get install postgresql-15 in $root"
+    chroot "$root" /usr/bin/env -i PATH=$BASE_PATH DEBIAN_FRONTEND=noninteractive \
+        sh -c 'apt-get -qq update && apt-get -qq -y install postgresql-15' >"$root.pg.log" 2>&1 || {
+        tail -n 30 "$root.pg.log" >&2
+        umount -l "$root/proc"
+        die "postgresql install in $root failed (log: $root.pg.log)"
+    }
+    rm -f "$root.pg.log"
+    umount -l "$root/proc"
+    install -m 0755 "$HERE/docker/postgres/entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+    mkdir -p "$root/docker-entrypoint-initdb.d"
+    trim "$root"
+    local bin
+    bin=$(cd "$root" && ls -d usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    import "$root" "$POSTGRES_TAG" \
+        --change "ENV PATH=/$bin:$BASE_PATH" \
+        --change 'ENV PGDATA=/var/lib/postgresql/data' \
+        --change 'EXPOSE 5432' \
+        --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+        --change 'CMD []'
+}
+
+tag_of() {
+    case "$1" in
+        runtime) echo "$RUNTIME_TAG" ;;
+        builder) echo "$BUILDER_TAG" ;;
+        postgres) echo "$POSTGRES_TAG" ;;
+        *) die "unknown image '$1' in IMAGES (runtime, builder, postgres)" ;;
+    esac
+}
+
 main() {
     [ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
     docker info >/dev/null 2>&1 || die "no Docker engine answers"
-    local need=()
-    for tag in "$RUNTIME_TAG" "$BUILDER_TAG"; do
+    local need=() name tag
+    for name in $IMAGES; do
+        tag=$(tag_of "$name")
         if [ "$FORCE" != 1 ] && image_exists "$tag"; then
             log "$tag exists; kept (FORCE=1 rebuilds)"
         else
-            need+=("$tag")
+            need+=("$name")
         fi
     done
     if [ ${#need[@]} -gt 0 ]; then
@@ -260,13 +313,14 @@ main() {
         mkdir -p "$WORK_DIR" "$DEB_CACHE"
         log "mirror $MIRROR, security $SECURITY_MIRROR"
     fi
-    local started tag
-    for tag in "${need[@]}"; do
+    local started
+    for name in "${need[@]}"; do
         started=$(date +%s)
-        if [ "$tag" = "$RUNTIME_TAG" ]; then build_runtime; else build_builder; fi
-        log "built $tag in $(($(date +%s) - started))s"
+        "build_$name"
+        log "built $(tag_of "$name") in $(($(date +%s) - started))s"
     done
-    for tag in "$RUNTIME_TAG" "$BUILDER_TAG"; do
+    for name in $IMAGES; do
+        tag=$(tag_of "$name")
         printf '%s\t%s MB\n' "$tag" "$(($(docker image inspect -f '{{.Size}}' "$tag") / 1000000))"
     done
 }

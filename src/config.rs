@@ -103,6 +103,33 @@ pub struct Config {
     #[arg(long, env = "INFERENCE_THREADS")]
     pub inference_threads: Option<usize>,
 
+    /// PostgreSQL connection for the prediction log, as a URL
+    /// (postgres://user@host:5432/db) or key=value string. Unset: no prediction log. Keep the
+    /// password out of it (URLs show up in process listings): use --database-password-file.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// File holding the database password, e.g. a Docker or Kubernetes secret
+    /// (/run/secrets/...). A trailing newline is ignored. The password is never logged.
+    #[arg(long, env = "DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+
+    /// What the prediction log stores of each text: hash (its sha256 only, the default, for
+    /// personal data) or full (the text and its sha256).
+    #[arg(long, env = "PREDICTION_LOG_TEXT", value_enum, default_value_t = LogText::Hash)]
+    pub prediction_log_text: LogText,
+
+    /// Prediction-log rows held in memory while the database is slow or down. Beyond it new rows
+    /// are dropped and counted (sentiment_prediction_log_dropped_rows_total); /predict never
+    /// waits. Each row is about 0.5 KB (more with --prediction-log-text full).
+    #[arg(long, env = "PREDICTION_LOG_BUFFER", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub prediction_log_buffer: u32,
+
+    /// Most prediction-log rows in one INSERT. Rows that arrive while a write runs go into the
+    /// next one, so batches grow with load without delaying anything under light load.
+    #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub prediction_log_batch: u32,
+
     /// Log format: text for people, json for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -127,6 +154,12 @@ impl Dtype {
             Self::Bf16 => candle_core::DType::BF16,
         }
     }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogText {
+    Hash,
+    Full,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! The data path, one module per stage:
 //! HTTP request ([`http`]) → validation ([`http::predict`]) → tokenization ([`tokenize`]) →
 //! queue and dynamic batching ([`batcher`]) → model forward ([`model`]) →
-//! post-processing ([`postprocess`]) → response. [`engine`] wires the stages together and
+//! post-processing ([`postprocess`]) → response, and the prediction log ([`predlog`]). [`engine`] wires the stages together and
 //! [`server`] runs the lifecycle (listen, load, serve, drain).
 
 pub mod batcher;
@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod postprocess;
+pub mod predlog;
 pub mod server;
 pub mod state;
 pub mod tokenize;

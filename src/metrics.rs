@@ -33,6 +33,11 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     pub sequences_cancelled: Counter,
     pub model_load_seconds: Gauge<f64, AtomicU64>,
+    pub prediction_log_written: Counter,
+    pub prediction_log_dropped: Counter,
+    pub prediction_log_errors: Counter,
+    pub prediction_log_buffered: Gauge,
+    pub prediction_log_connected: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,6 +67,11 @@ impl Metrics {
         let inference_seconds = latency_histogram();
         let sequences_cancelled = Counter::default();
         let model_load_seconds = Gauge::<f64, AtomicU64>::default();
+        let prediction_log_written = Counter::default();
+        let prediction_log_dropped = Counter::default();
+        let prediction_log_errors = Counter::default();
+        let prediction_log_buffered = Gauge::default();
+        let prediction_log_connected = Gauge::default();
 
         registry.register(
             "http_requests",
@@ -118,6 +128,31 @@ impl Metrics {
             "Time it took to load the model at start-up",
             model_load_seconds.clone(),
         );
+        registry.register(
+            "prediction_log_rows_written",
+            "Prediction-log rows stored in the database",
+            prediction_log_written.clone(),
+        );
+        registry.register(
+            "prediction_log_dropped_rows",
+            "Prediction-log rows dropped: buffer full, database down at shutdown, or rejected",
+            prediction_log_dropped.clone(),
+        );
+        registry.register(
+            "prediction_log_write_errors",
+            "Failed prediction-log writes (each is retried after reconnecting unless rejected)",
+            prediction_log_errors.clone(),
+        );
+        registry.register(
+            "prediction_log_buffered_rows",
+            "Prediction-log rows waiting in memory for the writer",
+            prediction_log_buffered.clone(),
+        );
+        registry.register(
+            "prediction_log_connected",
+            "1 while the prediction log has a database connection",
+            prediction_log_connected.clone(),
+        );
         Self {
             registry,
             requests,
@@ -131,6 +166,11 @@ impl Metrics {
             inference_seconds,
             sequences_cancelled,
             model_load_seconds,
+            prediction_log_written,
+            prediction_log_dropped,
+            prediction_log_errors,
+            prediction_log_buffered,
+            prediction_log_connected,
         }
     }
 

@@ -6,11 +6,15 @@ use crate::engine::Engine;
 use crate::http::build_app;
 use crate::metrics::Metrics;
 use crate::model::LoadError;
+use crate::predlog::PredictionLog;
 use crate::state::AppState;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// How long the prediction log may take to store its buffered rows at shutdown.
+const PREDICTION_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Binds `--host:--port`.
 pub async fn bind(config: &Config) -> Result<TcpListener, LoadError> {
@@ -28,7 +32,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LoadError> {
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState::new(config.clone(), metrics.clone()));
+    let prediction_log = PredictionLog::start(&config, metrics.clone())?;
+    let state = Arc::new(
+        AppState::new(config.clone(), metrics.clone()).with_prediction_log(prediction_log),
+    );
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "listening; probes answer 503 until the model is loaded");
     }
@@ -96,6 +103,9 @@ pub async fn run(
     tokio::task::spawn_blocking(move || engine.shutdown())
         .await
         .ok();
+    if let Some(log) = &state.prediction_log {
+        log.close(PREDICTION_LOG_FLUSH).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

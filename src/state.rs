@@ -4,12 +4,15 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::predlog::PredictionLog;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub struct AppState {
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// Set when `--database-url` is configured.
+    pub prediction_log: Option<PredictionLog>,
     engine: OnceLock<Arc<Engine>>,
     draining: AtomicBool,
 }
@@ -20,9 +23,15 @@ impl AppState {
         Self {
             config,
             metrics,
+            prediction_log: None,
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
         }
+    }
+
+    pub fn with_prediction_log(mut self, log: Option<PredictionLog>) -> Self {
+        self.prediction_log = log;
+        self
     }
 
     pub fn set_engine(&self, engine: Arc<Engine>) {

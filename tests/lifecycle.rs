@@ -287,6 +287,7 @@ fn spawn_server(model: &std::path::Path) -> (Child, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let _exclusive = common::exclusive().await;
     let (mut child, base) = spawn_server(&common::minilm());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);

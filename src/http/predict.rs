@@ -5,11 +5,13 @@ use crate::error::{ApiError, ErrorBody};
 use crate::postprocess::{ranked, scores, LabelScore};
 use crate::state::AppState;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One text, or a batch of texts (each classified on its own, never as a pair).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -90,8 +92,10 @@ pub enum PredictResponse {
 )]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
+    let started = Instant::now();
     let engine = state.ready_engine()?.clone();
     let (texts, single) = match request.inputs {
         Inputs::One(text) => (vec![text], true),
@@ -102,11 +106,33 @@ pub async fn predict(
         request.top_k,
         state.config.max_client_batch_size as usize,
     )?;
+    let kept = state.prediction_log.as_ref().map(|log| log.keep(&texts));
     let timeout = state.config.request_timeout;
     let logits = tokio::time::timeout(timeout, engine.classify(texts, request.truncate))
         .await
         .map_err(|_| ApiError::Timeout(timeout))??;
     let labels = &engine.info.labels;
+    if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {
+        // Probabilities are logged whatever the client asked for (raw_scores, top_k).
+        let predictions: Vec<Vec<(String, f32)>> = logits
+            .iter()
+            .map(|row| {
+                let probabilities = scores(row, engine.info.score_function, false);
+                labels.iter().cloned().zip(probabilities).collect()
+            })
+            .collect();
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("-");
+        log.record(
+            request_id,
+            &engine.info.weights_sha256,
+            kept,
+            &predictions,
+            started.elapsed(),
+        );
+    }
     let mut results = logits.iter().map(|row| {
         ranked(
             labels,

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+pub mod postgres;
+
 /// `../shared` beside the checkout, or `$SHARED_DIR`. Missing data is a failure, not a skip:
 /// a test run that silently checks nothing proves nothing.
 pub fn shared_dir() -> PathBuf {
@@ -74,8 +76,17 @@ pub fn sst2_dev() -> Vec<(usize, String)> {
         .collect()
 }
 
+/// Test servers of one test binary take turns: each owns the inference thread pools while it
+/// runs, and several full servers at once on a 2-core CI machine only measure contention.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
+
 /// A real server on an ephemeral loopback port; stops (gracefully) when dropped.
 pub struct TestServer {
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
     pub addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
@@ -90,6 +101,7 @@ impl TestServer {
 
     /// Starts without waiting for the model to load.
     pub async fn start_unready(mut config: Config) -> Self {
+        let exclusive = exclusive().await;
         config.host = "127.0.0.1".into();
         config.port = 0;
         let listener = sentiment_server::server::bind(&config).await.expect("bind");
@@ -103,6 +115,7 @@ impl TestServer {
             },
         ));
         Self {
+            _exclusive: exclusive,
             addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),

@@ -1,0 +1,64 @@
+# Everyday commands. `make` (or `make help`) lists them; `make -n TARGET` shows what one runs.
+# Variables can be set on the command line, e.g. `make run MODEL_DIR=/path/to/model`.
+
+CARGO ?= cargo
+DOCKER ?= docker
+MODEL_DIR ?= ../shared/models/minilm-sst2
+IMAGE ?= sentiment-server
+CUDA_COMPUTE_CAP ?= 90
+# `docker compose` (v2 plugin) when the engine has it, else the standalone docker-compose (v1).
+COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
+
+# Image metadata, evaluated only by the targets that use it.
+VERSION = $(shell awk -F'"' '/^\[/ { s = $$0 } s == "[package]" && /^version *=/ { print $$2; exit }' Cargo.toml)
+# The commit, with -dirty when tracked files have uncommitted changes (as scripts/build-image.sh).
+GIT_SHA = $(shell sha=$$(git rev-parse HEAD 2>/dev/null) || sha=unknown; \
+	[ -z "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || sha=$$sha-dirty; echo $$sha)
+SOURCE_URL = $(shell git remote get-url origin 2>/dev/null || echo unknown)
+
+.DEFAULT_GOAL := help
+.PHONY: help build test fmt lint run image image-gpu compose-up compose-down bench check-workflows ci
+
+help: ## list these targets
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+build: ## release build of the server (target/release/sentiment-server)
+	$(CARGO) build --release
+
+test: ## run the test suite (needs ../shared, or SHARED_DIR=/path/to/shared)
+	$(CARGO) test
+
+fmt: ## format the code with rustfmt
+	$(CARGO) fmt --all
+
+lint: ## clippy on every target, warnings are errors
+	$(CARGO) clippy --all-targets -- -D warnings
+
+run: ## serve the model in MODEL_DIR (default ../shared/models/minilm-sst2) on 0.0.0.0:8000
+	$(CARGO) run --release -- --model-dir $(MODEL_DIR)
+
+image: ## build the CPU image without a registry (scripts/build-image.sh; IMAGE=sentiment-server)
+	IMAGE=$(IMAGE) scripts/build-image.sh
+
+image-gpu: ## build the CUDA image from Dockerfile.gpu as IMAGE:<version>-cuda (CUDA_COMPUTE_CAP=90)
+	$(DOCKER) build -f Dockerfile.gpu \
+		--build-arg CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg GIT_SHA=$(GIT_SHA) \
+		--build-arg SOURCE_URL=$(SOURCE_URL) \
+		-t $(IMAGE):$(VERSION)-cuda -t $(IMAGE):$(GIT_SHA)-cuda .
+
+compose-up: ## start the compose stack in the background (docker compose, else docker-compose)
+	$(COMPOSE) up -d
+
+compose-down: ## stop and remove the compose stack
+	$(COMPOSE) down
+
+bench: ## load benchmark (benches/load.rs; see BENCHMARKS.md)
+	$(CARGO) bench --bench load
+
+check-workflows: ## lint .github/workflows with actionlint (+ shellcheck when installed)
+	bash scripts/check-workflows.sh
+
+ci: ## what CI runs on a clean clone (.ci/run: formatting, tests, image, end-to-end checks)
+	bash .ci/run

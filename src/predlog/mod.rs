@@ -1,0 +1,174 @@
+//! Prediction log: every prediction, stored in PostgreSQL by a background writer.
+//!
+//! The request path only does a non-blocking `try_send` into a bounded buffer, so a slow or
+//! absent database never fails or slows `/predict`: when the buffer is full the row is dropped
+//! and counted (`sentiment_prediction_log_dropped_rows_total`). The writer ([`writer`]) owns the
+//! connection, runs the migrations ([`schema`]) on every (re)connect, inserts in batches and
+//! reconnects with backoff.
+
+mod schema;
+mod writer;
+
+use crate::config::{Config, LogText};
+use crate::metrics::Metrics;
+use crate::model::LoadError;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use schema::MIGRATIONS;
+
+/// One stored prediction: one input text of one request.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Unique per row, so that retrying a write whose outcome is unknown stores it once.
+    pub id: uuid::Uuid,
+    pub request_id: String,
+    pub input_index: i32,
+    pub created_at: SystemTime,
+    pub model_sha256: String,
+    /// The text itself, only with `--prediction-log-text full`.
+    pub text: Option<String>,
+    pub text_sha256: String,
+    pub label: String,
+    pub score: f32,
+    /// `{"label": probability, ...}` for every label.
+    pub scores: serde_json::Value,
+    pub latency_ms: f32,
+}
+
+/// What a request keeps of its texts until the prediction is known.
+pub struct PendingTexts(Vec<(Option<String>, String)>);
+
+/// Handle of the prediction log, shared by the request handlers.
+pub struct PredictionLog {
+    sender: mpsc::Sender<Row>,
+    text: LogText,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PredictionLog {
+    /// Starts the writer when `--database-url` is set. A bad URL or an unreadable password file
+    /// stops start-up; an unreachable database does not (the writer keeps retrying).
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Self>, LoadError> {
+        let Some(url) = config.database_url.as_deref() else {
+            return Ok(None);
+        };
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
+            LoadError::new(
+                "--database-url",
+                format!("not a PostgreSQL URL or key=value string: {e}"),
+            )
+        })?;
+        if let Some(path) = &config.database_password_file {
+            let password = std::fs::read_to_string(path).map_err(|e| {
+                LoadError::new(
+                    path.display().to_string(),
+                    format!("cannot read the database password: {e}"),
+                )
+            })?;
+            pg.password(password.trim_end_matches(['\r', '\n']));
+        }
+        pg.connect_timeout(Duration::from_secs(5));
+        pg.application_name("sentiment-server");
+        // Only where, never the credentials.
+        let hosts: Vec<String> = pg.get_hosts().iter().map(|h| format!("{h:?}")).collect();
+        tracing::info!(
+            hosts = ?hosts,
+            dbname = pg.get_dbname().unwrap_or("-"),
+            user = pg.get_user().unwrap_or("-"),
+            text = ?config.prediction_log_text,
+            buffer = config.prediction_log_buffer,
+            "prediction log enabled"
+        );
+        let (sender, receiver) = mpsc::channel(config.prediction_log_buffer as usize);
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(writer::run(
+            pg,
+            receiver,
+            config.prediction_log_batch as usize,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        Ok(Some(Self {
+            sender,
+            text: config.prediction_log_text,
+            metrics,
+            stop,
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    /// Keeps what the log needs of the texts before they are handed to the engine.
+    pub fn keep(&self, texts: &[String]) -> PendingTexts {
+        PendingTexts(
+            texts
+                .iter()
+                .map(|text| {
+                    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+                    let kept = (self.text == LogText::Full).then(|| text.clone());
+                    (kept, hash)
+                })
+                .collect(),
+        )
+    }
+
+    /// Queues one row per text without waiting; rows that do not fit are dropped and counted.
+    pub fn record(
+        &self,
+        request_id: &str,
+        model_sha256: &str,
+        texts: PendingTexts,
+        predictions: &[Vec<(String, f32)>],
+        latency: Duration,
+    ) {
+        let created_at = SystemTime::now();
+        let latency_ms = latency.as_secs_f32() * 1000.0;
+        for (index, ((text, text_sha256), labels)) in
+            texts.0.into_iter().zip(predictions).enumerate()
+        {
+            let Some((label, score)) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()
+            else {
+                continue;
+            };
+            let scores = labels
+                .iter()
+                .map(|(l, s)| (l.clone(), serde_json::Value::from(*s)))
+                .collect::<serde_json::Map<_, _>>();
+            let row = Row {
+                id: uuid::Uuid::new_v4(),
+                request_id: request_id.to_owned(),
+                input_index: index as i32,
+                created_at,
+                model_sha256: model_sha256.to_owned(),
+                text,
+                text_sha256,
+                label,
+                score,
+                scores: serde_json::Value::Object(scores),
+                latency_ms,
+            };
+            if self.sender.try_send(row).is_ok() {
+                self.metrics.prediction_log_buffered.inc();
+            } else {
+                self.metrics.prediction_log_dropped.inc();
+            }
+        }
+    }
+
+    /// Stops taking rows and gives the writer up to `timeout` to store what is buffered.
+    pub async fn close(&self, timeout: Duration) {
+        self.stop.cancel();
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            if tokio::time::timeout(timeout, writer).await.is_err() {
+                tracing::warn!("prediction log: rows still buffered at shutdown were not stored");
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Database schema, versioned: migrations run in order on every (re)connect, once each.
+
+use tokio_postgres::Client;
+
+/// (version, description, SQL). Append only: a released migration is never edited.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "predictions table",
+    "CREATE TABLE predictions (
+        id            uuid        PRIMARY KEY,
+        request_id    text        NOT NULL,
+        input_index   integer     NOT NULL,
+        created_at    timestamptz NOT NULL,
+        model_sha256  text        NOT NULL,
+        text          text,
+        text_sha256   text        NOT NULL,
+        label         text        NOT NULL,
+        score         real        NOT NULL,
+        scores        jsonb       NOT NULL,
+        latency_ms    real        NOT NULL
+    );
+    CREATE INDEX predictions_created_at ON predictions (created_at);
+    CREATE INDEX predictions_request_id ON predictions (request_id);
+    COMMENT ON COLUMN predictions.id IS 'Made by the server per row: a write retried after an ambiguous failure is not stored twice';",
+)];
+
+/// Any constant: serialises replicas that migrate the same database at the same time.
+const MIGRATION_LOCK: i64 = 0x5e27_1e47;
+
+pub(super) async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS sentiment_schema_migrations (
+                    version     integer PRIMARY KEY,
+                    description text        NOT NULL,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+        let applied: Vec<i32> = client
+            .query("SELECT version FROM sentiment_schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for &(version, description, sql) in MIGRATIONS {
+            if applied.contains(&version) {
+                continue;
+            }
+            client.batch_execute(sql).await?;
+            client
+                .execute(
+                    "INSERT INTO sentiment_schema_migrations (version, description) VALUES ($1, $2)",
+                    &[&version, &description],
+                )
+                .await?;
+            tracing::info!(version, description, "prediction log: migration applied");
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => client.batch_execute("COMMIT").await,
+        Err(error) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# End-to-end test of the real CPU image: non-root, read-only root filesystem, model mounted
+# read-only, HEALTHCHECK turns healthy, /predict answers as PyTorch does, and `docker stop`
+# answers in-flight requests and exits 0. Needs the image (scripts/build-image.sh) and ../shared.
+source "$(dirname "$0")/lib.sh"
+NAME=sentiment-e2e-$$
+trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
+TMP=$(mktemp -d)
+
+step "image configuration"
+expect "image user" "$(docker image inspect -f '{{.Config.User}}' "$IMAGE")" "10001:10001"
+expect "healthcheck" "$(docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$IMAGE")" '["CMD","sentiment-server","healthcheck"]'
+expect "entrypoint" "$(docker image inspect -f '{{json .Config.Entrypoint}}' "$IMAGE")" '["sentiment-server"]'
+version=$(awk -F'"' '/^version *=/ { print $2; exit }' Cargo.toml)
+expect "version label" "$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$IMAGE")" "$version"
+revision=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$IMAGE")
+[[ "$revision" =~ ^[0-9a-f]{40} ]] || fail "revision label '$revision' is not a git sha"
+ok "revision label $revision"
+tools=$(docker run --rm --entrypoint sh "$IMAGE" -c 'for t in curl wget python3 python; do command -v $t; done; true')
+expect "curl, wget or python in the image" "$tools" ""
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+[ "$size" -le 120000000 ] || fail "image is $size bytes, over 120 MB"
+ok "image size $((size / 1000000)) MB"
+
+step "run locked down"
+docker run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
+    -p 127.0.0.1::8000 -v "$MODEL:/models/model:ro" "$IMAGE" --log-format json >/dev/null
+expect "uid inside" "$(docker exec "$NAME" id -u)" "10001"
+expect "read-only root" "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$NAME")" "true"
+expect "model mount writable" "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/models/model"}}{{.RW}}{{end}}{{end}}' "$NAME")" "false"
+if docker exec "$NAME" sh -c ': > /probe' 2>/dev/null; then fail "wrote to the root filesystem"; fi
+ok "writing to / fails"
+wait_healthy "$NAME" 120
+BASE=http://127.0.0.1:$(host_port "$NAME" 8000)
+
+step "predict"
+read -r code body < <(predict "$BASE" "{\"inputs\": $(reference_text)}")
+expect "status" "$code" 200
+top=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0]["label"])' "$body")
+expect "label of the reference sentence" "$top" "$(reference_label)"
+read -r code body < <(predict "$BASE" '{"inputs": ""}')
+expect "empty text" "$code" 422
+
+step "docker stop answers in-flight requests"
+batch=$(python3 -c 'import json; print(json.dumps({"inputs": ["an honest, moving and often very funny film about growing up in a small town %d" % i for i in range(32)]}))')
+for i in $(seq 1 12); do
+    ( predict "$BASE" "$batch" | cut -d' ' -f1 >"$TMP/$i" ) &
+done
+sleep 0.5
+docker stop -t 60 "$NAME" >/dev/null
+wait
+codes=$(cat "$TMP"/* | sort | uniq -c | awk '{ printf "%s x%s ", $2, $1 }')
+expect "answers to the 12 in-flight requests" "$codes" "200 x12 "
+expect "exit code" "$(docker inspect -f '{{.State.ExitCode}}' "$NAME")" "0"
+docker logs "$NAME" 2>&1 | grep -q 'all requests answered' || fail "no drain message in the logs"
+ok "drained before exit"
+echo "container e2e: passed"
