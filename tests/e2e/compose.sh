@@ -49,6 +49,7 @@ expect "logged labels" "$(echo "$labels" | tr -d '[:space:]')" "POSITIVE,NEGATIV
 
 step "PostgreSQL restarts under traffic"
 failures=0
+pg_started=$(docker inspect -f '{{.State.StartedAt}}' "$(compose ps -q postgres)")
 ( sleep 1; compose restart -t 10 postgres >/dev/null 2>&1 ) &
 restarter=$!
 end=$(( $(date +%s) + 12 ))
@@ -60,6 +61,9 @@ done
 wait "$restarter"
 expect "failed requests during the restart (of $sent)" "$failures" 0
 wait_healthy "$(compose ps -q postgres)" 60
+[ "$(docker inspect -f '{{.State.StartedAt}}' "$(compose ps -q postgres)")" != "$pg_started" ] ||
+    fail "postgres did not restart"
+ok "postgres restarted"
 for _ in $(seq 1 5); do predict "$BASE" '{"inputs": "after the restart"}' >/dev/null; sent=$((sent + 1)); done
 stored=0 dropped=0
 for _ in $(seq 1 120); do

@@ -28,8 +28,8 @@ docker run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-pr
 expect "uid inside" "$(docker exec "$NAME" id -u)" "10001"
 expect "read-only root" "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$NAME")" "true"
 expect "model mount writable" "$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/models/model"}}{{.RW}}{{end}}{{end}}' "$NAME")" "false"
-if docker exec "$NAME" sh -c ': > /probe' 2>/dev/null; then fail "wrote to the root filesystem"; fi
-ok "writing to / fails"
+if docker exec "$NAME" sh -c ': > /tmp/probe' 2>/dev/null; then fail "wrote to the root filesystem"; fi
+ok "writing to /tmp fails (read-only root)"
 wait_healthy "$NAME" 120
 BASE=http://127.0.0.1:$(host_port "$NAME" 8000)
 
