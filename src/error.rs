@@ -12,6 +12,9 @@ pub enum ApiError {
     /// Well-formed JSON that breaks the request schema or a limit.
     #[error("{0}")]
     Validation(String),
+    /// The same for the Open Inference Protocol (`/v2`), whose clients expect 400.
+    #[error("{0}")]
+    BadRequest(String),
     #[error("request body is larger than the {limit} byte limit")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -20,6 +23,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("no route for {0}")]
     NotFound(String),
+    /// A `/v2/models/...` path naming a model or version this server does not serve.
+    #[error("{0}")]
+    ModelNotFound(String),
     #[error("the queue is full ({capacity} sequences waiting); retry later")]
     QueueFull { capacity: usize },
     #[error("{0}")]
@@ -36,9 +42,9 @@ pub enum ApiError {
 pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
-    /// Stable machine-readable kind: validation, malformed_json, payload_too_large,
-    /// unsupported_media_type, method_not_allowed, not_found, overloaded, unavailable, timeout,
-    /// backend, internal.
+    /// Stable machine-readable kind: validation, bad_request, malformed_json, payload_too_large,
+    /// unsupported_media_type, method_not_allowed, not_found, model_not_found, overloaded,
+    /// unavailable, timeout, backend, internal.
     pub error_type: String,
 }
 
@@ -47,10 +53,11 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -62,15 +69,26 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::Validation(_) => "validation",
+            Self::BadRequest(_) => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound(_) => "not_found",
+            Self::ModelNotFound(_) => "model_not_found",
             Self::QueueFull { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::Inference(_) => "backend",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// A validation error as the Open Inference Protocol reports it (400, `bad_request`);
+    /// every other error unchanged.
+    pub fn validation_as_bad_request(self) -> Self {
+        match self {
+            Self::Validation(message) => Self::BadRequest(message),
+            other => other,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! sentiment-server: a text-classification inference server.
 //!
 //! The data path, one module per stage:
-//! HTTP request ([`http`]) → validation ([`http::predict`]) → tokenization ([`tokenize`]) →
+//! HTTP request ([`http`]) → validation ([`http::predict`], or [`http::v2`] for the Open
+//! Inference Protocol) → tokenization ([`tokenize`]) →
 //! queue and dynamic batching ([`batcher`]) → model forward ([`model`]) →
 //! post-processing ([`postprocess`]) → response, and the prediction log ([`predlog`]). [`engine`] wires the stages together and
 //! [`server`] runs the lifecycle (listen, load, serve, drain).

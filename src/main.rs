@@ -22,6 +22,13 @@ fn serve(config: Config) -> ExitCode {
         // candle's CPU kernels size their thread pool from this variable; set before any use.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // candle runs element-wise ops on a pool whose caller spin-waits for its workers. For
+        // encoder-sized tensors the ops take microseconds, while the spinning burnt a fifth of
+        // the CPU under load (perf, 2 cores) whenever a worker was descheduled. One thread for
+        // them; the matrix kernels keep their own pool (--inference-threads).
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     logging::init(config.log_format, &config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

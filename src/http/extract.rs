@@ -34,3 +34,18 @@ fn map_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
         other => ApiError::MalformedJson(other.body_text()),
     }
 }
+
+/// [`ApiJson`] for the Open Inference Protocol: schema violations are 400 `bad_request`
+/// rather than 422 `validation`; every other rejection is the same.
+pub struct V2Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for V2Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| Self(value))
+            .map_err(ApiError::validation_as_bad_request)
+    }
+}

@@ -5,6 +5,7 @@ mod observe;
 pub mod openapi;
 pub mod predict;
 mod probes;
+pub mod v2;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -36,6 +37,25 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route("/info", get(probes::info))
         .route("/metrics", get(observe::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::server_live))
+        .route("/v2/health/ready", get(v2::server_ready))
+        .route("/v2/models", get(v2::models))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::infer::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::model_version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::model_version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer::infer_version),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(payload_limit))

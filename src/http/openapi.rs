@@ -1,12 +1,12 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of every route and schema.
 
-use super::{observe, predict, probes};
+use super::{observe, predict, probes, v2};
 use axum::Json;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sentiment-server", description = "Text classification over HTTP (TEI-compatible /predict)"),
+    info(title = "sentiment-server", description = "Text classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2)"),
     paths(
         predict::predict,
         probes::health,
@@ -15,8 +15,19 @@ use utoipa::OpenApi;
         probes::info,
         observe::metrics,
         openapi_json,
+        v2::server_metadata,
+        v2::server_live,
+        v2::server_ready,
+        v2::models,
+        v2::model_metadata,
+        v2::model_version_metadata,
+        v2::model_ready,
+        v2::model_version_ready,
+        v2::infer::infer,
+        v2::infer::infer_version,
     ),
-    tags((name = "inference"), (name = "probes"))
+    tags((name = "inference"), (name = "probes"),
+        (name = "v2", description = "Open Inference Protocol (KServe v2 REST)"))
 )]
 pub struct ApiDoc;
 

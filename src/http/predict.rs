@@ -1,6 +1,7 @@
 //! `POST /predict`: validation, then the engine, then post-processing. TEI-compatible.
 
 use super::extract::ApiJson;
+use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};
 use crate::postprocess::{ranked, scores, LabelScore};
 use crate::state::AppState;
@@ -101,38 +102,17 @@ pub async fn predict(
         Inputs::One(text) => (vec![text], true),
         Inputs::Batch(texts) => (texts, false),
     };
-    validate(
+    validate_texts(
         &texts,
-        request.top_k,
+        "inputs",
         state.config.max_client_batch_size as usize,
     )?;
-    let kept = state.prediction_log.as_ref().map(|log| log.keep(&texts));
-    let timeout = state.config.request_timeout;
-    let logits = tokio::time::timeout(timeout, engine.classify(texts, request.truncate))
-        .await
-        .map_err(|_| ApiError::Timeout(timeout))??;
-    let labels = &engine.info.labels;
-    if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {
-        // Probabilities are logged whatever the client asked for (raw_scores, top_k).
-        let predictions: Vec<Vec<(String, f32)>> = logits
-            .iter()
-            .map(|row| {
-                let probabilities = scores(row, engine.info.score_function, false);
-                labels.iter().cloned().zip(probabilities).collect()
-            })
-            .collect();
-        let request_id = headers
-            .get("x-request-id")
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or("-");
-        log.record(
-            request_id,
-            &engine.info.weights_sha256,
-            kept,
-            &predictions,
-            started.elapsed(),
-        );
+    if request.top_k == Some(0) {
+        return Err(ApiError::Validation("`top_k` must be at least 1".into()));
     }
+    let logits =
+        classify_logged(&state, &engine, &headers, texts, request.truncate, started).await?;
+    let labels = &engine.info.labels;
     let mut results = logits.iter().map(|row| {
         ranked(
             labels,
@@ -147,9 +127,15 @@ pub async fn predict(
     }))
 }
 
-fn validate(texts: &[String], top_k: Option<usize>, max_inputs: usize) -> Result<(), ApiError> {
+/// Refuses an empty list, more than `max_inputs` texts, and empty or whitespace-only texts
+/// (422, `validation`); `field` names the texts in the messages.
+pub(super) fn validate_texts(
+    texts: &[String],
+    field: &str,
+    max_inputs: usize,
+) -> Result<(), ApiError> {
     if texts.is_empty() {
-        return Err(ApiError::Validation("`inputs` is an empty list".into()));
+        return Err(ApiError::Validation(format!("`{field}` is an empty list")));
     }
     if texts.len() > max_inputs {
         return Err(ApiError::Validation(format!(
@@ -159,11 +145,53 @@ fn validate(texts: &[String], top_k: Option<usize>, max_inputs: usize) -> Result
     }
     if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
         return Err(ApiError::Validation(format!(
-            "inputs[{i}] is empty or only whitespace"
+            "{field}[{i}] is empty or only whitespace"
         )));
     }
-    if top_k == Some(0) {
-        return Err(ApiError::Validation("`top_k` must be at least 1".into()));
-    }
     Ok(())
+}
+
+/// The inference both APIs share: logits for validated `texts` within `--request-timeout`, and
+/// one prediction-log row per text (probabilities, whatever the client asked for), its latency
+/// counted from `started`.
+pub(super) async fn classify_logged(
+    state: &AppState,
+    engine: &Engine,
+    headers: &HeaderMap,
+    texts: Vec<String>,
+    truncate: bool,
+    started: Instant,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let kept = state.prediction_log.as_ref().map(|log| log.keep(&texts));
+    let timeout = state.config.request_timeout;
+    let logits = tokio::time::timeout(timeout, engine.classify(texts, truncate))
+        .await
+        .map_err(|_| ApiError::Timeout(timeout))??;
+    if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {
+        let predictions: Vec<Vec<(String, f32)>> = logits
+            .iter()
+            .map(|row| {
+                let probabilities = scores(row, engine.info.score_function, false);
+                engine
+                    .info
+                    .labels
+                    .iter()
+                    .cloned()
+                    .zip(probabilities)
+                    .collect()
+            })
+            .collect();
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("-");
+        log.record(
+            request_id,
+            &engine.info.weights_sha256,
+            kept,
+            &predictions,
+            started.elapsed(),
+        );
+    }
+    Ok(logits)
 }

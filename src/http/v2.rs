@@ -1,0 +1,232 @@
+//! The Open Inference Protocol (KServe v2 REST) beside `/predict`: health, metadata and
+//! [`infer`]. One model, named as `/info`'s `model_id`, with the single version `1`.
+//!
+//! Tensors: one input `text` (BYTES, shape `[-1]`; one text per element); outputs `label`
+//! (BYTES, `[-1]`, the best label), `score` (FP32, `[-1]`, its probability) and `scores`
+//! (FP32, `[-1, labels]`, every label's probability in id order). Errors are our
+//! `{"error", "error_type"}`, whose `error` is the protocol's error object.
+
+pub mod infer;
+
+use crate::engine::Engine;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The one version every model has.
+pub const MODEL_VERSION: &str = "1";
+const PLATFORM: &str = "candle";
+
+/// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an
+/// undecodable path is a JSON 400 like every other error.
+#[derive(Debug, Deserialize)]
+pub struct ModelPath {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<ModelPath>::from_request_parts(parts, state).await {
+            Ok(Path(path)) => Ok(path),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+impl ModelPath {
+    /// 404 unless the path names the served model (and, if given, its version).
+    fn check(&self, engine: &Engine) -> Result<(), ApiError> {
+        let served = &engine.info.model_id;
+        if &self.name != served {
+            return Err(ApiError::ModelNotFound(format!(
+                "unknown model `{}`; this server serves `{served}`",
+                self.name
+            )));
+        }
+        match &self.version {
+            Some(version) if version != MODEL_VERSION => Err(ApiError::ModelNotFound(format!(
+                "model `{served}` has no version `{version}`; its only version is `{MODEL_VERSION}`"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The engine once loaded (metadata stays available while draining); 503 before.
+fn loaded(state: &AppState) -> Result<&Arc<Engine>, ApiError> {
+    state
+        .engine()
+        .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// Protocol extensions supported: none.
+    pub extensions: Vec<String>,
+}
+
+/// Server metadata.
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = ServerMetadata)))]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: Vec::new(),
+    })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerLive {
+    pub live: bool,
+}
+
+/// Server liveness: 200 while the process serves HTTP, loading and draining included.
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2",
+    responses((status = 200, body = ServerLive)))]
+pub async fn server_live() -> Json<ServerLive> {
+    Json(ServerLive { live: true })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerReady {
+    pub ready: bool,
+}
+
+/// Server readiness, as `/ready`: 200 when work is accepted, 503 while loading or draining.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
+    responses((status = 200, body = ServerReady), (status = 503, body = ErrorBody)))]
+pub async fn server_ready(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<ServerReady>, ApiError> {
+    state.ready_engine()?;
+    Ok(Json(ServerReady { ready: true }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    pub models: Vec<String>,
+}
+
+/// The served model's name. An extension: the protocol itself has no model listing.
+#[utoipa::path(get, path = "/v2/models", tag = "v2",
+    responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
+pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<ModelList>, ApiError> {
+    let engine = loaded(&state)?;
+    Ok(Json(ModelList {
+        models: vec![engine.info.model_id.clone()],
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MetadataTensor {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    /// -1 for a dimension of any size.
+    pub shape: Vec<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelParameters {
+    /// Label names in id order: the columns of `scores`.
+    pub labels: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<&'static str>,
+    pub platform: &'static str,
+    pub inputs: Vec<MetadataTensor>,
+    pub outputs: Vec<MetadataTensor>,
+    pub parameters: ModelParameters,
+}
+
+fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> MetadataTensor {
+    MetadataTensor {
+        name,
+        datatype,
+        shape,
+    }
+}
+
+/// Model metadata: the input and output tensors, and the label names.
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
+    params(("name" = String, Path, description = "the model id, as /info reports it")),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    let engine = loaded(&state)?;
+    path.check(engine)?;
+    let labels = engine.info.labels.clone();
+    Ok(Json(ModelMetadata {
+        name: engine.info.model_id.clone(),
+        versions: vec![MODEL_VERSION],
+        platform: PLATFORM,
+        inputs: vec![tensor(infer::INPUT, "BYTES", vec![-1])],
+        outputs: vec![
+            tensor("label", "BYTES", vec![-1]),
+            tensor("score", "FP32", vec![-1]),
+            tensor("scores", "FP32", vec![-1, labels.len() as i64]),
+        ],
+        parameters: ModelParameters { labels },
+    }))
+}
+
+/// Model metadata of a version (only `1` exists).
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn model_version_metadata(
+    state: State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    model_metadata(state, path).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelReady {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// Model readiness: 200 when it takes requests, 503 while loading or draining, 404 if unknown.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelReady>, ApiError> {
+    path.check(loaded(&state)?)?;
+    state.ready_engine()?;
+    Ok(Json(ModelReady {
+        name: path.name,
+        ready: true,
+    }))
+}
+
+/// Readiness of a model version (only `1` exists).
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn model_version_ready(
+    state: State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelReady>, ApiError> {
+    model_ready(state, path).await
+}

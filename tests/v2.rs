@@ -1,0 +1,422 @@
+//! The Open Inference Protocol (KServe v2 REST) against a real server on 127.0.0.1:0.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{config_for, Reference, TestServer};
+use sentiment_server::{build_app, AppState};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const MODEL: &str = "minilm-sst2";
+
+async fn get(server: &TestServer, path: &str) -> (u16, Value) {
+    let r = server.client.get(server.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.expect("json body"))
+}
+
+async fn infer(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let r = server
+        .client
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.expect("json body"))
+}
+
+/// Checks the status and that the body is both the protocol's `{"error"}` and ours.
+fn assert_error(status: u16, body: &Value, want: u16, kind: &str) {
+    assert_eq!(status, want, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["error_type"], kind, "{body}");
+}
+
+fn output<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {body}"))
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Non-empty reference texts (empty ones are refused, as by /predict).
+fn references() -> Vec<Reference> {
+    common::references(&common::minilm())
+        .into_iter()
+        .filter(|r| !r.text.trim().is_empty())
+        .collect()
+}
+
+/// Every output agrees with the PyTorch references to 1e-4.
+fn assert_matches(body: &Value, refs: &[&Reference]) {
+    let n = refs.len();
+    let labels = output(body, "label");
+    assert_eq!(labels["datatype"], "BYTES");
+    assert_eq!(labels["shape"], json!([n]));
+    let score = output(body, "score");
+    assert_eq!(score["datatype"], "FP32");
+    assert_eq!(score["shape"], json!([n]));
+    let scores = output(body, "scores");
+    assert_eq!(scores["datatype"], "FP32");
+    assert_eq!(scores["shape"], json!([n, 2]));
+    let score = floats(&score["data"]);
+    let scores = floats(&scores["data"]);
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(labels["data"][i], r.label.as_str(), "{:?}", r.text);
+        let best = r.scores.iter().copied().fold(f32::MIN, f32::max);
+        assert!((score[i] - best).abs() < 1e-4, "{:?}: {}", r.text, score[i]);
+        for (got, want) in scores[i * 2..i * 2 + 2].iter().zip(&r.scores) {
+            assert!((got - want).abs() < 1e-4, "{:?}: {scores:?}", r.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_and_model_metadata_health_and_readiness() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let (status, body) = get(&server, "/v2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"name": "sentiment-server", "version": env!("CARGO_PKG_VERSION"), "extensions": []})
+    );
+    let (status, body) = get(&server, "/v2/health/live").await;
+    assert_eq!((status, &body), (200, &json!({"live": true})));
+    let (status, body) = get(&server, "/v2/health/ready").await;
+    assert_eq!((status, &body), (200, &json!({"ready": true})));
+    let (status, body) = get(&server, "/v2/models").await;
+    assert_eq!((status, &body), (200, &json!({"models": [MODEL]})));
+
+    let want = json!({
+        "name": MODEL,
+        "versions": ["1"],
+        "platform": "candle",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "score", "datatype": "FP32", "shape": [-1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, 2]},
+        ],
+        "parameters": {"labels": ["NEGATIVE", "POSITIVE"]},
+    });
+    for path in [
+        "/v2/models/minilm-sst2",
+        "/v2/models/minilm-sst2/versions/1",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_eq!((status, &body), (200, &want), "{path}");
+    }
+    for path in [
+        "/v2/models/minilm-sst2/ready",
+        "/v2/models/minilm-sst2/versions/1/ready",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body, json!({"name": MODEL, "ready": true}));
+    }
+    for path in [
+        "/v2/models/other",
+        "/v2/models/other/ready",
+        "/v2/models/minilm-sst2/versions/2",
+        "/v2/models/minilm-sst2/versions/2/ready",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_error(status, &body, 404, "model_not_found");
+    }
+
+    let spec: Value = get(&server, "/openapi.json").await.1;
+    for path in [
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/versions/{version}/infer",
+    ] {
+        assert!(spec["paths"][path].is_object(), "openapi lacks {path}");
+    }
+    for schema in [
+        "InferRequest",
+        "InferResponse",
+        "ModelMetadata",
+        "ServerMetadata",
+    ] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "openapi lacks {schema}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infer_matches_pytorch_in_every_accepted_form() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs = references();
+    let (a, b) = (&refs[0], &refs[1]);
+    assert_ne!(a.label, b.label, "one positive and one negative example");
+
+    // The protocol's own example shape: a flat BYTES tensor of shape [2].
+    let (status, body) = infer(
+        &server,
+        "/v2/models/minilm-sst2/infer",
+        json!({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": [a.text, b.text]}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model_name"], MODEL);
+    assert_eq!(body["model_version"], "1");
+    assert!(body.get("id").is_none(), "no id when none was sent: {body}");
+    let names: Vec<&str> = body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["label", "score", "scores"]);
+    assert_matches(&body, &[a, b]);
+
+    // Nested row-major data of shape [2, 1], on the versioned route, with the id echoed.
+    let (status, body) = infer(
+        &server,
+        "/v2/models/minilm-sst2/versions/1/infer",
+        json!({"id": "req-7", "parameters": {"x": 1}, "inputs": [{"name": "text", "shape": [2, 1],
+            "datatype": "BYTES", "data": [[a.text], [b.text]]}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "req-7");
+    assert_matches(&body, &[a, b]);
+
+    // A subset of the outputs, in the order asked for.
+    let batch: Vec<&Reference> = refs.iter().take(32).collect();
+    let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
+    let (status, body) = infer(
+        &server,
+        "/v2/models/minilm-sst2/infer",
+        json!({"inputs": [{"name": "text", "shape": [texts.len()], "datatype": "BYTES", "data": texts}],
+            "outputs": [{"name": "scores"}, {"name": "label", "parameters": {"binary_data": false}}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let outputs = body["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(
+        (&outputs[0]["name"], &outputs[1]["name"]),
+        (&json!("scores"), &json!("label"))
+    );
+    let scores = floats(&outputs[0]["data"]);
+    assert_eq!(scores.len(), 2 * batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        assert_eq!(outputs[1]["data"][i], r.label.as_str(), "{:?}", r.text);
+        assert!(
+            (scores[2 * i + 1] - r.scores[1]).abs() < 1e-4,
+            "{:?}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_infer_requests_are_json_errors_with_the_protocols_statuses() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let url = "/v2/models/minilm-sst2/infer";
+    let tensor = |shape: Value, datatype: &str, data: Value| json!({"inputs": [{"name": "text", "shape": shape, "datatype": datatype, "data": data}]});
+
+    let ok = tensor(json!([1]), "BYTES", json!(["fine"]));
+    let (status, body) = infer(&server, "/v2/models/other/infer", ok.clone()).await;
+    assert_error(status, &body, 404, "model_not_found");
+    let (status, body) = infer(&server, "/v2/models/minilm-sst2/versions/9/infer", ok).await;
+    assert_error(status, &body, 404, "model_not_found");
+
+    let too_many = vec!["ok"; 33];
+    for (request, needle) in [
+        (tensor(json!([1]), "FP32", json!([1.0])), "datatype"),
+        (tensor(json!([3]), "BYTES", json!(["a", "b"])), "shape"),
+        (
+            tensor(json!([2, 2]), "BYTES", json!([["a"], ["b"]])),
+            "shape",
+        ),
+        (tensor(json!([2]), "BYTES", json!([["a"], ["b"]])), "shape"),
+        (tensor(json!([-1]), "BYTES", json!(["a"])), "shape"),
+        (tensor(json!([2]), "BYTES", json!(["fine", ""])), "empty"),
+        (tensor(json!([1]), "BYTES", json!(["  \n"])), "empty"),
+        (tensor(json!([0]), "BYTES", json!([])), "empty"),
+        (tensor(json!([2]), "BYTES", json!(["a", 5])), "string"),
+        (tensor(json!([33]), "BYTES", json!(too_many)), "32"),
+        (tensor(json!([1]), "BYTES", json!("a")), "list"),
+        (
+            json!({"inputs": [{"name": "sentence", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}),
+            "text",
+        ),
+        (json!({"inputs": []}), "exactly one"),
+        (
+            json!({"inputs": [{"name": "text", "datatype": "BYTES", "data": ["a"]}]}),
+            "shape",
+        ),
+        (json!({"text": "a"}), "inputs"),
+        (
+            json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+            "outputs": [{"name": "logits"}]}),
+            "logits",
+        ),
+    ] {
+        let (status, body) = infer(&server, url, request.clone()).await;
+        assert_error(status, &body, 400, "bad_request");
+        assert!(
+            body["error"].as_str().unwrap().contains(needle),
+            "{request} -> {body}"
+        );
+    }
+
+    for raw in [&b"{\"inputs\": "[..], b"not json", b"{\"id\": \"\xff\"}"] {
+        let r = server
+            .client
+            .post(server.url(url))
+            .header("content-type", "application/json")
+            .body(raw.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert_error(status, &r.json().await.unwrap(), 400, "malformed_json");
+    }
+    let r = server
+        .client
+        .post(server.url(url))
+        .header("content-type", "text/plain")
+        .body(tensor(json!([1]), "BYTES", json!(["a"])).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_error(
+        status,
+        &r.json().await.unwrap(),
+        415,
+        "unsupported_media_type",
+    );
+
+    // /predict keeps its own statuses.
+    let (status, body) = infer(&server, "/predict", json!({"inputs": ""})).await;
+    assert_error(status, &body, 422, "validation");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inference_over_the_request_timeout_is_504() {
+    let mut config = config_for(common::minilm());
+    config.request_timeout = std::time::Duration::from_millis(1);
+    let server = TestServer::start(config).await;
+    let texts: Vec<String> = (0..32)
+        .map(|i| format!("{i} {}", "long text ".repeat(300)))
+        .collect();
+    let (status, body) = infer(
+        &server,
+        "/v2/models/minilm-sst2/infer",
+        json!({"inputs": [{"name": "text", "shape": [32], "datatype": "BYTES", "data": texts}]}),
+    )
+    .await;
+    assert_error(status, &body, 504, "timeout");
+}
+
+#[tokio::test]
+async fn before_the_model_is_loaded_v2_readiness_and_inference_are_503() {
+    let state = Arc::new(AppState::new(
+        config_for(common::minilm()),
+        Default::default(),
+    ));
+    let app = build_app(state);
+    for (method, path, status) in [
+        ("GET", "/v2", 200),
+        ("GET", "/v2/health/live", 200),
+        ("GET", "/v2/health/ready", 503),
+        ("GET", "/v2/models", 503),
+        ("GET", "/v2/models/minilm-sst2", 503),
+        ("GET", "/v2/models/minilm-sst2/ready", 503),
+        ("POST", "/v2/models/minilm-sst2/infer", 503),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["x"]}]}"#,
+            ))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        if status == 503 {
+            assert_error(status, &json, 503, "unavailable");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_inferences_land_in_the_prediction_log_like_predict() {
+    let pg = common::postgres::Postgres::start();
+    let mut config = config_for(common::minilm());
+    config.database_url = Some(pg.url());
+    config.database_password_file = Some(pg.password_file());
+    let server = TestServer::start(config).await;
+    let r = server
+        .client
+        .post(server.url("/v2/models/minilm-sst2/infer"))
+        .header("x-request-id", "v2-logged")
+        .json(
+            &json!({"id": "ignored-by-the-log", "inputs": [{"name": "text", "shape": [2],
+            "datatype": "BYTES", "data": ["dull and lifeless", "a joy from start to finish"]}],
+            "outputs": [{"name": "label"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let client = pg.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rows = loop {
+        let rows = client
+            .query(
+                "SELECT request_id, input_index, label, score, scores FROM predictions \
+                 ORDER BY input_index",
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < deadline, "rows: {}", rows.len());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for (i, (row, label)) in rows.iter().zip(["NEGATIVE", "POSITIVE"]).enumerate() {
+        assert_eq!(row.get::<_, String>(0), "v2-logged");
+        assert_eq!(row.get::<_, i32>(1), i as i32);
+        assert_eq!(row.get::<_, String>(2), label);
+        let scores: Value = row.get(4);
+        let score: f32 = row.get(3);
+        assert!((scores[label].as_f64().unwrap() - score as f64).abs() < 1e-6);
+    }
+}
