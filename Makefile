@@ -17,7 +17,7 @@ GIT_SHA = $(shell sha=$$(git rev-parse HEAD 2>/dev/null) || sha=unknown; \
 SOURCE_URL = $(shell git remote get-url origin 2>/dev/null || echo unknown)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test fmt lint run image image-gpu compose-up compose-down bench check-workflows ci
+.PHONY: help build test fmt lint run image image-gpu image-gpu-local compose-up compose-down bench check-workflows ci
 
 help: ## list these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ image-gpu: ## build the CUDA image from Dockerfile.gpu as IMAGE:<version>-cuda (
 		--build-arg GIT_SHA=$(GIT_SHA) \
 		--build-arg SOURCE_URL=$(SOURCE_URL) \
 		-t $(IMAGE):$(VERSION)-cuda -t $(IMAGE):$(GIT_SHA)-cuda .
+
+image-gpu-local: ## the CUDA image without a registry: local CUDA 13.0 base images from PyPI (scripts/build-cuda-base-images.sh)
+	GPU=1 scripts/build-image.sh
 
 compose-up: ## start the compose stack in the background (docker compose, else docker-compose)
 	$(COMPOSE) up -d

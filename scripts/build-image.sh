@@ -12,12 +12,16 @@
 #   IMAGE=sentiment-server       repository name of the tags
 #   LOCAL_BASE=1                 0: official rust:1-bookworm / debian:bookworm-slim from a registry
 #   VENDOR=1                     0: let cargo fetch crates inside the build
-#   MAX_IMAGE_MB=120             size budget of the runtime image (0: no check)
+#   MAX_IMAGE_MB=120             size budget of the runtime image (0: no check; GPU=1: none)
+#   GPU=1                        the CUDA image instead: Dockerfile.gpu on local CUDA base images
+#                                (scripts/build-cuda-base-images.sh), tags with a -cuda suffix
+#   CUDA_COMPUTE_CAP=90          GPU architecture of the CUDA image
 # Extra arguments go to `docker build` (e.g. --no-cache, --progress=plain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${IMAGE:-sentiment-server}
+GPU=${GPU:-0}
 LOCAL_BASE=${LOCAL_BASE:-1}
 VENDOR=${VENDOR:-1}
 MAX_IMAGE_MB=${MAX_IMAGE_MB:-120}
@@ -43,7 +47,16 @@ else
 fi
 
 build_args=(--build-arg "VERSION=$version" --build-arg "GIT_SHA=$git_sha" --build-arg "SOURCE_URL=$source_url")
-if [ "$LOCAL_BASE" = 1 ]; then
+suffix=
+if [ "$GPU" = 1 ]; then
+    suffix=-cuda
+    MAX_IMAGE_MB=0
+    build_args+=(-f Dockerfile.gpu --build-arg "CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}")
+    if [ "$LOCAL_BASE" = 1 ]; then
+        scripts/build-cuda-base-images.sh >/dev/null
+        build_args+=(--build-arg "BUILDER_IMAGE=local/cuda:13.0-devel" --build-arg "RUNTIME_IMAGE=local/cuda:13.0-runtime")
+    fi
+elif [ "$LOCAL_BASE" = 1 ]; then
     RUNTIME_TAG=$RUNTIME_TAG BUILDER_TAG=$BUILDER_TAG scripts/build-base-images.sh >/dev/null
     build_args+=(--build-arg "BUILDER_IMAGE=$BUILDER_TAG" --build-arg "RUNTIME_IMAGE=$RUNTIME_TAG")
 fi
@@ -77,16 +90,16 @@ if ! docker buildx version >/dev/null 2>&1; then
     export DOCKER_BUILDKIT=0
 fi
 
-tags=("$IMAGE:$version" "$IMAGE:$short_sha" "$IMAGE:latest")
+tags=("$IMAGE:$version$suffix" "$IMAGE:$short_sha$suffix" "$IMAGE:latest$suffix")
 tag_args=()
 for t in "${tags[@]}"; do tag_args+=(-t "$t"); done
 log "docker build ${tag_args[*]}"
 docker build "${build_args[@]}" "${tag_args[@]}" "$@" .
 
-size=$(docker image inspect -f '{{.Size}}' "$IMAGE:$version")
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE:$version$suffix")
 size_mb=$(( (size + 500000) / 1000000 ))
 printf '%s\n' "${tags[@]}"
-log "image $IMAGE:$version: $size_mb MB ($size bytes); built in $(($(date +%s) - started))s"
+log "image $IMAGE:$version$suffix: $size_mb MB ($size bytes); built in $(($(date +%s) - started))s"
 if [ "$MAX_IMAGE_MB" != 0 ] && [ "$size_mb" -gt "$MAX_IMAGE_MB" ]; then
     log "error: the image is over the $MAX_IMAGE_MB MB budget"
     exit 1

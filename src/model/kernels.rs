@@ -186,6 +186,8 @@ impl PackedMatrix {
         epilogue: Epilogue,
     ) {
         let col = p * NR;
+        // `half` picks the column block of every row's accumulators (acc[row][half]).
+        #[allow(clippy::needless_range_loop)]
         for half in 0..2 {
             let c0 = col + half * 16;
             if c0 >= self.n {
