@@ -11,8 +11,9 @@ cleanup() {
     local f
     for f in "${made[@]}"; do rm -f "$f"; done
     rmdir secrets models/default 2>/dev/null || true
-    docker rmi -f sentiment-context-probe >/dev/null 2>&1 || true
-    docker images -q sentiment-planted | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    docker rmi sentiment-context-probe >/dev/null 2>&1 || true
+    # By tag, never by id: a cached build shares its image id with sentiment-server's tags.
+    docker images --format '{{.Repository}}:{{.Tag}}' sentiment-planted | xargs -r docker rmi >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 for f in "${planted[@]}"; do
