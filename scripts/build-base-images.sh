@@ -152,20 +152,26 @@ EOF
     chmod 0755 "$root/usr/sbin/policy-rc.d"
 }
 
-# Pulls in the point-release, -updates and -security fixes debootstrap does not fetch.
-upgrade() {
-    local root=$1
+# Runs shell command $3 in the rootfs $1 with /proc mounted and the host's resolver, logging to
+# $root.$2.log, which is shown and kept only on failure.
+in_chroot() {
+    local root=$1 name=$2 command=$3
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     mount -t proc proc "$root/proc"
-    log "apt-get update && apt-get dist-upgrade in $root"
+    log "$command in $root"
     chroot "$root" /usr/bin/env -i PATH=$BASE_PATH DEBIAN_FRONTEND=noninteractive \
-        sh -c 'apt-get -qq update && apt-get -qq -y dist-upgrade' >"$root.upgrade.log" 2>&1 || {
-        tail -n 30 "$root.upgrade.log" >&2
+        sh -c "$command" >"$root.$name.log" 2>&1 || {
+        tail -n 30 "$root.$name.log" >&2
         umount -l "$root/proc"
-        die "upgrade in $root failed (log: $root.upgrade.log)"
+        die "$name in $root failed (log: $root.$name.log)"
     }
-    rm -f "$root.upgrade.log"
+    rm -f "$root.$name.log"
     umount -l "$root/proc"
+}
+
+# Pulls in the point-release, -updates and -security fixes debootstrap does not fetch.
+upgrade() {
+    in_chroot "$1" upgrade 'apt-get -qq update && apt-get -qq -y dist-upgrade'
 }
 
 # What the slim image drops: docs (copyright files kept), man pages, locales, apt lists and
@@ -258,17 +264,7 @@ build_postgres() {
     # inside the rootfs; no default cluster: the entry point creates one in PGDATA.
     mkdir -p "$root/etc/postgresql-common"
     echo "create_main_cluster = false" >"$root/etc/postgresql-common/createcluster.conf"
-    cp /etc/resolv.conf "$root/etc/resolv.conf"
-    mount -t proc proc "$root/proc"
-    log "apt-get install postgresql-15 in $root"
-    chroot "$root" /usr/bin/env -i PATH=$BASE_PATH DEBIAN_FRONTEND=noninteractive \
-        sh -c 'apt-get -qq update && apt-get -qq -y install postgresql-15' >"$root.pg.log" 2>&1 || {
-        tail -n 30 "$root.pg.log" >&2
-        umount -l "$root/proc"
-        die "postgresql install in $root failed (log: $root.pg.log)"
-    }
-    rm -f "$root.pg.log"
-    umount -l "$root/proc"
+    in_chroot "$root" postgresql 'apt-get -qq update && apt-get -qq -y install postgresql-15'
     install -m 0755 "$HERE/docker/postgres/entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
     mkdir -p "$root/docker-entrypoint-initdb.d"
     trim "$root"

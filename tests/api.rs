@@ -116,15 +116,7 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
         let r = server.client.get(server.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let info: Value = server
-        .client
-        .get(server.url("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = server.get_json("/info").await;
     assert_eq!(info["model_id"], "minilm-sst2");
     assert_eq!(info["model_type"], "bert");
     assert_eq!(info["architecture"], "BertForSequenceClassification");
@@ -138,15 +130,7 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     assert_eq!(info["batching"]["max_client_batch_size"], 32);
 
     predict(&server, json!({ "inputs": "fine" })).await;
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     for name in [
         "sentiment_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"} 1",
         "sentiment_http_request_duration_seconds_bucket",
@@ -161,15 +145,7 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
 
-    let spec: Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = server.get_json("/openapi.json").await;
     for path in [
         "/predict",
         "/health",

@@ -14,18 +14,6 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
-async fn metrics(server: &TestServer) -> String {
-    server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requests_are_batched_and_each_gets_its_own_exact_answer() {
     let server = TestServer::start(config_for(common::minilm())).await;
@@ -65,7 +53,7 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_exact_answer() {
             );
         }
     }
-    let m = metrics(&server).await;
+    let m = server.get_text("/metrics").await;
     let (sum, count) = (
         metric(&m, "sentiment_batch_size_sum"),
         metric(&m, "sentiment_batch_size_count"),
@@ -103,7 +91,11 @@ async fn shutdown_answers_in_flight_requests_then_stops_listening() {
         .collect();
     // Wait until all six are inside the server (the /metrics request itself is the 7th).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&metrics(&server).await, "sentiment_http_requests_in_flight") < 7.0 {
+    while metric(
+        &server.get_text("/metrics").await,
+        "sentiment_http_requests_in_flight",
+    ) < 7.0
+    {
         assert!(Instant::now() < deadline, "requests never arrived");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

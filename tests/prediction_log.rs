@@ -43,15 +43,7 @@ async fn count_rows(pg: &Postgres) -> i64 {
 
 /// The value of one un-labelled metric in Prometheus text.
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.get_text("/metrics").await;
     text.lines()
         .find_map(|line| {
             line.strip_prefix(name)?
@@ -79,15 +71,7 @@ fn sha256(text: &str) -> String {
 async fn every_prediction_lands_in_postgres_with_its_request_model_and_scores() {
     let pg = Postgres::start();
     let server = TestServer::start(logged_config(&pg)).await;
-    let info: Value = server
-        .client
-        .get(server.url("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = server.get_json("/info").await;
     let weights = info["weights_sha256"]
         .as_str()
         .expect("weights_sha256")

@@ -141,6 +141,28 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// `GET path`, body parsed as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        response.json().await.expect("JSON body")
+    }
+
+    /// `GET path`, body as text (whatever the status).
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        response.text().await.expect("text body")
+    }
+
     /// Begins a graceful shutdown (like SIGTERM) and returns the server task.
     pub fn shutdown(
         &mut self,
