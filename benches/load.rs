@@ -10,10 +10,13 @@
 //!   cargo bench --bench load -- --servers ours --scenarios 1x1,32x1 --server-args=--dtype=bf16
 //!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
 
+mod common;
+
 use clap::Parser;
+use common::{load_data, percentile, round, rss_mb, wait_healthy, Server};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,31 +63,6 @@ struct Args {
     /// cargo bench passes --bench; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-struct Server {
-    name: String,
-    url: String,
-    child: Option<Child>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn start(name: &str, args: &Args) -> Server {
@@ -135,57 +113,6 @@ fn start(name: &str, args: &Args) -> Server {
     };
     wait_healthy(&server.url, Duration::from_secs(180));
     server
-}
-
-fn wait_healthy(url: &str, limit: Duration) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    runtime.block_on(async {
-        loop {
-            let healthy = reqwest::get(format!("{url}/health"))
-                .await
-                .map(|r| r.status().is_success());
-            if healthy.unwrap_or(false) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{url} never became healthy");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-}
-
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-fn load_data(path: &PathBuf) -> Vec<(usize, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter_map(|l| {
-            let (label, text) = l.split_once('\t')?;
-            Some((label.trim().parse().ok()?, text.to_string()))
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn run_scenario(
@@ -296,10 +223,6 @@ fn run_scenario(
         "accuracy": if sentences > 0.0 { (correct.load(Ordering::Relaxed) as f64 / sentences * 1e4).round() / 1e4 } else { f64::NAN },
         "peak_rss_mb": if pid.is_some() { round(peak_rss) } else { f64::NAN },
     })
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 fn parse_scenario(s: &str) -> (usize, usize) {

@@ -31,6 +31,11 @@ pub enum Command {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Download a model from the Hugging Face Hub (or a mirror: HF_ENDPOINT) into a directory
+    /// this server can serve. Verifies every file's size and hash, and moves the directory into
+    /// place only when complete. Made for Kubernetes init containers: a rerun with the model
+    /// already at the same commit does nothing.
+    Download(crate::download::DownloadArgs),
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -93,6 +98,23 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Longest a client may take to send a request's headers; slower connections are closed
+    /// (slow-header attacks hold connections open this way). Keep-alive connections idle this
+    /// long are closed too: keep it above the idle time-out of a proxy that pools connections
+    /// to this server (AWS ALB: 60s), or lower that one.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a client may take to send a request body, from the end of its headers; slower
+    /// requests get 408 and the connection is closed. Raise it for large batches on slow links.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Most client connections open at once; more wait in the kernel's accept queue. Keep it
+    /// below the process's file-descriptor limit (ulimit -n).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the server
     /// exits anyway. Keep it below the orchestrator's grace period (Kubernetes: 30s default).
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
@@ -129,6 +151,33 @@ pub struct Config {
     /// next one, so batches grow with load without delaying anything under light load.
     #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub prediction_log_batch: u32,
+
+    /// Require `Authorization: Bearer <key>` on /predict and /v2/.../infer (health, probes,
+    /// metrics, /info and the playground stay open). At least 16 characters. Prefer
+    /// --api-key-file: a flag's value shows up in process listings.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// File of accepted API keys, one per line (# comments allowed): several keys let clients
+    /// rotate without downtime. Mount it from a secret.
+    #[arg(long, env = "API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Origins browsers may call this API from (CORS), comma-separated, e.g.
+    /// https://app.example.com; `*` allows any origin. Unset: no CORS
+    /// headers, so browsers allow same-origin pages only (the playground at / works either way).
+    #[arg(long, env = "CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+
+    /// Export request traces over OpenTelemetry OTLP/HTTP to this collector, e.g.
+    /// http://otel-collector:4318 (spans go to its /v1/traces). Unset: no export. Incoming W3C
+    /// `traceparent` headers are honoured, so spans join the caller's trace.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Service name on exported traces.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "sentiment-server")]
+    pub otel_service_name: String,
 
     /// Log format: text for people, json for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -168,7 +217,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5ms, 2s, 1m)"))
 }
 

@@ -21,6 +21,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// `--api-key` is set and the request has no valid `Authorization: Bearer` key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("no route for {0}")]
     NotFound(String),
     /// A `/v2/models/...` path naming a model or version this server does not serve.
@@ -32,6 +35,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("request took longer than the {0:?} timeout")]
     Timeout(std::time::Duration),
+    /// The client did not send the whole body within `--body-read-timeout`.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     Inference(String),
     #[error("internal error: {0}")]
@@ -43,8 +49,8 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// Stable machine-readable kind: validation, bad_request, malformed_json, payload_too_large,
-    /// unsupported_media_type, method_not_allowed, not_found, model_not_found, overloaded,
-    /// unavailable, timeout, backend, internal.
+    /// unsupported_media_type, method_not_allowed, unauthorized, not_found, model_not_found, overloaded,
+    /// unavailable, timeout, body_timeout, backend, internal.
     pub error_type: String,
 }
 
@@ -57,10 +63,12 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Inference(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,11 +81,13 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::ModelNotFound(_) => "model_not_found",
             Self::QueueFull { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
+            Self::BodyTimeout(_) => "body_timeout",
             Self::Inference(_) => "backend",
             Self::Internal(_) => "internal",
         }
@@ -109,6 +119,17 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::BodyTimeout(_)) {
+            // The rest of the body may still be trickling in: do not wait for it.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if matches!(self, Self::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -10,6 +10,7 @@
 pub mod batcher;
 pub mod config;
 pub mod device;
+pub mod download;
 pub mod engine;
 pub mod error;
 pub mod healthcheck;

@@ -1,29 +1,141 @@
-//! Structured logs: text for people, JSON for collectors; filter from --log-level.
+//! Structured logs (text for people, JSON for collectors; filter from --log-level) and,
+//! with --otlp-endpoint, request traces exported over OpenTelemetry OTLP/HTTP.
 
 use crate::config::LogFormat;
+use axum::http::{HeaderMap, Request};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-pub fn init(format: LogFormat, level: &str) {
+/// Where traces go: an OTLP/HTTP collector and the service name they carry.
+pub struct Otlp<'a> {
+    pub endpoint: &'a str,
+    pub service_name: &'a str,
+}
+
+/// Keeps the trace exporter alive; dropping it sends the spans still buffered.
+#[must_use]
+pub struct Guard(Option<SdkTracerProvider>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("warning: could not flush traces: {e}");
+            }
+        }
+    }
+}
+
+/// Server logs: stdout, where container runtimes collect them.
+pub fn init(format: LogFormat, level: &str, otlp: Option<Otlp<'_>>) -> Result<Guard, String> {
+    install(
+        format,
+        level,
+        otlp,
+        BoxMakeWriter::new(std::io::stdout),
+        std::io::stdout().is_terminal(),
+    )
+}
+
+/// Logs of a command-line subcommand: stderr, keeping stdout for its result.
+pub fn init_cli(format: LogFormat, level: &str) {
+    let _ = install(
+        format,
+        level,
+        None,
+        BoxMakeWriter::new(std::io::stderr),
+        std::io::stderr().is_terminal(),
+    );
+}
+
+fn install(
+    format: LogFormat,
+    level: &str,
+    otlp: Option<Otlp<'_>>,
+    writer: BoxMakeWriter,
+    terminal: bool,
+) -> Result<Guard, String> {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|e| {
         eprintln!("warning: invalid --log-level `{level}` ({e}); using info");
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Colour codes only for a person at a terminal, never in collected logs.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
         .with_target(false)
-        // Colour codes only for a person at a terminal, never in collected logs.
-        .with_ansi(std::io::stdout().is_terminal());
-    // Logs go to stdout, where container runtimes collect them.
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+        .with_ansi(terminal);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
+    let provider = otlp.map(tracer_provider).transpose()?;
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("sentiment-server")));
     // Already initialised (tests): keep the first subscriber.
-    let _ = result;
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    Ok(Guard(provider))
+}
+
+fn tracer_provider(otlp: Otlp<'_>) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let endpoint = format!("{}/v1/traces", otlp.endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(&endpoint)
+        .build()
+        .map_err(|e| format!("--otlp-endpoint {endpoint}: {e}"))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(otlp.service_name.to_string())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The span of one HTTP request; a W3C `traceparent` header makes it a child of the caller's
+/// span, so traces continue through this server.
+pub fn request_span<B>(request: &Request<B>, request_id: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        request_id = %request_id,
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+    );
+    if request.headers().contains_key("traceparent") {
+        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }

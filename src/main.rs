@@ -1,6 +1,6 @@
 use clap::Parser;
 use sentiment_server::config::{Cli, Command, Config, LogFormat};
-use sentiment_server::{healthcheck, logging, server};
+use sentiment_server::{download, healthcheck, logging, server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,7 +13,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Download(args)) => download(&cli.config, &args),
         None => serve(cli.config),
+    }
+}
+
+fn download(config: &Config, args: &download::DownloadArgs) -> ExitCode {
+    logging::init_cli(config.log_format, &config.log_level);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(download::run(args)));
+    match result {
+        Ok(dir) => {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: download failed: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -29,7 +49,21 @@ fn serve(config: Config) -> ExitCode {
         // them; the matrix kernels keep their own pool (--inference-threads).
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    logging::init(config.log_format, &config.log_level);
+    let otlp = config
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| logging::Otlp {
+            endpoint,
+            service_name: &config.otel_service_name,
+        });
+    // Dropped last, after the server has stopped: sends the traces still buffered.
+    let _telemetry = match logging::init(config.log_format, &config.log_level, otlp) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

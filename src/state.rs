@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::http::auth::ApiKeys;
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when `--database-url` is configured.
     pub prediction_log: Option<PredictionLog>,
+    /// Keys `/predict` and `/v2/.../infer` require; none configured means open.
+    pub api_keys: ApiKeys,
     engine: OnceLock<Arc<Engine>>,
     draining: AtomicBool,
 }
@@ -24,6 +27,7 @@ impl AppState {
             config,
             metrics,
             prediction_log: None,
+            api_keys: ApiKeys::default(),
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
         }
@@ -31,6 +35,11 @@ impl AppState {
 
     pub fn with_prediction_log(mut self, log: Option<PredictionLog>) -> Self {
         self.prediction_log = log;
+        self
+    }
+
+    pub fn with_api_keys(mut self, keys: ApiKeys) -> Self {
+        self.api_keys = keys;
         self
     }
 

@@ -4,8 +4,7 @@ mod common;
 
 use common::{config_for, TestServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -249,38 +248,13 @@ fn help_explains_every_flag_and_its_environment_variable() {
     }
 }
 
-/// Starts the real binary; returns it and its address, read from the JSON start-up log.
-fn spawn_server(model: &std::path::Path) -> (Child, String) {
-    let mut child = binary()
-        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
-        .args(["--request-timeout", "300s", "--shutdown-timeout", "300s"])
-        .arg("--model-dir")
-        .arg(model)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(addr) = v["address"].as_str() {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening log line");
-    (child, format!("http://{addr}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let _exclusive = common::exclusive().await;
-    let (mut child, base) = spawn_server(&common::minilm());
+    let (mut child, base) = common::spawn_binary(
+        &common::minilm(),
+        &["--request-timeout", "300s", "--shutdown-timeout", "300s"],
+    );
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while client

@@ -14,9 +14,12 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(map_rejection(rejection, state.config.payload_limit)),
+        // Bounds the whole body, not each read: a client trickling a byte a second is cut off.
+        let deadline = state.config.body_read_timeout;
+        match tokio::time::timeout(deadline, axum::Json::<T>::from_request(req, state)).await {
+            Ok(Ok(axum::Json(value))) => Ok(Self(value)),
+            Ok(Err(rejection)) => Err(map_rejection(rejection, state.config.payload_limit)),
+            Err(_) => Err(ApiError::BodyTimeout(deadline)),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! HTTP stage: routes, request ids, tracing, metrics, and JSON errors for everything.
 
+pub mod auth;
+pub mod cors;
 mod extract;
 mod observe;
 pub mod openapi;
+mod playground;
 pub mod predict;
 mod probes;
 pub mod v2;
@@ -16,6 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::any::Any;
 use std::sync::Arc;
+use tower::util::option_layer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -29,8 +33,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole application, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn build_app(state: Arc<AppState>) -> Router {
     let payload_limit = state.config.payload_limit;
-    Router::new()
+    // Origins were checked at start-up (server::run); an invalid list here means none.
+    let cors = cors::layer(&state.config.cors_allow_origin).ok().flatten();
+    // The inference routes: behind the API key when one is configured.
+    let inference = Router::new()
         .route("/predict", post(predict::predict))
+        .route("/v2/models/{name}/infer", post(v2::infer::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer::infer_version),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .merge(inference)
+        .route("/", get(playground::page))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .route("/live", get(probes::live))
@@ -43,7 +62,6 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route("/v2/models", get(v2::models))
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}",
             get(v2::model_version_metadata),
@@ -52,27 +70,30 @@ pub fn build_app(state: Arc<AppState>) -> Router {
             "/v2/models/{name}/versions/{version}/ready",
             get(v2::model_version_ready),
         )
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(v2::infer::infer_version),
-        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(payload_limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .layer(option_layer(cors))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let id = request
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|id| id.header_value().to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
-                })
-                // One line per answered request, with its status and latency.
-                .on_response(DefaultOnResponse::new().level(Level::INFO)))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request<_>| {
+                            let id = request
+                                .extensions()
+                                .get::<RequestId>()
+                                .and_then(|id| id.header_value().to_str().ok())
+                                .unwrap_or("-");
+                            crate::logging::request_span(request, id)
+                        })
+                        // One line per answered request, with its status and latency.
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )

@@ -49,6 +49,8 @@ pub struct Info {
     #[serde(flatten)]
     pub model: ModelInfo,
     pub batching: BatchingInfo,
+    /// `/predict` and `/v2/.../infer` need `Authorization: Bearer <key>` (never the key itself).
+    pub api_key_required: bool,
     /// Server version.
     pub version: &'static str,
 }
@@ -70,6 +72,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
             max_queue_size: limits.max_queue_size,
             max_client_batch_size: state.config.max_client_batch_size as usize,
         },
+        api_key_required: state.api_keys.enabled(),
         version: env!("CARGO_PKG_VERSION"),
     }))
 }

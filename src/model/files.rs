@@ -44,6 +44,7 @@ impl std::error::Error for LoadError {}
 pub struct ModelFiles {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// `tokenizer.json`, or `vocab.txt` for BERT-family checkpoints published without one.
     pub tokenizer: PathBuf,
     pub tokenizer_config: Option<PathBuf>,
     /// One `model.safetensors`, or the shards named by `model.safetensors.index.json`.
@@ -70,7 +71,13 @@ impl ModelFiles {
             }
         };
         let config = required("config.json")?;
-        let tokenizer = required("tokenizer.json")?;
+        let tokenizer = match required("tokenizer.json") {
+            Ok(path) => path,
+            Err(missing) => match required("vocab.txt") {
+                Ok(vocab) => vocab,
+                Err(_) => return Err(missing),
+            },
+        };
         let tokenizer_config = Some(dir.join("tokenizer_config.json")).filter(|p| p.is_file());
         let weights = if dir.join("model.safetensors").is_file() {
             vec![dir.join("model.safetensors")]
@@ -90,6 +97,11 @@ impl ModelFiles {
             tokenizer_config,
             weights,
         })
+    }
+
+    /// The tokenizer comes from a WordPiece `vocab.txt`, not `tokenizer.json`.
+    pub fn tokenizer_is_vocab(&self) -> bool {
+        self.tokenizer.file_name().is_some_and(|n| n == "vocab.txt")
     }
 
     /// The model's name: its directory's name.

@@ -204,3 +204,62 @@ pub fn parity_tolerance(device: &candle_core::Device) -> f32 {
         1e-3
     }
 }
+
+/// Starts the real binary on 127.0.0.1:0 with `args`; returns it and its base URL, read from
+/// the JSON start-up log. The caller stops it (SIGTERM) or kills it.
+pub fn spawn_binary(model: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .arg("--model-dir")
+        .arg(model)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sentiment-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(addr) = v["address"].as_str() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("listening log line");
+    (child, format!("http://{addr}"))
+}
+
+/// Waits until `base` answers /health with 200.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait")
+}

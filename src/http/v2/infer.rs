@@ -106,6 +106,8 @@ impl Output {
         (status = 200, description = "The requested output tensors", body = InferResponse),
         (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, empty text, too many texts", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
+        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 408, description = "Body not received within --body-read-timeout", body = ErrorBody),
         (status = 413, description = "Body over the payload limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 429, description = "Queue full; retry after the Retry-After header", body = ErrorBody),

@@ -1,8 +1,11 @@
 //! Serving lifecycle: listen first (probes answer 503 while the model loads), load the model,
 //! serve, and on shutdown drain in-flight work within `--shutdown-timeout`.
 
+mod accept;
+
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::http::auth::ApiKeys;
 use crate::http::build_app;
 use crate::metrics::Metrics;
 use crate::model::LoadError;
@@ -32,9 +35,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), LoadError> {
     let metrics = Arc::new(Metrics::new());
+    let api_keys = ApiKeys::load(config.api_key.as_deref(), config.api_key_file.as_deref())
+        .map_err(|e| LoadError::new("--api-key", e))?;
+    crate::http::cors::layer(&config.cors_allow_origin)
+        .map_err(|e| LoadError::new("--cors-allow-origin", e))?;
     let prediction_log = PredictionLog::start(&config, metrics.clone())?;
     let state = Arc::new(
-        AppState::new(config.clone(), metrics.clone()).with_prediction_log(prediction_log),
+        AppState::new(config.clone(), metrics.clone())
+            .with_prediction_log(prediction_log)
+            .with_api_keys(api_keys),
     );
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "listening; probes answer 503 until the model is loaded");
@@ -42,12 +51,15 @@ pub async fn run(
 
     let stop = CancellationToken::new();
     let app = build_app(state.clone());
+    let config_limits = (config.header_read_timeout, config.max_connections as usize);
     let server = tokio::spawn({
         let stop = stop.clone();
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            let limits = accept::ConnectionLimits {
+                header_read_timeout: config_limits.0,
+                max_connections: config_limits.1,
+            };
+            accept::serve(listener, app, limits, stop).await
         }
     });
     let mut shutdown = std::pin::pin!(shutdown);

@@ -4,6 +4,8 @@ use crate::model::files::{read_text, show};
 use crate::model::{LoadError, ModelConfig, ModelFiles};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+mod wordpiece;
+
 /// One tokenized text, ready for the batcher.
 #[derive(Debug, Clone)]
 pub struct Encoded {
@@ -29,13 +31,25 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json`, replacing whatever padding and truncation it carries: padding
+    /// Loads `tokenizer.json` (or, for BERT-family models without one, builds the tokenizer
+    /// from `vocab.txt`), replacing whatever padding and truncation it carries: padding
     /// happens per batch in the batcher, and truncation is at the model's maximum length
     /// (`model_max_length` from tokenizer_config.json, capped by the position embeddings).
     pub fn load(files: &ModelFiles, config: &ModelConfig) -> Result<Self, LoadError> {
-        let mut inner = Tokenizer::from_file(&files.tokenizer).map_err(|e| {
-            LoadError::new(show(&files.tokenizer), format!("invalid tokenizer: {e}"))
-        })?;
+        let mut inner = if files.tokenizer_is_vocab() {
+            if config.architecture.is_roberta_like() {
+                return Err(LoadError::new(
+                    files.dir.join("tokenizer.json").display().to_string(),
+                    "required for RoBERTa-family models (vocab.txt is read only for BERT and DistilBERT); \
+                     write one with transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir)",
+                ));
+            }
+            wordpiece::from_vocab(&files.tokenizer, files)?
+        } else {
+            Tokenizer::from_file(&files.tokenizer).map_err(|e| {
+                LoadError::new(show(&files.tokenizer), format!("invalid tokenizer: {e}"))
+            })?
+        };
         let vocab = inner.get_vocab_size(true);
         if vocab > config.vocab_size {
             return Err(LoadError::new(
