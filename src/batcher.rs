@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::tokenize::Encoded;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,7 +30,14 @@ pub struct BatchLimits {
     pub max_batch_tokens: usize,
     pub max_batch_delay: Duration,
     pub max_queue_size: usize,
+    /// Refuse work beyond this much estimated queueing time (zero: no such limit).
+    pub max_queue_wait: Duration,
 }
+
+/// Sequences per round: the worker plans at most this many (times the batch size) at once,
+/// the oldest first, so that under overload a new request waits for the queue ahead of it,
+/// never for a whole round of everything queued when it arrived.
+const ROUND_BATCHES: usize = 4;
 
 struct Job {
     encoded: Encoded,
@@ -48,6 +55,8 @@ pub struct Batcher {
     incoming: Arc<AtomicUsize>,
     limits: BatchLimits,
     metrics: Arc<Metrics>,
+    /// Sequences per second of inference, a moving average the worker keeps (f64 bits).
+    throughput: Arc<AtomicU64>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -64,12 +73,14 @@ impl Batcher {
     pub fn start(backend: impl Backend, limits: BatchLimits, metrics: Arc<Metrics>) -> Self {
         let (sender, receiver) = mpsc::channel();
         let incoming = Arc::new(AtomicUsize::new(0));
+        let throughput = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             backend,
             receiver,
             limits,
             incoming: incoming.clone(),
             metrics: metrics.clone(),
+            throughput: throughput.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("inference".into())
@@ -81,6 +92,7 @@ impl Batcher {
             incoming,
             limits,
             metrics,
+            throughput,
             worker: Mutex::new(Some(handle)),
         }
     }
@@ -100,13 +112,28 @@ impl Batcher {
         &self,
         sequences: Vec<Encoded>,
     ) -> Result<Vec<oneshot::Receiver<Reply>>, ApiError> {
-        let capacity = self.limits.max_queue_size;
-        let n = u32::try_from(sequences.len()).map_err(|_| ApiError::QueueFull { capacity })?;
-        let mut permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| ApiError::QueueFull { capacity })?;
+        let n = sequences.len();
+        let queued = self.limits.max_queue_size - self.permits.available_permits();
+        if let Some(limit) = self.wait_limit() {
+            if queued + n > limit {
+                let rate = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+                return Err(ApiError::QueueFull(format!(
+                    "the queue holds about {:.1}s of work ({queued} sequences at {rate:.0}/s; --max-queue-wait {:?})",
+                    queued as f64 / rate,
+                    self.limits.max_queue_wait
+                )));
+            }
+        }
+        let full = || {
+            ApiError::QueueFull(format!(
+                "the queue is full ({queued} of --max-queue-size {} sequences waiting)",
+                self.limits.max_queue_size
+            ))
+        };
+        let mut permit = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(full)?;
         let guard = self
             .sender
             .lock()
@@ -136,6 +163,17 @@ impl Batcher {
         Ok(receivers)
     }
 
+    /// Most sequences the queue may hold for --max-queue-wait at the measured throughput (at
+    /// least one full batch); `None` until there is a measurement, or when disabled.
+    fn wait_limit(&self) -> Option<usize> {
+        let rate = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+        if self.limits.max_queue_wait.is_zero() || rate <= 0.0 {
+            return None;
+        }
+        let limit = (rate * self.limits.max_queue_wait.as_secs_f64()) as usize;
+        Some(limit.max(self.limits.max_batch_size))
+    }
+
     /// Stops taking work; the worker finishes what is queued and exits.
     pub fn shutdown(&self) {
         if let Ok(mut sender) = self.sender.lock() {
@@ -162,6 +200,7 @@ struct Worker<B> {
     limits: BatchLimits,
     incoming: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    throughput: Arc<AtomicU64>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -180,8 +219,9 @@ impl<B: Backend> Worker<B> {
     fn collect(&self) -> Option<Vec<Job>> {
         let first = self.receiver.recv().ok()?;
         let deadline = first.enqueued + self.limits.max_batch_delay;
+        let round = self.limits.max_batch_size * ROUND_BATCHES;
         let mut pool = vec![first];
-        pool.extend(self.receiver.try_iter());
+        pool.extend(self.receiver.try_iter().take(round - 1));
         while pool.len() < self.limits.max_batch_size && self.incoming.load(Ordering::SeqCst) > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
@@ -189,7 +229,11 @@ impl<B: Backend> Worker<B> {
             match self.receiver.recv_timeout(left) {
                 Ok(job) => {
                     pool.push(job);
-                    pool.extend(self.receiver.try_iter());
+                    pool.extend(
+                        self.receiver
+                            .try_iter()
+                            .take(round.saturating_sub(pool.len())),
+                    );
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
@@ -223,9 +267,9 @@ impl<B: Backend> Worker<B> {
         let inputs: Vec<&Encoded> = jobs.iter().map(|j| &j.encoded).collect();
         let result = catch_unwind(AssertUnwindSafe(|| self.backend.forward(&inputs)))
             .unwrap_or_else(|_| Err("inference panicked".to_string()));
-        self.metrics
-            .inference_seconds
-            .observe(now.elapsed().as_secs_f64());
+        let seconds = now.elapsed().as_secs_f64();
+        self.metrics.inference_seconds.observe(seconds);
+        self.record_throughput(jobs.len(), seconds);
         match result {
             Ok(rows) if rows.len() == jobs.len() => {
                 for (job, row) in jobs.into_iter().zip(rows) {
@@ -242,6 +286,24 @@ impl<B: Backend> Worker<B> {
             }
             Err(e) => fail_all(jobs, e),
         }
+    }
+}
+
+impl<B> Worker<B> {
+    /// Folds one batch into the moving average of sequences per second that bounds the queue
+    /// by time (--max-queue-wait).
+    fn record_throughput(&self, sequences: usize, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        let rate = sequences as f64 / seconds;
+        let old = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+        let new = if old > 0.0 {
+            0.8 * old + 0.2 * rate
+        } else {
+            rate
+        };
+        self.throughput.store(new.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -329,6 +391,7 @@ mod tests {
             max_batch_tokens,
             max_batch_delay: Duration::ZERO,
             max_queue_size: 1024,
+            max_queue_wait: Duration::ZERO,
         }
     }
 
@@ -380,5 +443,55 @@ mod tests {
             .map(|b| b.len())
             .collect();
         assert_eq!(sizes, vec![1, 1]);
+    }
+
+    /// Takes 10 ms per sequence: about 100 sequences per second.
+    struct Slow;
+
+    impl Backend for Slow {
+        fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, String> {
+            std::thread::sleep(Duration::from_millis(10) * batch.len() as u32);
+            Ok(batch.iter().map(|e| vec![e.len() as f32]).collect())
+        }
+    }
+
+    fn sequences(n: usize) -> Vec<Encoded> {
+        (0..n)
+            .map(|i| Encoded {
+                ids: vec![0; 3 + i % 5],
+                type_ids: vec![0; 3 + i % 5],
+                truncated: false,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_queue_holds_at_most_max_queue_wait_of_measured_work() {
+        let limits = BatchLimits {
+            max_batch_size: 4,
+            max_batch_tokens: 1000,
+            max_batch_delay: Duration::ZERO,
+            max_queue_size: 1000,
+            max_queue_wait: Duration::from_millis(200),
+        };
+        let batcher = Batcher::start(Slow, limits, Arc::new(Metrics::new()));
+        // Before any measurement only --max-queue-size applies.
+        for rx in batcher.submit(sequences(8)).unwrap() {
+            rx.await.unwrap().unwrap();
+        }
+        // About 100 sequences/s measured: 200 ms of work is about 20 sequences.
+        let accepted = batcher.submit(sequences(12)).unwrap();
+        match batcher.submit(sequences(12)) {
+            Err(ApiError::QueueFull(message)) => {
+                assert!(message.contains("--max-queue-wait"), "{message}")
+            }
+            other => panic!("expected 429, got {:?}", other.map(|r| r.len())),
+        }
+        for (rx, expected) in accepted.into_iter().zip(sequences(12)) {
+            assert_eq!(rx.await.unwrap().unwrap(), vec![expected.len() as f32]);
+        }
+        // Drained: accepted again.
+        assert_eq!(batcher.submit(sequences(12)).unwrap().len(), 12);
+        batcher.shutdown();
     }
 }

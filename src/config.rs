@@ -81,10 +81,16 @@ pub struct Config {
     #[arg(long, env = "MAX_BATCH_DELAY", default_value = "5ms", value_parser = parse_duration)]
     pub max_batch_delay: Duration,
 
-    /// Sequences waiting for inference before new requests are refused with 429. Bounds memory
-    /// and queueing latency under overload; about (target latency / batch time) x batch size.
+    /// Sequences waiting for inference before new requests are refused with 429: a hard bound
+    /// on the queue's memory. --max-queue-wait usually refuses earlier.
     #[arg(long, env = "MAX_QUEUE_SIZE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queue_size: u32,
+
+    /// Refuse new requests with 429 once the queue holds this much work, estimated from the
+    /// measured throughput (a moving average). Bounds latency under overload, whatever the
+    /// device's speed, and lets latency recover quickly once the load drops. 0 disables it.
+    #[arg(long, env = "MAX_QUEUE_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub max_queue_wait: Duration,
 
     /// Most texts in one /predict request; more is refused with 422.
     #[arg(long, env = "MAX_CLIENT_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]

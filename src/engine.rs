@@ -94,6 +94,7 @@ impl Engine {
             max_batch_tokens: config.max_batch_tokens as usize,
             max_batch_delay: config.max_batch_delay,
             max_queue_size: config.max_queue_size as usize,
+            max_queue_wait: config.max_queue_wait,
         };
         let batcher = Batcher::start(backend, limits, metrics.clone());
         Ok(Self {

@@ -29,8 +29,9 @@ pub enum ApiError {
     /// A `/v2/models/...` path naming a model or version this server does not serve.
     #[error("{0}")]
     ModelNotFound(String),
-    #[error("the queue is full ({capacity} sequences waiting); retry later")]
-    QueueFull { capacity: usize },
+    /// The queue holds as much work as `--max-queue-size` or `--max-queue-wait` allow.
+    #[error("{0}; retry later")]
+    QueueFull(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("request took longer than the {0:?} timeout")]
@@ -65,7 +66,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -84,7 +85,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::ModelNotFound(_) => "model_not_found",
-            Self::QueueFull { .. } => "overloaded",
+            Self::QueueFull(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Timeout(_) => "timeout",
             Self::BodyTimeout(_) => "body_timeout",
@@ -115,7 +116,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         // Both clear up by themselves: tell well-behaved clients when to come back.
-        if matches!(self, Self::QueueFull { .. } | Self::Unavailable(_)) {
+        if matches!(self, Self::QueueFull(_) | Self::Unavailable(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -41,6 +41,7 @@ pub struct BatchingInfo {
     pub max_batch_tokens: usize,
     pub max_batch_delay_ms: f64,
     pub max_queue_size: usize,
+    pub max_queue_wait_ms: f64,
     pub max_client_batch_size: usize,
 }
 
@@ -70,6 +71,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
             max_batch_tokens: limits.max_batch_tokens,
             max_batch_delay_ms: limits.max_batch_delay.as_secs_f64() * 1000.0,
             max_queue_size: limits.max_queue_size,
+            max_queue_wait_ms: limits.max_queue_wait.as_secs_f64() * 1000.0,
             max_client_batch_size: state.config.max_client_batch_size as usize,
         },
         api_key_required: state.api_keys.enabled(),
