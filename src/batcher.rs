@@ -333,8 +333,8 @@ fn plan(mut pool: Vec<Job>, limits: &BatchLimits) -> Vec<Vec<Job>> {
         .collect()
 }
 
-/// Batch sizes, in order, for `lens` sorted ascending.
-fn split_sizes(lens: &[usize], limits: &BatchLimits) -> Vec<usize> {
+/// Batch sizes, in order, for `lens` sorted ascending (public for the micro-benchmarks).
+pub fn split_sizes(lens: &[usize], limits: &BatchLimits) -> Vec<usize> {
     let n = lens.len();
     // best[i]: least cost of running lens[..i]; from[i]: where its last batch starts.
     let mut best = vec![usize::MAX; n + 1];

@@ -131,6 +131,68 @@ fn start_up_failure(args: &[&str]) -> String {
     errors[0].to_string()
 }
 
+/// The server as a user without the right to read `chmod 000` files: root reads everything,
+/// so as root (CI) it runs as `nobody` through setpriv.
+fn start_up_failure_unprivileged(model: &std::path::Path) -> String {
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let mut command = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_sentiment-server"));
+        c
+    } else {
+        binary()
+    };
+    let out = command
+        .args(["--host", "127.0.0.1", "--port", "0", "--model-dir"])
+        .arg(model)
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "must exit non-zero: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line: {stderr}");
+    errors[0].to_string()
+}
+
+#[test]
+fn unreadable_model_files_and_directories_stop_start_up_naming_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = broken_copy(|d| {
+        std::fs::set_permissions(
+            d.join("model.safetensors"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap()
+    });
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let line = start_up_failure_unprivileged(d.path());
+    assert!(
+        line.contains("model.safetensors") && line.contains("Permission denied"),
+        "{line}"
+    );
+
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = parent.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(
+            common::fixture("bert-tiny-3class").join(file),
+            locked.join(file),
+        )
+        .unwrap();
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let line = start_up_failure_unprivileged(&locked);
+    assert!(
+        line.contains("locked") && line.contains("Permission denied"),
+        "{line}"
+    );
+}
+
 fn broken_copy(edit: impl FnOnce(&std::path::Path)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = common::fixture("bert-tiny-3class");

@@ -34,6 +34,10 @@ wait_healthy "$API" 180
 expect "api user" "$(docker exec "$API" id -u)" "10001"
 if docker logs "$API" 2>&1 | grep -qF "$(cat "$TMP/postgres_password.txt")"; then fail "the password is in the API's logs"; fi
 ok "password not in the logs"
+info=$(curl -sS --max-time 10 "$BASE/info")
+case "$info" in *model_id*) ;; *) fail "/info did not answer: $info" ;; esac
+if grep -qF "$(cat "$TMP/postgres_password.txt")" <<<"$info"; then fail "the password is in /info"; fi
+ok "password not in /info"
 
 step "predictions land in PostgreSQL"
 sent=0
