@@ -107,8 +107,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+        // 503 (loading, draining) and 504 are the server working as designed; 500s are bugs.
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => tracing::debug!(error = %self, "request refused"),
+            StatusCode::GATEWAY_TIMEOUT => tracing::warn!(error = %self, "request timed out"),
+            s if s.is_server_error() => tracing::error!(error = %self, "request failed"),
+            _ => {}
         }
         let body = ErrorBody {
             error: self.to_string(),

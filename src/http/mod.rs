@@ -25,7 +25,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -91,8 +91,10 @@ pub fn build_app(state: Arc<AppState>) -> Router {
                                 .unwrap_or("-");
                             crate::logging::request_span(request, id)
                         })
-                        // One line per answered request, with its status and latency.
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        // One line per answered request, with its status and latency; 5xx
+                        // are logged by ApiError at the level they deserve, not again here.
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response)),
