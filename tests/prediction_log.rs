@@ -226,8 +226,8 @@ async fn a_database_outage_never_fails_predict_and_every_row_is_stored_or_counte
     })
     .await;
 
-    // Restart under traffic.
-    pg.stop();
+    // Killed under traffic (no clean shutdown), then restarted.
+    pg.kill();
     sent += send(20, &server).await;
     pg.start_again();
     sent += send(5, &server).await;

@@ -81,6 +81,18 @@ impl Postgres {
         }
     }
 
+    /// Crashes the server: every PostgreSQL process is killed without a clean shutdown
+    /// (`pg_ctl -m immediate`), as an OOM kill or a node failure would; the next start recovers.
+    pub fn kill(&mut self) {
+        if self.running {
+            self.run_as_owner(
+                "pg_ctl",
+                &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],
+            );
+            self.running = false;
+        }
+    }
+
     pub fn start_again(&mut self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
