@@ -26,6 +26,7 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VE
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+VENV=$(cd "$VENV" && pwd)
 
 if [ -z "${SERVER_BIN:-}" ]; then
     echo "==> building the server"
@@ -95,7 +96,9 @@ EOF
 
 echo "==> schemathesis $SCHEMATHESIS_VERSION: $MAX_EXAMPLES examples per operation, seed $SEED, model $model"
 status=0
-"$VENV/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+# From the temporary directory: schemathesis and hypothesis leave their state (.schemathesis/,
+# .hypothesis/) in the working directory.
+(cd "$work" && "$VENV/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
@@ -103,7 +106,7 @@ status=0
     --request-timeout 30 \
     --generation-database none \
     --continue-on-failure \
-    --no-color || status=$?
+    --no-color) || status=$?
 
 if [ "$status" -ne 0 ]; then
     echo "error: schemathesis found failures (exit $status); rerun with SCHEMATHESIS_SEED=$SEED" >&2

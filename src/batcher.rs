@@ -47,6 +47,21 @@ struct Job {
     _permit: OwnedSemaphorePermit,
 }
 
+impl Job {
+    /// Frees the job's queue place, then replies: the other way round, a client that sends its
+    /// next request as soon as it has the answer could find its own old place still taken and
+    /// get a spurious 429 (found by the fuzzer).
+    fn answer(self, reply: Reply) {
+        let Job {
+            reply: sender,
+            _permit,
+            ..
+        } = self;
+        drop(_permit);
+        let _ = sender.send(reply);
+    }
+}
+
 pub struct Batcher {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     permits: Arc<Semaphore>,
@@ -273,7 +288,7 @@ impl<B: Backend> Worker<B> {
         match result {
             Ok(rows) if rows.len() == jobs.len() => {
                 for (job, row) in jobs.into_iter().zip(rows) {
-                    let _ = job.reply.send(Ok(row));
+                    job.answer(Ok(row));
                 }
             }
             Ok(rows) => {
@@ -310,7 +325,7 @@ impl<B> Worker<B> {
 fn fail_all(jobs: Vec<Job>, error: String) {
     tracing::error!(%error, sequences = jobs.len(), "batch failed");
     for job in jobs {
-        let _ = job.reply.send(Err(error.clone()));
+        job.answer(Err(error.clone()));
     }
 }
 
@@ -492,6 +507,38 @@ mod tests {
         }
         // Drained: accepted again.
         assert_eq!(batcher.submit(sequences(12)).unwrap().len(), 12);
+        batcher.shutdown();
+    }
+
+    /// Answers at once.
+    struct Echo;
+
+    impl Backend for Echo {
+        fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, String> {
+            Ok(batch.iter().map(|e| vec![e.len() as f32]).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_place_is_free_before_its_answer_arrives() {
+        let limits = BatchLimits {
+            max_batch_size: 2,
+            max_batch_tokens: 1000,
+            max_batch_delay: Duration::ZERO,
+            max_queue_size: 4,
+            max_queue_wait: Duration::ZERO,
+        };
+        let batcher = Batcher::start(Echo, limits, Arc::new(Metrics::new()));
+        // A client that fills the queue and asks again the moment it has its answers must
+        // always find room: it holds no place any more.
+        for round in 0..2000 {
+            let replies = batcher
+                .submit(sequences(4))
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            for rx in replies {
+                rx.await.unwrap().unwrap();
+            }
+        }
         batcher.shutdown();
     }
 }

@@ -152,6 +152,15 @@ async fn pathological_bodies_get_their_documented_status_and_nothing_breaks() {
             "{body}"
         );
     }
+    // Invalid UTF-8 anywhere in the body, even in a member the request ignores: malformed.
+    let mut body = br#"{"inputs": "fine", "x": "#.to_vec();
+    body.extend_from_slice(b"\"\xff\xfe\"}");
+    let (status, error, _) = post(&server, body).await;
+    assert_eq!(
+        (status, error["error_type"].as_str()),
+        (400, Some("malformed_json")),
+        "{error}"
+    );
     // An escaped lone surrogate is not a Unicode scalar value: malformed.
     let (status, error, _) = post(&server, r#"{"inputs": "\ud800"}"#).await;
     assert_eq!(status, 400, "{error}");

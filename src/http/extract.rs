@@ -2,9 +2,11 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -14,14 +16,48 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected `Content-Type: application/json`".into(),
+            ));
+        }
+        let limit = state.config.payload_limit;
         // Bounds the whole body, not each read: a client trickling a byte a second is cut off.
         let deadline = state.config.body_read_timeout;
-        match tokio::time::timeout(deadline, axum::Json::<T>::from_request(req, state)).await {
-            Ok(Ok(axum::Json(value))) => Ok(Self(value)),
-            Ok(Err(rejection)) => Err(map_rejection(rejection, state.config.payload_limit)),
-            Err(_) => Err(ApiError::BodyTimeout(deadline)),
+        let bytes = match tokio::time::timeout(deadline, Bytes::from_request(req, state)).await {
+            Err(_) => return Err(ApiError::BodyTimeout(deadline)),
+            Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge { limit })
+            }
+            Ok(Err(rejection)) => return Err(ApiError::MalformedJson(rejection.body_text())),
+            Ok(Ok(bytes)) => bytes,
+        };
+        // serde_json skips members it ignores without checking their UTF-8: check it all.
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(ApiError::MalformedJson(format!(
+                "the request body is not valid UTF-8: {e}"
+            )));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(map_rejection(rejection, limit)),
         }
     }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters (charset) ignored.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn map_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
