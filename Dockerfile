@@ -35,12 +35,12 @@ ENV CARGO_TERM_COLOR=never \
 # Dependency layer. The glob docker-dep[s] makes target/docker-deps optional: its contents
 # (vendor/, .cargo/config.toml) land in /src when it exists; without it only the manifests do.
 COPY Cargo.toml Cargo.lock target/docker-dep[s] ./
-# Stand-in targets so the manifest parses and every dependency compiles here; benches/load.rs
-# is declared in Cargo.toml and must exist, though it is not built.
+# Stand-in targets so the manifest parses and every dependency compiles here: every [[bench]] of
+# Cargo.toml must exist, though none is built.
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
-    && echo 'fn main() {}' > benches/load.rs \
+    && for bench in load overload micro; do echo 'fn main() {}' > benches/$bench.rs; done \
     && cargo build --release --locked --bin sentiment-server \
     && rm -rf src target/release/sentiment-server* target/release/.fingerprint/sentiment-server-* \
         target/release/deps/sentiment_server-* target/release/deps/libsentiment_server-*
@@ -56,8 +56,10 @@ RUN find src -type f -exec touch {} + \
     && /out/sentiment-server --version
 
 FROM ${RUNTIME_IMAGE} AS runtime
-# The binary needs only glibc and libgcc_s, which every Debian image has; it makes no outbound
-# TLS connections, so no ca-certificates. No shell tools are added (no curl, wget, python):
+# The binary needs only glibc and libgcc_s, which every Debian image has. Its one outbound TLS
+# client (`download`) carries Mozilla's root certificates inside the binary, so no
+# ca-certificates either (a private mirror's CA can be mounted under /etc/ssl/certs, which is
+# read too). No shell tools are added (no curl, wget, python):
 # the HEALTHCHECK is the binary itself.
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
