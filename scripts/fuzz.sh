@@ -29,8 +29,11 @@ if [ ! -d "$SHARED_DIR/fixtures" ]; then
 fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "error: cargo-fuzz needs the nightly toolchain (rustup toolchain install nightly)" >&2
-    exit 1
+    echo "==> installing the nightly toolchain (cargo-fuzz needs it)"
+    rustup toolchain install nightly --profile minimal || {
+        echo "error: cargo-fuzz needs the nightly toolchain (rustup toolchain install nightly)" >&2
+        exit 1
+    }
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"
