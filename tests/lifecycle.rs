@@ -313,22 +313,12 @@ fn help_explains_every_flag_and_its_environment_variable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let _exclusive = common::exclusive().await;
-    let (mut child, base) = common::spawn_binary(
+    let (child, base) = common::spawn_binary(
         &common::minilm(),
         &["--request-timeout", "300s", "--shutdown-timeout", "300s"],
     );
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_healthy(&client, &base).await;
     let texts: Vec<String> = (0..32)
         .map(|i| format!("review {i}: {}", "a dull film ".repeat(20)))
         .collect();
@@ -363,17 +353,9 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    let status = common::terminate(child).await;
     for task in tasks {
         assert_eq!(task.await.unwrap().expect("answered despite SIGTERM"), 200);
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(status.code(), Some(0), "graceful exit");
 }
