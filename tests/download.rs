@@ -327,16 +327,9 @@ async fn downloads_a_gated_model_verifies_it_and_the_server_serves_it() {
         .filter(|r| !r.text.trim().is_empty())
         .take(8)
     {
-        let body: Value = server
-            .client
-            .post(server.url("/predict"))
-            .json(&json!({"inputs": reference.text}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = server
+            .predict_json(&json!({"inputs": reference.text}))
+            .await;
         assert_eq!(body[0]["label"], reference.label.as_str(), "{body}");
         let best = reference.scores.iter().copied().fold(f32::MIN, f32::max);
         let score = body[0]["score"].as_f64().unwrap() as f32;

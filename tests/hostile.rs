@@ -19,16 +19,9 @@ fn open_fds() -> usize {
 /// The first reference sentence still gets PyTorch's label.
 async fn still_correct(server: &TestServer) {
     let reference = &common::references(&common::minilm())[0];
-    let body: Value = server
-        .client
-        .post(server.url("/predict"))
-        .json(&json!({"inputs": reference.text}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let body = server
+        .predict_json(&json!({"inputs": reference.text}))
+        .await;
     assert_eq!(body[0]["label"], reference.label.as_str(), "{body}");
     assert_eq!(server.get_json("/health").await["status"], "ok");
 }

@@ -125,16 +125,8 @@ impl TestServer {
     }
 
     pub async fn wait_ready(self) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = self.client.get(self.url("/health")).send().await {
-                if r.status() == 200 {
-                    return self;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_healthy(&self.client, &self.base).await;
+        self
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -146,6 +138,18 @@ impl TestServer {
         let response = self
             .client
             .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        response.json().await.expect("JSON body")
+    }
+
+    /// `POST /predict` with a JSON body; the answer parsed as JSON (whatever the status).
+    pub async fn predict_json(&self, body: &serde_json::Value) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url("/predict"))
+            .json(body)
             .send()
             .await
             .expect("request");
