@@ -7,7 +7,7 @@
 //! server under load. Then a table of ours against the baseline.
 //!
 //!   cargo bench --bench load                                  # both servers, default scenarios
-//!   cargo bench --bench load -- --servers ours --scenarios 1x1,32x1 --server-args=--dtype=bf16
+//!   cargo bench --bench load -- --servers ours,ours-bf16,baseline --scenarios 1x1,32x1
 //!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
 
 mod common;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug)]
 #[command(about = "Closed-loop HTTP load benchmark for /predict")]
 struct Args {
-    /// Servers to start and measure, in order: ours, baseline.
+    /// Servers to start and measure, in order: ours, ours-bf16 (ours with --dtype bf16), baseline.
     #[arg(long, default_value = "ours,baseline", value_delimiter = ',')]
     servers: Vec<String>,
     /// Measure this already-running server instead of starting any.
@@ -68,7 +68,7 @@ struct Args {
 fn start(name: &str, args: &Args) -> Server {
     let url = format!("http://127.0.0.1:{}", args.port);
     let mut command = match name {
-        "ours" => {
+        "ours" | "ours-bf16" => {
             let bin = args
                 .server_bin
                 .clone()
@@ -85,6 +85,9 @@ fn start(name: &str, args: &Args) -> Server {
                     "warn",
                 ])
                 .args(args.server_args.iter().filter(|a| !a.is_empty()));
+            if name == "ours-bf16" {
+                c.args(["--dtype", "bf16"]);
+            }
             c
         }
         "baseline" => {
@@ -95,7 +98,7 @@ fn start(name: &str, args: &Args) -> Server {
                 .env("HOST", "127.0.0.1");
             c
         }
-        other => panic!("unknown server {other}: use ours or baseline"),
+        other => panic!("unknown server {other}: use ours, ours-bf16 or baseline"),
     };
     let child = command
         .stdout(Stdio::null())

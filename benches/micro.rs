@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the data path's stages, on minilm-sst2 and SST-2 sentences:
 //! tokenization, batch formation (length-sorted split, padding) and the forward pass by batch
-//! size and sequence length, in f32 and bf16.
+//! size and sequence length, in f32 and bf16, and the packed matrix kernel alone on the model's
+//! layer shapes (its rate in FLOP/s, to compare with the CPU's peak).
 //!
 //!   cargo bench --bench micro                      # all
 //!   cargo bench --bench micro -- forward/f32       # a group or case (criterion filter)
@@ -158,5 +159,43 @@ fn forward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, tokenization, batch_formation, forward);
+/// The packed kernel alone on minilm-sst2's four layer shapes (hidden 384, intermediate 1536)
+/// for 800 rows (32 sentences of SST-2's average 25 tokens); criterion's elements are FLOPs,
+/// so its "elem/s" is the kernel's FLOP rate.
+fn matmul(c: &mut Criterion) {
+    use sentiment_server::model::kernels::{Epilogue, PackKind, PackedMatrix};
+    let rows = 800;
+    let shapes = [
+        ("qkv", 1152, 384, Epilogue::None),
+        ("attn_out", 384, 384, Epilogue::None),
+        ("ffn_in_gelu", 1536, 384, Epilogue::Gelu),
+        ("ffn_out", 384, 1536, Epilogue::None),
+    ];
+    for (name, kind) in [("f32", PackKind::F32), ("bf16", PackKind::Bf16)] {
+        if !PackKind::available(kind) {
+            continue;
+        }
+        let mut group = c.benchmark_group(format!("matmul/{name}"));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
+        for (shape, n, k, epilogue) in shapes {
+            let weight: Vec<f32> = (0..n * k)
+                .map(|i| ((i % 97) as f32 - 48.0) / 480.0)
+                .collect();
+            let x: Vec<f32> = (0..rows * k)
+                .map(|i| ((i % 89) as f32 - 44.0) / 440.0)
+                .collect();
+            let packed = PackedMatrix::pack(&weight, n, k, vec![0.0; n], kind);
+            group.throughput(Throughput::Elements((2 * rows * n * k) as u64));
+            group.bench_function(format!("{shape}_{rows}x{n}x{k}"), |b| {
+                b.iter(|| packed.matmul(black_box(&x), rows, epilogue))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, tokenization, batch_formation, forward, matmul);
 criterion_main!(benches);

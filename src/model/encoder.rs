@@ -103,6 +103,9 @@ pub struct Encoder {
     position_offset: Option<u32>,
     device: Device,
     dtype: DType,
+    /// The same encoder over plain host buffers, when every linear layer is packed.
+    #[cfg(target_arch = "x86_64")]
+    host: Option<super::host::HostEncoder>,
 }
 
 impl Encoder {
@@ -139,7 +142,7 @@ impl Encoder {
                 ffn_norm: LayerNorm::load(&l.pp(names.ffn_norm), h, config.layer_norm_eps)?,
             });
         }
-        Ok(Self {
+        let mut encoder = Self {
             word_embeddings: emb
                 .pp("word_embeddings")
                 .get((config.vocab_size, h), "weight")?,
@@ -158,13 +161,69 @@ impl Encoder {
                 .then_some(config.pad_token_id),
             device: vb.device().clone(),
             dtype: vb.dtype(),
-        })
+            #[cfg(target_arch = "x86_64")]
+            host: None,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if pack.is_some()
+            && encoder.device.is_cpu()
+            && encoder.dtype == DType::F32
+            && std::env::var("SENTIMENT_CPU_KERNELS").map_or(true, |v| v != "packed")
+        {
+            encoder.host = encoder.host_encoder()?;
+        }
+        Ok(encoder)
+    }
+
+    /// The host twin of this encoder, if every linear layer is packed (packing implies
+    /// AVX-512F, which the host encoder's row operations need).
+    #[cfg(target_arch = "x86_64")]
+    fn host_encoder(&self) -> Result<Option<super::host::HostEncoder>> {
+        use super::host::{HostEncoder, HostLayer};
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let (Some(qkv), Some(attn_out), Some(ffn_in), Some(ffn_out)) = (
+                l.qkv.packed(),
+                l.attn_out.packed(),
+                l.ffn_in.packed(),
+                l.ffn_out.packed(),
+            ) else {
+                return Ok(None);
+            };
+            layers.push(HostLayer {
+                qkv,
+                attn_out,
+                attn_norm: l.attn_norm.to_host()?,
+                ffn_in,
+                ffn_out,
+                ffn_norm: l.ffn_norm.to_host()?,
+            });
+        }
+        Ok(Some(HostEncoder {
+            word_embeddings: self.word_embeddings.contiguous()?,
+            position_embeddings: self.position_embeddings.flatten_all()?.to_vec1()?,
+            token_type_embeddings: match &self.token_type_embeddings {
+                Some(t) => Some(t.flatten_all()?.to_vec1()?),
+                None => None,
+            },
+            embedding_norm: self.embedding_norm.to_host()?,
+            layers,
+            num_heads: self.num_heads,
+            head_dim: self.head_dim,
+            activation: self.activation,
+            position_offset: self.position_offset,
+        }))
     }
 
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
     /// Classification heads read nothing else, so the last layer computes only those rows.
     pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(host) = &self.host {
+            let rows = host.forward_first_token(input)?;
+            return Tensor::from_vec(rows, (b, self.num_heads * self.head_dim), &self.device);
+        }
         let mut x = self.embed(input)?;
         let mask = self.attention_mask(input)?;
         let last = self.layers.len().saturating_sub(1);

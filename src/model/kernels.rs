@@ -29,7 +29,10 @@ impl PackKind {
             match kind {
                 PackKind::F32 => is_x86_feature_detected!("avx512f"),
                 PackKind::Bf16 => {
-                    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+                    is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bf16")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
                 }
             }
         }
@@ -138,7 +141,8 @@ impl PackedMatrix {
             }),
             Panels::Bf16(panels) => {
                 let kp = self.k.div_ceil(2);
-                let xb = to_bf16_pairs(x, m, self.k);
+                // SAFETY: Bf16 panels exist only where PackKind::available(Bf16) said yes.
+                let xb = unsafe { to_bf16_pairs(x, m, self.k) };
                 self.run(m, &mut out, epilogue, |p, rows, c| unsafe {
                     bf16_panel(&xb, kp, rows, &panels[p * kp * NR..], c)
                 })
@@ -216,21 +220,27 @@ struct SendPtr(*mut f32);
 unsafe impl Sync for SendPtr {}
 unsafe impl Send for SendPtr {}
 
-/// Rows of `x` rounded to bf16 and laid out as pairs along k (zero-padded to even k).
+/// Rows of `x` rounded to bf16 (to nearest even, as `half` and PyTorch do) and laid out as
+/// pairs along k, zero-padded to even k: a bf16 row in memory order is exactly that layout.
 #[cfg(target_arch = "x86_64")]
-fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+unsafe fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
     let kp = k.div_ceil(2);
     let mut out = vec![0u32; m * kp];
     for r in 0..m {
-        let row = &x[r * k..(r + 1) * k];
-        for q in 0..kp {
-            let lo = bf16_bits(row[2 * q]);
-            let hi = if 2 * q + 1 < k {
-                bf16_bits(row[2 * q + 1])
-            } else {
-                0
-            };
-            out[r * kp + q] = lo | (hi << 16);
+        let src = x.as_ptr().add(r * k);
+        let dst = out.as_mut_ptr().add(r * kp) as *mut i16;
+        let mut i = 0;
+        while i < k {
+            let rem = k - i;
+            let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
+            let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src.add(i)));
+            _mm256_mask_storeu_epi16(
+                dst.add(i),
+                mask,
+                std::mem::transmute::<__m256bh, __m256i>(v),
+            );
+            i += 16;
         }
     }
     out
@@ -318,7 +328,7 @@ unsafe fn bf16_panel(
 /// `exp(x)` to about 1 ulp: 2^n * p(r) with a degree-6 polynomial on the reduced argument.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn exp(x: __m512) -> __m512 {
+pub(super) unsafe fn exp(x: __m512) -> __m512 {
     let x = _mm512_max_ps(
         _mm512_min_ps(x, _mm512_set1_ps(88.3)),
         _mm512_set1_ps(-87.3),
@@ -431,6 +441,31 @@ mod tests {
                         "{m}x{n}x{k} gelu={gelu}: {g} vs {w}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_rows_round_like_half_and_pad_odd_k_with_zero() {
+        if !PackKind::available(PackKind::Bf16) {
+            return;
+        }
+        let (m, k) = (3, 37);
+        let mut x = data(m * k, 7);
+        // Exact ties between two bf16 values round to even, like half and PyTorch.
+        x[0] = f32::from_bits(0x3f80_8000);
+        x[1] = f32::from_bits(0x3f81_8000);
+        let pairs = unsafe { to_bf16_pairs(&x, m, k) };
+        for r in 0..m {
+            for c in 0..k + 1 {
+                let pair = pairs[r * k.div_ceil(2) + c / 2];
+                let got = if c % 2 == 0 {
+                    pair & 0xffff
+                } else {
+                    pair >> 16
+                };
+                let want = if c < k { bf16_bits(x[r * k + c]) } else { 0 };
+                assert_eq!(got, want, "row {r} col {c}");
             }
         }
     }

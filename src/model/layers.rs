@@ -61,6 +61,14 @@ impl Linear {
         }
     }
 
+    /// The packed matrix, when this layer has one.
+    pub fn packed(&self) -> Option<Arc<PackedMatrix>> {
+        match self {
+            Self::Packed(matrix) => Some(matrix.clone()),
+            Self::Candle { .. } => None,
+        }
+    }
+
     /// `x` is `[rows, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -137,6 +145,16 @@ impl LayerNorm {
             bias: vb.get(size, b)?,
             eps: eps as f32,
         })
+    }
+
+    /// The parameters as host vectors, for the host encoder.
+    #[cfg(target_arch = "x86_64")]
+    pub fn to_host(&self) -> Result<super::host::Norm> {
+        Ok(super::host::Norm::new(
+            self.weight.to_dtype(DType::F32)?.to_vec1()?,
+            self.bias.to_dtype(DType::F32)?.to_vec1()?,
+            self.eps,
+        ))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -4,8 +4,12 @@ mod classifier;
 pub mod config;
 mod encoder;
 pub(crate) mod files;
+#[cfg(target_arch = "x86_64")]
+mod host;
 pub mod kernels;
 mod layers;
+#[cfg(target_arch = "x86_64")]
+mod rowops;
 
 pub use classifier::SequenceClassifier;
 pub use config::{Architecture, ModelConfig, ScoreFunction};
@@ -54,7 +58,8 @@ impl crate::batcher::Backend for ModelBackend {
 }
 
 /// Packed CPU kernels for the linear layers, when this CPU has them for `dtype`.
-/// `SENTIMENT_CPU_KERNELS=candle` turns them off (for comparisons and debugging).
+/// `SENTIMENT_CPU_KERNELS=candle` turns them off, `=packed` keeps them but runs the rest of
+/// the encoder through candle's ops instead of the host encoder (for comparisons and debugging).
 fn packing(device: &Device, dtype: DType) -> Option<kernels::PackKind> {
     use kernels::PackKind;
     if !device.is_cpu() || std::env::var("SENTIMENT_CPU_KERNELS").is_ok_and(|v| v == "candle") {
