@@ -55,7 +55,7 @@ struct Args {
     /// Append the JSON records to this file.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Label for the records of `--url` or ours (e.g. "ours-bf16").
+    /// Label for the records of `--url` or ours (e.g. "ours-4-threads").
     #[arg(long)]
     label: Option<String>,
     #[arg(long, default_value_t = 18123)]
@@ -276,7 +276,7 @@ fn main() {
     print_comparison(&records);
 }
 
-/// Ours against the baseline, scenario by scenario.
+/// Each of ours against the baseline, scenario by scenario.
 fn print_comparison(records: &[Value]) {
     let base: Vec<&Value> = records
         .iter()
@@ -285,29 +285,38 @@ fn print_comparison(records: &[Value]) {
     if base.is_empty() {
         return;
     }
-    eprintln!("\n| scenario | ours sent/s | baseline sent/s | ratio | ours p50 / p99 ms | baseline p50 / p99 ms | p50 ratio |");
-    eprintln!("| --- | --- | --- | --- | --- | --- | --- |");
-    for b in base {
-        let Some(o) = records.iter().find(|r| {
-            r["server"] != "baseline"
-                && r["concurrency"] == b["concurrency"]
-                && r["batch"] == b["batch"]
-        }) else {
-            continue;
-        };
-        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        eprintln!(
-            "| c={} x{} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x |",
-            b["concurrency"],
-            b["batch"],
-            f(o, "sentences_per_s"),
-            f(b, "sentences_per_s"),
-            f(o, "sentences_per_s") / f(b, "sentences_per_s"),
-            f(o, "p50_ms"),
-            f(o, "p99_ms"),
-            f(b, "p50_ms"),
-            f(b, "p99_ms"),
-            f(o, "p50_ms") / f(b, "p50_ms"),
-        );
+    let mut ours: Vec<&Value> = Vec::new();
+    for r in records.iter().filter(|r| r["server"] != "baseline") {
+        if !ours.contains(&&r["server"]) {
+            ours.push(&r["server"]);
+        }
+    }
+    eprintln!("\n| server | scenario | sent/s | baseline sent/s | ratio | p50 / p99 ms | baseline p50 / p99 ms | p50 ratio |");
+    eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for server in ours {
+        for b in &base {
+            let Some(o) = records.iter().find(|r| {
+                &r["server"] == server
+                    && r["concurrency"] == b["concurrency"]
+                    && r["batch"] == b["batch"]
+            }) else {
+                continue;
+            };
+            let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            eprintln!(
+                "| {} | c={} x{} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x |",
+                server.as_str().unwrap_or("?"),
+                b["concurrency"],
+                b["batch"],
+                f(o, "sentences_per_s"),
+                f(b, "sentences_per_s"),
+                f(o, "sentences_per_s") / f(b, "sentences_per_s"),
+                f(o, "p50_ms"),
+                f(o, "p99_ms"),
+                f(b, "p50_ms"),
+                f(b, "p99_ms"),
+                f(o, "p50_ms") / f(b, "p50_ms"),
+            );
+        }
     }
 }

@@ -24,8 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
-DISPLAY = {"ours": "sentiment-server (ours)", "baseline": "FastAPI + transformers (baseline)"}
-ORDER = {"ours": 0, "baseline": 1}
+DISPLAY = {
+    "ours": "sentiment-server (ours)",
+    "ours-bf16": "sentiment-server --dtype bf16 (ours)",
+    "baseline": "FastAPI + transformers (baseline)",
+}
+ORDER = {"ours": 0, "ours-bf16": 1, "baseline": 2}
 
 
 def load(path):
