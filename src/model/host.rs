@@ -103,6 +103,10 @@ impl HostEncoder {
     /// The final hidden state of each sequence's first token, `[batch, hidden]` row-major.
     /// The last layer computes only those rows (their keys and values still see every token).
     pub fn forward_first_token(&self, input: &BatchInput) -> Result<Vec<f32>> {
+        // Every sequence needs a first token (the tokenizer always adds one).
+        if input.lengths.contains(&0) {
+            bail!("an empty sequence reached the encoder")
+        }
         let rows = Rows::new(input);
         let mut x = self.embed(input, &rows)?;
         let last = self.layers.len().saturating_sub(1);
