@@ -27,6 +27,10 @@ pub struct ModelInfo {
     pub max_input_length: usize,
     pub device: String,
     pub dtype: String,
+    /// How forward passes run: `host encoder, AVX-512 f32 kernels`, `host encoder,
+    /// AVX512-BF16 kernels`, or `candle` (GPUs, CPUs without AVX-512, f16). On a CPU, `candle`
+    /// means roughly half the throughput (BENCHMARKS.md).
+    pub compute: String,
     /// SHA-256 of the weight file(s).
     pub weights_sha256: String,
     pub load_seconds: f64,
@@ -59,6 +63,7 @@ impl Engine {
                 ),
             ));
         }
+        let compute = loaded.classifier.compute().to_string();
         let backend = ModelBackend {
             classifier: loaded.classifier,
             pad_token_id: loaded.config.pad_token_id,
@@ -86,6 +91,7 @@ impl Engine {
             max_input_length,
             device: crate::device::describe(&device),
             dtype: format!("{:?}", config.dtype).to_lowercase(),
+            compute,
             weights_sha256,
             load_seconds,
         };

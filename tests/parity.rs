@@ -138,6 +138,12 @@ fn bf16_keeps_the_f32_decisions_on_sst2_validation() {
     let run = |dtype: DType| -> Vec<usize> {
         let files = ModelFiles::locate(&dir).expect("locate");
         let loaded = model::load(files, &device, dtype).expect("load");
+        if device.is_cpu() && dtype == DType::BF16 {
+            assert_eq!(
+                loaded.classifier.compute(),
+                "host encoder, AVX512-BF16 kernels"
+            );
+        }
         let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config).expect("tokenizer");
         let backend = ModelBackend {
             classifier: loaded.classifier,

@@ -84,6 +84,11 @@ impl SequenceClassifier {
         })
     }
 
+    /// How forward passes run (for `/info` and the start-up log).
+    pub fn compute(&self) -> &'static str {
+        self.encoder.compute()
+    }
+
     /// Logits `[batch][num_labels]` in f32, whatever the compute dtype.
     pub fn forward(&self, input: &BatchInput) -> Result<Vec<Vec<f32>>> {
         let first = self.encoder.forward_first_token(input)?;

@@ -215,6 +215,15 @@ impl Encoder {
         }))
     }
 
+    /// How forward passes run: the host encoder over packed kernels, or candle's ops.
+    pub fn compute(&self) -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(host) = &self.host {
+            return host.describe();
+        }
+        "candle"
+    }
+
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
     /// Classification heads read nothing else, so the last layer computes only those rows.
     pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {

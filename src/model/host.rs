@@ -10,7 +10,7 @@
 
 use super::config::Activation;
 use super::encoder::BatchInput;
-use super::kernels::{Epilogue, PackedMatrix};
+use super::kernels::{Epilogue, PackKind, PackedMatrix};
 use super::rowops;
 use candle_core::{bail, CpuStorage, Result, Storage, Tensor};
 use rayon::prelude::*;
@@ -96,6 +96,14 @@ impl Rows {
 }
 
 impl HostEncoder {
+    /// The kernels this encoder's products run on.
+    pub fn describe(&self) -> &'static str {
+        match self.layers.first().map(|l| l.qkv.kind()) {
+            Some(PackKind::Bf16) => "host encoder, AVX512-BF16 kernels",
+            _ => "host encoder, AVX-512 f32 kernels",
+        }
+    }
+
     fn hidden(&self) -> usize {
         self.num_heads * self.head_dim
     }

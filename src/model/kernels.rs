@@ -119,6 +119,13 @@ impl PackedMatrix {
         Self { n, k, panels, bias }
     }
 
+    pub fn kind(&self) -> PackKind {
+        match self.panels {
+            Panels::F32(_) => PackKind::F32,
+            Panels::Bf16(_) => PackKind::Bf16,
+        }
+    }
+
     pub fn out_features(&self) -> usize {
         self.n
     }

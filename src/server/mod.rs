@@ -96,6 +96,7 @@ pub async fn run(
         labels = ?info.labels,
         device = %info.device,
         dtype = %info.dtype,
+        compute = %info.compute,
         max_input_length = info.max_input_length,
         weights_sha256 = %info.weights_sha256,
         load_seconds = format!("{:.2}", info.load_seconds),
