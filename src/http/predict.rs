@@ -82,14 +82,8 @@ pub enum PredictResponse {
     responses(
         (status = 200, description = "Label scores, highest first", body = PredictResponse),
         (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
-        (status = 408, description = "Body not received within --body-read-timeout", body = ErrorBody),
-        (status = 413, description = "Body over the payload limit", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid request: empty text, too many inputs, wrong types, too long with truncate=false", body = ErrorBody),
-        (status = 429, description = "Queue full; retry after the Retry-After header", body = ErrorBody),
-        (status = 503, description = "Model loading or server shutting down", body = ErrorBody),
-        (status = 504, description = "Request timed out", body = ErrorBody),
+        crate::http::openapi::InferenceErrors,
     ),
     tag = "inference"
 )]

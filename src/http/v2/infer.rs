@@ -106,13 +106,7 @@ impl Output {
         (status = 200, description = "The requested output tensors", body = InferResponse),
         (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, empty text, too many texts", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
-        (status = 408, description = "Body not received within --body-read-timeout", body = ErrorBody),
-        (status = 413, description = "Body over the payload limit", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 429, description = "Queue full; retry after the Retry-After header", body = ErrorBody),
-        (status = 503, description = "Model loading or server shutting down", body = ErrorBody),
-        (status = 504, description = "Request timed out", body = ErrorBody),
+        crate::http::openapi::InferenceErrors,
     ),
     tag = "v2"
 )]
@@ -135,14 +129,8 @@ pub async fn infer(
     responses(
         (status = 200, description = "The requested output tensors", body = InferResponse),
         (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, empty text, too many texts", body = ErrorBody),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
-        (status = 408, description = "Body not received within --body-read-timeout", body = ErrorBody),
-        (status = 413, description = "Body over the payload limit", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 429, description = "Queue full; retry after the Retry-After header", body = ErrorBody),
-        (status = 503, description = "Model loading or server shutting down", body = ErrorBody),
-        (status = 504, description = "Request timed out", body = ErrorBody),
+        crate::http::openapi::InferenceErrors,
     ),
     tag = "v2")]
 pub async fn infer_version(
