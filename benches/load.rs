@@ -260,16 +260,7 @@ fn main() {
         };
         for &(c, batch) in &scenarios {
             let record = run_scenario(&server, &data, c, batch, &args);
-            println!("{record}");
-            if let Some(out) = &args.out {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(out)
-                    .expect("open --out");
-                writeln!(f, "{record}").expect("write --out");
-            }
+            common::emit(&record, args.out.as_deref());
             records.push(record);
         }
     }

@@ -190,16 +190,7 @@ fn within(value: f64, goal: f64) -> bool {
 }
 
 fn emit(args: &Args, record: &Value) {
-    println!("{record}");
-    if let Some(out) = &args.out {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .expect("open --out");
-        writeln!(f, "{record}").expect("write --out");
-    }
+    common::emit(record, args.out.as_deref());
 }
 
 fn main() {

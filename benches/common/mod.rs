@@ -1,8 +1,8 @@
-//! Helpers shared by the HTTP benchmarks: the server process, health waits, memory sampling
-//! and the SST-2 sentences.
+//! Helpers shared by the HTTP benchmarks: the server process, health waits, memory sampling,
+//! the SST-2 sentences and the JSON records.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -84,4 +84,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// Prints one JSON record and appends it to `out` (one record a line) when given.
+pub fn emit(record: &serde_json::Value, out: Option<&Path>) {
+    use std::io::Write;
+    println!("{record}");
+    if let Some(out) = out {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .expect("open --out");
+        writeln!(f, "{record}").expect("write --out");
+    }
 }
