@@ -99,7 +99,7 @@ status=0
 # From the temporary directory: schemathesis and hypothesis leave their state (.schemathesis/,
 # .hypothesis/) in the working directory.
 (cd "$work" && "$VENV/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
     --workers 2 \
