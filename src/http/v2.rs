@@ -161,8 +161,9 @@ fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> Metada
 /// Model metadata: the input and output tensors, and the label names.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "the model id, as /info reports it")),
-    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
@@ -187,8 +188,9 @@ pub async fn model_metadata(
 /// Model metadata of a version (only `1` exists).
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelMetadata),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_version_metadata(
     state: State<Arc<AppState>>,
     path: ModelPath,
@@ -205,8 +207,9 @@ pub struct ModelReady {
 /// Model readiness: 200 when it takes requests, 503 while loading or draining, 404 if unknown.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
     params(("name" = String, Path)),
-    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelReady),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
@@ -222,8 +225,9 @@ pub async fn model_ready(
 /// Readiness of a model version (only `1` exists).
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelReady),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_version_ready(
     state: State<Arc<AppState>>,
     path: ModelPath,
