@@ -139,6 +139,15 @@ async fn server_and_model_metadata_health_and_readiness() {
         let (status, body) = get(&server, path).await;
         assert_error(status, &body, 404, "model_not_found");
     }
+    // A name or version that is not UTF-8 is a bad request, answered in JSON like any other.
+    for path in [
+        "/v2/models/%FF",
+        "/v2/models/%FF/ready",
+        "/v2/models/minilm-sst2/versions/%FF",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
 
     let spec: Value = get(&server, "/openapi.json").await.1;
     for path in [
