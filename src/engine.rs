@@ -28,8 +28,9 @@ pub struct ModelInfo {
     pub device: String,
     pub dtype: String,
     /// How forward passes run: `host encoder, AVX-512 f32 kernels`, `host encoder,
-    /// AVX512-BF16 kernels`, or `candle` (GPUs, CPUs without AVX-512, f16). On a CPU, `candle`
-    /// means roughly half the throughput (BENCHMARKS.md).
+    /// AVX512-BF16 kernels`, or `candle` (GPUs, CPUs without AVX-512, f16; `candle ops, packed
+    /// kernels` when forced for comparison). On a CPU, `candle` means roughly half the
+    /// throughput (BENCHMARKS.md).
     pub compute: String,
     /// SHA-256 of the weight file(s).
     pub weights_sha256: String,

@@ -17,6 +17,12 @@ fn backend(dir: &std::path::Path, candle_ops: bool) -> (ModelBackend, TextTokeni
     let files = ModelFiles::locate(dir).expect("locate");
     let loaded = model::load(files, &candle_core::Device::Cpu, DType::F32).expect("load");
     std::env::remove_var("SENTIMENT_CPU_KERNELS");
+    let want = if candle_ops {
+        "candle ops, packed kernels"
+    } else {
+        "host encoder, AVX-512 f32 kernels"
+    };
+    assert_eq!(loaded.classifier.compute(), want);
     let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config).expect("tokenizer");
     let backend = ModelBackend {
         classifier: loaded.classifier,

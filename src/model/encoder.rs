@@ -215,13 +215,17 @@ impl Encoder {
         }))
     }
 
-    /// How forward passes run: the host encoder over packed kernels, or candle's ops.
+    /// How forward passes run: the host encoder over packed kernels, or candle's ops (with
+    /// packed kernels for the products under `SENTIMENT_CPU_KERNELS=packed`).
     pub fn compute(&self) -> &'static str {
         #[cfg(target_arch = "x86_64")]
         if let Some(host) = &self.host {
             return host.describe();
         }
-        "candle"
+        match self.layers.first().map(|l| l.qkv.packed().is_some()) {
+            Some(true) => "candle ops, packed kernels",
+            _ => "candle",
+        }
     }
 
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
