@@ -7,28 +7,22 @@ mod common;
 
 use candle_core::DType;
 use sentiment_server::batcher::Backend;
-use sentiment_server::model::{self, kernels::PackKind, ModelBackend, ModelFiles};
+use sentiment_server::model::{kernels::PackKind, ModelBackend};
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
 
 fn backend(dir: &std::path::Path, candle_ops: bool) -> (ModelBackend, TextTokenizer) {
     if candle_ops {
         std::env::set_var("SENTIMENT_CPU_KERNELS", "packed");
     }
-    let files = ModelFiles::locate(dir).expect("locate");
-    let loaded = model::load(files, &candle_core::Device::Cpu, DType::F32).expect("load");
+    let m = common::load_model(dir, &candle_core::Device::Cpu, DType::F32);
     std::env::remove_var("SENTIMENT_CPU_KERNELS");
     let want = if candle_ops {
         "candle ops, packed kernels"
     } else {
         "host encoder, AVX-512 f32 kernels"
     };
-    assert_eq!(loaded.classifier.compute(), want);
-    let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config).expect("tokenizer");
-    let backend = ModelBackend {
-        classifier: loaded.classifier,
-        pad_token_id: loaded.config.pad_token_id,
-    };
-    (backend, tokenizer)
+    assert_eq!(m.backend.classifier.compute(), want);
+    (m.backend, m.tokenizer)
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use candle_core::DType;
 use sentiment_server::batcher::Backend;
-use sentiment_server::model::{self, ModelBackend, ModelFiles};
+use sentiment_server::model::{self, ModelBackend};
 use sentiment_server::postprocess::scores;
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
 
@@ -21,17 +21,12 @@ struct Loaded {
 
 fn load(dir: &std::path::Path) -> Loaded {
     let device = common::test_device();
-    let files = ModelFiles::locate(dir).expect("locate");
-    let loaded = model::load(files, &device, DType::F32).expect("load");
-    let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config).expect("tokenizer");
+    let m = common::load_model(dir, &device, DType::F32);
     Loaded {
-        score_function: loaded.config.score_function,
-        labels: loaded.config.labels.clone(),
-        backend: ModelBackend {
-            classifier: loaded.classifier,
-            pad_token_id: loaded.config.pad_token_id,
-        },
-        tokenizer,
+        score_function: m.config.score_function,
+        labels: m.config.labels,
+        backend: m.backend,
+        tokenizer: m.tokenizer,
         tolerance: common::parity_tolerance(&device),
     }
 }
@@ -136,19 +131,15 @@ fn bf16_keeps_the_f32_decisions_on_sst2_validation() {
     let dir = common::minilm();
     let data = common::sst2_dev();
     let run = |dtype: DType| -> Vec<usize> {
-        let files = ModelFiles::locate(&dir).expect("locate");
-        let loaded = model::load(files, &device, dtype).expect("load");
+        let common::TestModel {
+            backend, tokenizer, ..
+        } = common::load_model(&dir, &device, dtype);
         if device.is_cpu() && dtype == DType::BF16 {
             assert_eq!(
-                loaded.classifier.compute(),
+                backend.classifier.compute(),
                 "host encoder, AVX512-BF16 kernels"
             );
         }
-        let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config).expect("tokenizer");
-        let backend = ModelBackend {
-            classifier: loaded.classifier,
-            pad_token_id: loaded.config.pad_token_id,
-        };
         let encoded: Vec<Encoded> = data
             .iter()
             .map(|(_, text)| tokenizer.encode(text).expect("encode"))

@@ -64,14 +64,14 @@ pub(super) struct HostEncoder {
 }
 
 /// Where each sequence's rows start once the batch is laid end to end.
-struct Rows {
+struct Rows<'a> {
     start: Vec<usize>,
-    len: Vec<usize>,
+    len: &'a [usize],
     total: usize,
 }
 
-impl Rows {
-    fn new(input: &BatchInput) -> Self {
+impl<'a> Rows<'a> {
+    fn new(input: &'a BatchInput) -> Self {
         let mut start = Vec::with_capacity(input.lengths.len());
         let mut total = 0;
         for &len in &input.lengths {
@@ -80,7 +80,7 @@ impl Rows {
         }
         Self {
             start,
-            len: input.lengths.clone(),
+            len: &input.lengths,
             total,
         }
     }
@@ -174,12 +174,12 @@ impl HostEncoder {
         };
         let mut attn = layer.attn_out.matmul(&context, n, Epilogue::None);
         layer.attn_norm.apply(&mut attn, Some(&residual));
-        let ffn = match self.activation {
-            Activation::Gelu => layer.ffn_in.matmul(&attn, n, Epilogue::Gelu),
-            other => {
-                let mut f = layer.ffn_in.matmul(&attn, n, Epilogue::None);
-                activate(&mut f, other);
-                f
+        let ffn = match unfused(self.activation) {
+            None => layer.ffn_in.matmul(&attn, n, Epilogue::Gelu),
+            Some(f) => {
+                let mut x = layer.ffn_in.matmul(&attn, n, Epilogue::None);
+                x.iter_mut().for_each(|v| *v = f(*v));
+                x
             }
         };
         let mut out = layer.ffn_out.matmul(&ffn, n, Epilogue::None);
@@ -263,28 +263,17 @@ impl Disjoint {
     }
 }
 
-/// Activations other than erf-GELU, which the kernel fuses.
-fn activate(x: &mut [f32], activation: Activation) {
-    let f: fn(f32) -> f32 = match activation {
-        Activation::Gelu => |v| 0.5 * v * (1.0 + libm_erf(v / std::f32::consts::SQRT_2)),
-        Activation::GeluTanh => |v| {
+/// The element-wise form of an activation the kernel does not fuse (erf-GELU it does).
+fn unfused(activation: Activation) -> Option<fn(f32) -> f32> {
+    match activation {
+        Activation::Gelu => None,
+        Activation::GeluTanh => Some(|v| {
             let inner = (2.0 / std::f32::consts::PI).sqrt() * (v + 0.044_715 * v * v * v);
             0.5 * v * (1.0 + inner.tanh())
-        },
-        Activation::Relu => |v| v.max(0.0),
-        Activation::Silu => |v| v / (1.0 + (-v).exp()),
-    };
-    x.iter_mut().for_each(|v| *v = f(*v));
-}
-
-/// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), for completeness: the
-/// erf-GELU normally runs fused in the kernel.
-fn libm_erf(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_72) * t
-        + 0.254_829_6)
-        * t;
-    (1.0 - poly * (-x * x).exp()).copysign(x)
+        }),
+        Activation::Relu => Some(|v| v.max(0.0)),
+        Activation::Silu => Some(|v| v / (1.0 + (-v).exp())),
+    }
 }
 
 /// Runs `f` on a contiguous f32 CPU tensor's elements, in place.

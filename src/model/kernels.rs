@@ -72,6 +72,16 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
+/// The first `rem` lanes of a 16-lane register (all of them from 16 on).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn tail_mask(rem: usize) -> __mmask16 {
+    if rem >= 16 {
+        0xffff
+    } else {
+        (1u16 << rem) - 1
+    }
+}
+
 fn bf16_bits(x: f32) -> u32 {
     half::bf16::from_f32(x).to_bits() as u32
 }
@@ -204,12 +214,7 @@ impl PackedMatrix {
             if c0 >= self.n {
                 break;
             }
-            let valid = (self.n - c0).min(16);
-            let mask: __mmask16 = if valid == 16 {
-                0xffff
-            } else {
-                (1u16 << valid) - 1
-            };
+            let mask = tail_mask(self.n - c0);
             let bias = _mm512_maskz_loadu_ps(mask, self.bias.as_ptr().add(c0));
             for (i, r) in rows.clone().enumerate() {
                 let mut v = _mm512_add_ps(acc[i][half], bias);
@@ -239,8 +244,7 @@ unsafe fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
         let dst = out.as_mut_ptr().add(r * kp) as *mut i16;
         let mut i = 0;
         while i < k {
-            let rem = k - i;
-            let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
+            let mask = tail_mask(k - i);
             let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src.add(i)));
             _mm256_mask_storeu_epi16(
                 dst.add(i),

@@ -2,17 +2,8 @@
 //! attention scores and weighted sums, softmax and layer norm over one row. Each needs
 //! AVX-512F, which the host encoder has (it exists only with packed kernels).
 
-use super::kernels::exp;
+use super::kernels::{exp, tail_mask as tail};
 use std::arch::x86_64::*;
-
-/// Lanes `0..rem` of a 16-lane register (all of them from 16 on).
-fn tail(rem: usize) -> __mmask16 {
-    if rem >= 16 {
-        0xffff
-    } else {
-        (1u16 << rem) - 1
-    }
-}
 
 /// `out[i] += s * v[i]` over the shorter length.
 #[target_feature(enable = "avx512f")]

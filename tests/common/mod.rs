@@ -199,6 +199,33 @@ pub fn test_device() -> candle_core::Device {
     sentiment_server::device::select(&spec).unwrap_or_else(|e| panic!("TEST_DEVICE={spec}: {e}"))
 }
 
+/// A model loaded in process, as the server's engine loads it: backend, tokenizer, config.
+pub struct TestModel {
+    pub backend: sentiment_server::model::ModelBackend,
+    pub tokenizer: sentiment_server::tokenize::TextTokenizer,
+    pub config: sentiment_server::model::ModelConfig,
+}
+
+pub fn load_model(
+    dir: &std::path::Path,
+    device: &candle_core::Device,
+    dtype: candle_core::DType,
+) -> TestModel {
+    use sentiment_server::model::{self, ModelBackend, ModelFiles};
+    let files = ModelFiles::locate(dir).expect("locate");
+    let loaded = model::load(files, device, dtype).expect("load");
+    let tokenizer = sentiment_server::tokenize::TextTokenizer::load(&loaded.files, &loaded.config)
+        .expect("tokenizer");
+    TestModel {
+        backend: ModelBackend {
+            classifier: loaded.classifier,
+            pad_token_id: loaded.config.pad_token_id,
+        },
+        tokenizer,
+        config: loaded.config,
+    }
+}
+
 /// Largest difference from the PyTorch fp32 references accepted on `device`: 1e-4 on the
 /// CPU, 1e-3 on a GPU (cuBLAS and the CUDA kernels sum in other orders).
 pub fn parity_tolerance(device: &candle_core::Device) -> f32 {
