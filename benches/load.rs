@@ -8,6 +8,7 @@
 //!
 //!   cargo bench --bench load                                  # both servers, default scenarios
 //!   cargo bench --bench load -- --servers ours,ours-bf16,baseline --scenarios 1x1,32x1
+//!   cargo bench --bench load -- --servers ours-avx2,ours-avx512,baseline   # CPU kernel levels
 //!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
 
 mod common;
@@ -24,7 +25,9 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug)]
 #[command(about = "Closed-loop HTTP load benchmark for /predict")]
 struct Args {
-    /// Servers to start and measure, in order: ours, ours-bf16 (ours with --dtype bf16), baseline.
+    /// Servers to start and measure, in order: baseline, or ours with optional suffixes: a CPU
+    /// kernel level (`ours-avx2` is `--cpu-kernels avx2`; avx512, neon, portable, candle too)
+    /// and/or `-bf16` (`--dtype bf16`), e.g. ours, ours-bf16, ours-avx2, ours-avx512-bf16.
     #[arg(long, default_value = "ours,baseline", value_delimiter = ',')]
     servers: Vec<String>,
     /// Measure this already-running server instead of starting any.
@@ -68,7 +71,7 @@ struct Args {
 fn start(name: &str, args: &Args) -> Server {
     let url = format!("http://127.0.0.1:{}", args.port);
     let mut command = match name {
-        "ours" | "ours-bf16" => {
+        ours if ours == "ours" || ours.starts_with("ours-") => {
             let bin = args
                 .server_bin
                 .clone()
@@ -85,8 +88,11 @@ fn start(name: &str, args: &Args) -> Server {
                     "warn",
                 ])
                 .args(args.server_args.iter().filter(|a| !a.is_empty()));
-            if name == "ours-bf16" {
-                c.args(["--dtype", "bf16"]);
+            for part in ours.split('-').skip(1) {
+                match part {
+                    "bf16" => c.args(["--dtype", "bf16"]),
+                    level => c.args(["--cpu-kernels", level]),
+                };
             }
             c
         }
@@ -98,7 +104,7 @@ fn start(name: &str, args: &Args) -> Server {
                 .env("HOST", "127.0.0.1");
             c
         }
-        other => panic!("unknown server {other}: use ours, ours-bf16 or baseline"),
+        other => panic!("unknown server {other}: use baseline, or ours[-<level>][-bf16]"),
     };
     let child = command
         .stdout(Stdio::null())
@@ -116,6 +122,45 @@ fn start(name: &str, args: &Args) -> Server {
     };
     wait_healthy(&server.url, Duration::from_secs(180));
     server
+}
+
+/// How the server computes, from its `/info` (ours), for the records.
+fn compute_of(url: &str) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let info = match reqwest::get(format!("{url}/info")).await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        info.get("compute").cloned().unwrap_or(Value::Null)
+    })
+}
+
+/// The CPU's model name and whether it has AVX-512 / AVX512-BF16, for the records.
+fn cpu() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    json!({
+        "model": field("model name"),
+        "family": field("cpu family"),
+        "model_number": field("model\t"),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "avx2": has("avx2"),
+        "avx512f": has("avx512f"),
+        "avx512_bf16": has("avx512_bf16"),
+    })
 }
 
 fn run_scenario(
@@ -207,6 +252,11 @@ fn run_scenario(
         (measured, peak)
     });
     let (seconds, peak_rss) = measured;
+    let compute = if server.name == "baseline" {
+        Value::Null
+    } else {
+        compute_of(&server.url)
+    };
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
     let requests = lat.len() as f64;
@@ -225,6 +275,8 @@ fn run_scenario(
         "errors": errors.load(Ordering::Relaxed),
         "accuracy": if sentences > 0.0 { (correct.load(Ordering::Relaxed) as f64 / sentences * 1e4).round() / 1e4 } else { f64::NAN },
         "peak_rss_mb": if pid.is_some() { round(peak_rss) } else { f64::NAN },
+        "compute": compute,
+        "cpu": cpu(),
     })
 }
 

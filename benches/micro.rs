@@ -1,15 +1,18 @@
 //! Criterion micro-benchmarks of the data path's stages, on minilm-sst2 and SST-2 sentences:
-//! tokenization, batch formation (length-sorted split, padding) and the forward pass by batch
-//! size and sequence length, in f32 and bf16, and the packed matrix kernel alone on the model's
-//! layer shapes (its rate in FLOP/s, to compare with the CPU's peak).
+//! tokenization, batch formation (length-sorted split, gathering), the forward pass by batch
+//! size and sequence length on every CPU path this machine runs, and the packed matrix kernels
+//! alone on the model's layer shapes against the `gemm` crate (rates in FLOP/s, to compare with
+//! the CPU's peak).
 //!
-//!   cargo bench --bench micro                      # all
-//!   cargo bench --bench micro -- forward/f32       # a group or case (criterion filter)
+//!   cargo bench --bench micro                        # all
+//!   cargo bench --bench micro -- forward/avx2-f32    # a group or case (criterion filter)
+//!   cargo bench --bench micro --no-default-features -- matmul/gemm   # gemm's AVX2 kernels
 //! SHARED_DIR points at the shared models (default ../shared).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sentiment_server::batcher::{split_sizes, BatchLimits};
-use sentiment_server::model::{self, BatchInput, ModelFiles};
+use sentiment_server::model::cpu::{Act, Avx512Bf16, Isa, Level, PackedMatrix, WeightFormat};
+use sentiment_server::model::{self, Batch, Compute, ModelFiles};
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -94,8 +97,14 @@ fn batch_formation(c: &mut Criterion) {
     }
     let batch: Vec<&Encoded> = encoded.iter().take(32).collect();
     group.throughput(Throughput::Elements(32));
-    group.bench_function("pad_32", |b| {
-        b.iter(|| BatchInput::pad(black_box(&batch), 0))
+    group.bench_function("gather_32", |b| {
+        b.iter(|| {
+            let mut input = Batch::default();
+            for e in black_box(&batch) {
+                input.push(&e.ids, &e.type_ids);
+            }
+            input
+        })
     });
     group.finish();
 }
@@ -121,79 +130,177 @@ fn synthetic(tokenizer: &TextTokenizer, n: usize, len: usize) -> Vec<Encoded> {
         .collect()
 }
 
+/// Every CPU path this machine runs, f32, plus bf16 where AVX512-BF16 exists.
+fn paths() -> Vec<(String, Compute)> {
+    let mut paths = Vec::new();
+    for level in Level::ALL {
+        if let Ok(isa) = Isa::detect(level) {
+            paths.push((
+                format!("{level}-f32"),
+                Compute::Host {
+                    isa,
+                    weights: WeightFormat::F32,
+                },
+            ));
+        }
+    }
+    if let Some(token) = Avx512Bf16::detect() {
+        paths.push((
+            "avx512-bf16".into(),
+            Compute::Host {
+                isa: Isa::Avx512(token.avx512()),
+                weights: WeightFormat::Bf16(token),
+            },
+        ));
+    }
+    paths.push((
+        "candle-f32".into(),
+        Compute::Candle {
+            device: candle_core::Device::Cpu,
+            dtype: candle_core::DType::F32,
+        },
+    ));
+    paths
+}
+
 fn forward(c: &mut Criterion) {
     init();
     let tokenizer = tokenizer();
-    for (name, dtype) in [
-        ("f32", candle_core::DType::F32),
-        ("bf16", candle_core::DType::BF16),
-    ] {
+    for (name, compute) in paths() {
         let files = ModelFiles::locate(&shared().join("models/minilm-sst2")).expect("model files");
-        let loaded = model::load(files, &candle_core::Device::Cpu, dtype).expect("model");
+        let loaded = model::load(files, &compute).expect("model");
         let mut group = c.benchmark_group(format!("forward/{name}"));
         group
             .sample_size(10)
-            .measurement_time(Duration::from_secs(3))
-            .warm_up_time(Duration::from_secs(1));
-        for batch in [1, 8, 32] {
-            for len in [16, 32, 64, 128] {
-                let sequences = synthetic(&tokenizer, batch, len);
-                let refs: Vec<&Encoded> = sequences.iter().collect();
-                let input = BatchInput::pad(&refs, loaded.config.pad_token_id);
-                group.throughput(Throughput::Elements(batch as u64));
-                group.bench_with_input(
-                    BenchmarkId::new(format!("batch{batch}"), format!("len{len}")),
-                    &input,
-                    |b, input| {
-                        b.iter(|| {
-                            loaded
-                                .classifier
-                                .forward(black_box(input))
-                                .expect("forward")
-                        })
-                    },
-                );
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
+        for (batch, len) in [(1, 16), (1, 32), (8, 32), (32, 32), (32, 128)] {
+            let sequences = synthetic(&tokenizer, batch, len);
+            let mut input = Batch::default();
+            for e in &sequences {
+                input.push(&e.ids, &e.type_ids);
             }
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("batch{batch}"), format!("len{len}")),
+                &input,
+                |b, input| {
+                    b.iter(|| {
+                        loaded
+                            .classifier
+                            .forward(black_box(input))
+                            .expect("forward")
+                    })
+                },
+            );
         }
         group.finish();
     }
 }
 
-/// The packed kernel alone on minilm-sst2's four layer shapes (hidden 384, intermediate 1536)
-/// for 800 rows (32 sentences of SST-2's average 25 tokens); criterion's elements are FLOPs,
-/// so its "elem/s" is the kernel's FLOP rate.
+/// The model's four layer shapes (hidden 384, intermediate 1536) for 25 rows (one sentence of
+/// SST-2's average length) and 800 (32 of them): this crate's packed kernels at every level
+/// this CPU runs, against the `gemm` crate (what candle calls, packing the weights on every
+/// call; its own dispatch picks its kernels: AVX-512 when built with the default
+/// `gemm-avx512` feature, AVX2 with `--no-default-features`). Criterion's elements are FLOPs,
+/// so its "elem/s" is the FLOP rate.
 fn matmul(c: &mut Criterion) {
-    use sentiment_server::model::kernels::{Epilogue, PackKind, PackedMatrix};
-    let rows = 800;
     let shapes = [
-        ("qkv", 1152, 384, Epilogue::None),
-        ("attn_out", 384, 384, Epilogue::None),
-        ("ffn_in_gelu", 1536, 384, Epilogue::Gelu),
-        ("ffn_out", 384, 1536, Epilogue::None),
+        ("qkv", 1152, 384, None),
+        ("attn_out", 384, 384, None),
+        ("ffn_in_gelu", 1536, 384, Some(Act::Gelu)),
+        ("ffn_out", 384, 1536, None),
     ];
-    for (name, kind) in [("f32", PackKind::F32), ("bf16", PackKind::Bf16)] {
-        if !PackKind::available(kind) {
-            continue;
+    let mut kernels: Vec<(String, Option<(Isa, WeightFormat)>)> = Level::ALL
+        .into_iter()
+        .filter_map(|l| Isa::detect(l).ok())
+        .map(|isa| (format!("{isa}-f32"), Some((isa, WeightFormat::F32))))
+        .collect();
+    if let Some(token) = Avx512Bf16::detect() {
+        kernels.push((
+            "avx512-bf16".into(),
+            Some((Isa::Avx512(token.avx512()), WeightFormat::Bf16(token))),
+        ));
+    }
+    kernels.push(("gemm-crate-f32".into(), None));
+    for rows in [25, 800] {
+        for (name, kernel) in &kernels {
+            let mut group = c.benchmark_group(format!("matmul/{name}/rows{rows}"));
+            group
+                .sample_size(20)
+                .measurement_time(Duration::from_secs(2))
+                .warm_up_time(Duration::from_millis(500));
+            for (shape, n, k, act) in shapes {
+                let weight: Vec<f32> = (0..n * k)
+                    .map(|i| ((i % 97) as f32 - 48.0) / 480.0)
+                    .collect();
+                let x: Vec<f32> = (0..rows * k)
+                    .map(|i| ((i % 89) as f32 - 44.0) / 440.0)
+                    .collect();
+                group.throughput(Throughput::Elements((2 * rows * n * k) as u64));
+                let id = format!("{shape}_{n}x{k}");
+                match kernel {
+                    Some((isa, format)) => {
+                        let packed = PackedMatrix::pack(&weight, n, k, vec![0.0; n], *isa, *format)
+                            .expect("pack");
+                        group.bench_function(id, |b| {
+                            b.iter(|| packed.matmul(black_box(&x), rows, act))
+                        });
+                    }
+                    None => {
+                        let mut out = vec![0f32; rows * n];
+                        let threads = if rows * n * k < 1 << 18 {
+                            gemm::Parallelism::None
+                        } else {
+                            gemm::Parallelism::Rayon(rayon::current_num_threads())
+                        };
+                        group.bench_function(id, |b| {
+                            b.iter(|| gemm_product(&x, &weight, rows, n, k, &mut out, threads))
+                        });
+                    }
+                }
+            }
+            group.finish();
         }
-        let mut group = c.benchmark_group(format!("matmul/{name}"));
-        group
-            .sample_size(20)
-            .measurement_time(Duration::from_secs(2))
-            .warm_up_time(Duration::from_millis(500));
-        for (shape, n, k, epilogue) in shapes {
-            let weight: Vec<f32> = (0..n * k)
-                .map(|i| ((i % 97) as f32 - 48.0) / 480.0)
-                .collect();
-            let x: Vec<f32> = (0..rows * k)
-                .map(|i| ((i % 89) as f32 - 44.0) / 440.0)
-                .collect();
-            let packed = PackedMatrix::pack(&weight, n, k, vec![0.0; n], kind);
-            group.throughput(Throughput::Elements((2 * rows * n * k) as u64));
-            group.bench_function(format!("{shape}_{rows}x{n}x{k}"), |b| {
-                b.iter(|| packed.matmul(black_box(&x), rows, epilogue))
-            });
-        }
-        group.finish();
+    }
+}
+
+/// `out = x W^T` through `gemm::gemm`, as candle calls it (W row-major `[n, k]`).
+fn gemm_product(
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    threads: gemm::Parallelism,
+) {
+    assert!(x.len() == m * k && w.len() == n * k && out.len() == m * n);
+    // SAFETY: the asserts above bound every index gemm derives from these sizes and strides:
+    // dst m x n row-major (column stride 1, row stride n), lhs m x k row-major, rhs k x n read
+    // from W's rows (rhs[kk][j] = w[j * k + kk]: column stride k, row stride 1).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command line and environment configuration: one struct, every flag also an env variable.
 
+use crate::model::CpuKernels;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,10 +61,21 @@ pub struct Config {
     #[arg(long, env = "DEVICE", default_value = "auto")]
     pub device: String,
 
-    /// Compute precision. f32 matches PyTorch to 1e-4; f16/bf16 halve memory traffic and are
-    /// fastest on GPUs (bf16 also on CPUs with AVX512-BF16/AMX), at a small cost in agreement.
+    /// Compute precision. f32 matches PyTorch to 1e-4 and is the right choice on most CPUs;
+    /// f16/bf16 halve memory traffic and are fastest on GPUs. On a CPU, bf16 pays only with
+    /// AVX512-BF16 (Intel Cooper Lake/Sapphire Rapids, AMD Zen 4 and later: about 1.3-1.5x f32);
+    /// elsewhere it is emulated at f32 speed, and f16 falls back to a slow generic path (both
+    /// warn at start-up).
     #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+
+    /// CPU code that runs the model: auto picks the fastest level this CPU has (avx512, then
+    /// avx2, neon, portable); naming a level forces it (to compare levels, or to pin one across
+    /// a mixed fleet) and is a start-up error on a CPU that lacks it; candle runs candle's
+    /// generic, padded ops instead (slower; for comparison). /info and the start-up log say
+    /// which path runs. Ignored on GPUs.
+    #[arg(long, env = "CPU_KERNELS", value_enum, default_value_t = CpuKernels::Auto)]
+    pub cpu_kernels: CpuKernels,
 
     /// Most sequences in one forward pass. Larger batches raise throughput under load until
     /// the device saturates (CPU: 16-64; GPU: 128-512).

@@ -4,7 +4,7 @@ use crate::batcher::{BatchLimits, Batcher};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::{self, LoadError, ModelBackend, ModelFiles, ScoreFunction};
+use crate::model::{self, Compute, LoadError, ModelBackend, ModelFiles, ScoreFunction};
 use crate::tokenize::{Encoded, TextTokenizer};
 use serde::Serialize;
 use std::sync::Arc;
@@ -27,11 +27,13 @@ pub struct ModelInfo {
     pub max_input_length: usize,
     pub device: String,
     pub dtype: String,
-    /// How forward passes run: `host encoder, AVX-512 f32 kernels`, `host encoder,
-    /// AVX512-BF16 kernels`, or `candle` (GPUs, CPUs without AVX-512, f16; `candle ops, packed
-    /// kernels` when forced for comparison). On a CPU, `candle` means roughly half the
-    /// throughput (BENCHMARKS.md).
+    /// How forward passes run, e.g. `host encoder, avx2 kernels (AVX2 + FMA), f32`, or
+    /// `candle, cuda:0 f16` (GPUs; on a CPU only with `--cpu-kernels candle` or f16, at a
+    /// fraction of the host encoder's speed).
     pub compute: String,
+    /// The CPU kernel level that runs the model (`avx512`, `avx2`, `neon`, `portable`), or
+    /// `candle`.
+    pub cpu_kernels: String,
     /// SHA-256 of the weight file(s).
     pub weights_sha256: String,
     pub load_seconds: f64,
@@ -51,8 +53,13 @@ impl Engine {
         let started = Instant::now();
         let device =
             crate::device::select(&config.device).map_err(|e| LoadError::new("--device", e))?;
+        let decision = Compute::decide(&device, config.dtype.candle(), config.cpu_kernels)
+            .map_err(|e| LoadError::new("--cpu-kernels", e))?;
+        for warning in &decision.warnings {
+            tracing::warn!("{warning}");
+        }
         let files = ModelFiles::locate(&config.model_dir)?;
-        let loaded = model::load(files, &device, config.dtype.candle())?;
+        let loaded = model::load(files, &decision.compute)?;
         let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config)?;
         let max_input_length = tokenizer.max_length();
         if (config.max_batch_tokens as usize) < max_input_length {
@@ -64,10 +71,10 @@ impl Engine {
                 ),
             ));
         }
-        let compute = loaded.classifier.compute().to_string();
+        let compute = loaded.compute.to_string();
+        let cpu_kernels = loaded.compute.kernels().to_string();
         let backend = ModelBackend {
             classifier: loaded.classifier,
-            pad_token_id: loaded.config.pad_token_id,
         };
         // A first pass surfaces device or kernel problems now rather than on the first request.
         let probe = tokenizer
@@ -93,6 +100,7 @@ impl Engine {
             device: crate::device::describe(&device),
             dtype: format!("{:?}", config.dtype).to_lowercase(),
             compute,
+            cpu_kernels,
             weights_sha256,
             load_seconds,
         };

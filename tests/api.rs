@@ -124,16 +124,13 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     assert_eq!(info["max_input_length"], 512);
     assert_eq!(info["device"], "cpu");
     assert_eq!(info["dtype"], "f32");
-    // The fast CPU path where the CPU has AVX-512; candle's ops elsewhere.
-    let fast = sentiment_server::model::kernels::PackKind::available(
-        sentiment_server::model::kernels::PackKind::F32,
+    // The host encoder at the fastest level this CPU runs, on every CPU.
+    let best = sentiment_server::model::cpu::Isa::best().level();
+    assert_eq!(info["cpu_kernels"], best.name());
+    assert_eq!(
+        info["compute"],
+        format!("host encoder, {best} kernels ({}), f32", best.features())
     );
-    let want = if fast {
-        "host encoder, AVX-512 f32 kernels"
-    } else {
-        "candle"
-    };
-    assert_eq!(info["compute"], want);
     assert_eq!(info["weights_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["batching"]["max_batch_size"], 32);

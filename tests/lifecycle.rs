@@ -283,6 +283,96 @@ fn asking_for_cuda_without_cuda_support_is_a_clear_error() {
     assert!(line.contains("CUDA"), "{line}");
 }
 
+/// A kernel level the CPU lacks stops start-up with one line naming what is missing, whether
+/// asked for by flag or by environment variable.
+#[test]
+fn cpu_kernels_the_cpu_lacks_stop_start_up_naming_what_is_missing() {
+    use sentiment_server::model::cpu::{Isa, Level};
+    let dir = common::fixture("bert-tiny-3class");
+    let dir = dir.to_str().unwrap();
+    // Every machine lacks one of these: neon on x86, avx2 on ARM.
+    let lacking = [Level::Neon, Level::Avx2, Level::Avx512]
+        .into_iter()
+        .find(|l| Isa::detect(*l).is_err())
+        .expect("a level this CPU lacks");
+    let line = start_up_failure(&["--model-dir", dir, "--cpu-kernels", lacking.name()]);
+    assert!(
+        line.contains(&format!("--cpu-kernels {lacking}")) && line.contains("lacks"),
+        "{line}"
+    );
+    // The environment variable does the same.
+    let out = binary()
+        .args(["--host", "127.0.0.1", "--port", "0", "--model-dir", dir])
+        .env("CPU_KERNELS", lacking.name())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lacks"));
+}
+
+/// `--dtype bf16` where the level has no bf16 arithmetic: a start-up warning that says what
+/// to use instead, then the server serves, emulating bf16 on the f32 kernels.
+#[tokio::test(flavor = "multi_thread")]
+async fn bf16_without_bf16_hardware_warns_and_serves() {
+    use std::io::{BufRead, BufReader};
+    let dir = common::fixture("bert-tiny-3class");
+    let mut child = binary()
+        .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+        .args([
+            "--dtype",
+            "bf16",
+            "--cpu-kernels",
+            "portable",
+            "--model-dir",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let ready = v["message"] == "model loaded; ready";
+            seen.push(v);
+            if ready {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let warning = lines
+        .iter()
+        .find(|v| v["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no warning in {lines:?}"));
+    let text = warning["message"].as_str().unwrap();
+    assert!(
+        text.contains("bf16") && text.contains("Use --dtype f32"),
+        "{text}"
+    );
+    let addr = lines
+        .iter()
+        .find_map(|v| v["address"].as_str())
+        .expect("address");
+    let info: Value = reqwest::get(format!("http://{addr}/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(info["cpu_kernels"], "portable");
+    assert_eq!(info["dtype"], "bf16");
+    assert!(
+        info["compute"].as_str().unwrap().contains("bf16 emulated"),
+        "{info}"
+    );
+}
+
 #[test]
 fn help_explains_every_flag_and_its_environment_variable() {
     let out = binary().arg("--help").output().unwrap();
@@ -293,6 +383,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
         ("--port", "PORT"),
         ("--device", "DEVICE"),
         ("--dtype", "DTYPE"),
+        ("--cpu-kernels", "CPU_KERNELS"),
         ("--max-batch-size", "MAX_BATCH_SIZE"),
         ("--max-batch-tokens", "MAX_BATCH_TOKENS"),
         ("--max-batch-delay", "MAX_BATCH_DELAY"),

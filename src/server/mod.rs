@@ -97,6 +97,7 @@ pub async fn run(
         device = %info.device,
         dtype = %info.dtype,
         compute = %info.compute,
+        cpu_kernels = %info.cpu_kernels,
         max_input_length = info.max_input_length,
         weights_sha256 = %info.weights_sha256,
         load_seconds = format!("{:.2}", info.load_seconds),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+pub mod parity;
 pub mod postgres;
 
 /// `../shared` beside the checkout, or `$SHARED_DIR`. Missing data is a failure, not a skip:
@@ -206,20 +207,30 @@ pub struct TestModel {
     pub config: sentiment_server::model::ModelConfig,
 }
 
+/// Loads on the path the server would pick for `device` and `dtype` (`--cpu-kernels auto`).
 pub fn load_model(
     dir: &std::path::Path,
     device: &candle_core::Device,
     dtype: candle_core::DType,
 ) -> TestModel {
+    use sentiment_server::model::{Compute, CpuKernels};
+    let decision = Compute::decide(device, dtype, CpuKernels::Auto).expect("compute decision");
+    load_model_with(dir, &decision.compute)
+}
+
+/// Loads on a given compute path.
+pub fn load_model_with(
+    dir: &std::path::Path,
+    compute: &sentiment_server::model::Compute,
+) -> TestModel {
     use sentiment_server::model::{self, ModelBackend, ModelFiles};
     let files = ModelFiles::locate(dir).expect("locate");
-    let loaded = model::load(files, device, dtype).expect("load");
+    let loaded = model::load(files, compute).expect("load");
     let tokenizer = sentiment_server::tokenize::TextTokenizer::load(&loaded.files, &loaded.config)
         .expect("tokenizer");
     TestModel {
         backend: ModelBackend {
             classifier: loaded.classifier,
-            pad_token_id: loaded.config.pad_token_id,
         },
         tokenizer,
         config: loaded.config,

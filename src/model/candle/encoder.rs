@@ -1,51 +1,13 @@
-//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT.
-//! The architectures differ only in tensor names, token types and position numbering.
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT,
+//! on candle's ops. The architectures differ only in tensor names, token types and position
+//! numbering.
 
-use super::config::{Activation, Architecture, ModelConfig};
-use super::kernels::PackKind;
-use super::layers::{LayerNorm, Linear};
+use super::super::batch::Batch;
+use super::super::config::{Activation, ModelConfig};
+use super::super::names;
+use super::layers::{activate, LayerNorm, Linear};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-
-/// Where each architecture keeps its weights.
-struct Names {
-    embeddings: &'static str,
-    layers: &'static str,
-    query: &'static str,
-    key: &'static str,
-    value: &'static str,
-    attn_out: &'static str,
-    attn_norm: &'static str,
-    ffn_in: &'static str,
-    ffn_out: &'static str,
-    ffn_norm: &'static str,
-}
-
-const BERT: Names = Names {
-    embeddings: "embeddings",
-    layers: "encoder.layer",
-    query: "attention.self.query",
-    key: "attention.self.key",
-    value: "attention.self.value",
-    attn_out: "attention.output.dense",
-    attn_norm: "attention.output.LayerNorm",
-    ffn_in: "intermediate.dense",
-    ffn_out: "output.dense",
-    ffn_norm: "output.LayerNorm",
-};
-
-const DISTILBERT: Names = Names {
-    embeddings: "embeddings",
-    layers: "transformer.layer",
-    query: "attention.q_lin",
-    key: "attention.k_lin",
-    value: "attention.v_lin",
-    attn_out: "attention.out_lin",
-    attn_norm: "sa_layer_norm",
-    ffn_in: "ffn.lin1",
-    ffn_out: "ffn.lin2",
-    ffn_norm: "output_layer_norm",
-};
 
 /// A padded batch, laid out row-major as `[batch, seq_len]` on the host.
 #[derive(Debug, Clone)]
@@ -58,20 +20,20 @@ pub struct BatchInput {
 
 impl BatchInput {
     /// Right-pads every sequence to the longest one.
-    pub fn pad(batch: &[&crate::tokenize::Encoded], pad_id: u32) -> Self {
-        let seq_len = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+    pub fn pad(batch: &Batch, pad_id: u32) -> Self {
+        let seq_len = batch.lengths.iter().copied().max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * seq_len);
         let mut type_ids = Vec::with_capacity(batch.len() * seq_len);
-        for e in batch {
-            ids.extend_from_slice(&e.ids);
-            ids.resize(ids.len() + seq_len - e.len(), pad_id);
-            type_ids.extend_from_slice(&e.type_ids);
-            type_ids.resize(type_ids.len() + seq_len - e.type_ids.len(), 0);
+        for (start, &len) in batch.starts().into_iter().zip(&batch.lengths) {
+            ids.extend_from_slice(&batch.ids[start..start + len]);
+            ids.resize(ids.len() + seq_len - len, pad_id);
+            type_ids.extend_from_slice(&batch.type_ids[start..start + len]);
+            type_ids.resize(type_ids.len() + seq_len - len, 0);
         }
         Self {
             ids,
             type_ids,
-            lengths: batch.iter().map(|e| e.len()).collect(),
+            lengths: batch.lengths.clone(),
             seq_len,
         }
     }
@@ -103,18 +65,12 @@ pub struct Encoder {
     position_offset: Option<u32>,
     device: Device,
     dtype: DType,
-    /// The same encoder over plain host buffers, when every linear layer is packed.
-    #[cfg(target_arch = "x86_64")]
-    host: Option<super::host::HostEncoder>,
 }
 
 impl Encoder {
     /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig, pack: Option<PackKind>) -> Result<Self> {
-        let names = match config.architecture {
-            Architecture::DistilBert => &DISTILBERT,
-            _ => &BERT,
-        };
+    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
+        let names = names::layers(config.architecture);
         let h = config.hidden_size;
         let emb = vb.pp(names.embeddings);
         let token_type_embeddings = if config.type_vocab_size > 0 {
@@ -132,17 +88,15 @@ impl Encoder {
             let k = Linear::load(&l.pp(names.key), h, h)?;
             let v = Linear::load(&l.pp(names.value), h, h)?;
             layers.push(Layer {
-                qkv: Linear::concat(&[q, k, v])?.pack(pack)?,
-                attn_out: Linear::load(&l.pp(names.attn_out), h, h)?.pack(pack)?,
+                qkv: Linear::concat(&[q, k, v])?,
+                attn_out: Linear::load(&l.pp(names.attn_out), h, h)?,
                 attn_norm: LayerNorm::load(&l.pp(names.attn_norm), h, config.layer_norm_eps)?,
-                ffn_in: Linear::load(&l.pp(names.ffn_in), h, config.intermediate_size)?
-                    .pack(pack)?,
-                ffn_out: Linear::load(&l.pp(names.ffn_out), config.intermediate_size, h)?
-                    .pack(pack)?,
+                ffn_in: Linear::load(&l.pp(names.ffn_in), h, config.intermediate_size)?,
+                ffn_out: Linear::load(&l.pp(names.ffn_out), config.intermediate_size, h)?,
                 ffn_norm: LayerNorm::load(&l.pp(names.ffn_norm), h, config.layer_norm_eps)?,
             });
         }
-        let mut encoder = Self {
+        Ok(Self {
             word_embeddings: emb
                 .pp("word_embeddings")
                 .get((config.vocab_size, h), "weight")?,
@@ -161,82 +115,13 @@ impl Encoder {
                 .then_some(config.pad_token_id),
             device: vb.device().clone(),
             dtype: vb.dtype(),
-            #[cfg(target_arch = "x86_64")]
-            host: None,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if pack.is_some()
-            && encoder.device.is_cpu()
-            && encoder.dtype == DType::F32
-            && std::env::var("SENTIMENT_CPU_KERNELS").map_or(true, |v| v != "packed")
-        {
-            encoder.host = encoder.host_encoder()?;
-        }
-        Ok(encoder)
-    }
-
-    /// The host twin of this encoder, if every linear layer is packed (packing implies
-    /// AVX-512F, which the host encoder's row operations need).
-    #[cfg(target_arch = "x86_64")]
-    fn host_encoder(&self) -> Result<Option<super::host::HostEncoder>> {
-        use super::host::{HostEncoder, HostLayer};
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            let (Some(qkv), Some(attn_out), Some(ffn_in), Some(ffn_out)) = (
-                l.qkv.packed(),
-                l.attn_out.packed(),
-                l.ffn_in.packed(),
-                l.ffn_out.packed(),
-            ) else {
-                return Ok(None);
-            };
-            layers.push(HostLayer {
-                qkv,
-                attn_out,
-                attn_norm: l.attn_norm.to_host()?,
-                ffn_in,
-                ffn_out,
-                ffn_norm: l.ffn_norm.to_host()?,
-            });
-        }
-        Ok(Some(HostEncoder {
-            word_embeddings: self.word_embeddings.contiguous()?,
-            position_embeddings: self.position_embeddings.flatten_all()?.to_vec1()?,
-            token_type_embeddings: match &self.token_type_embeddings {
-                Some(t) => Some(t.flatten_all()?.to_vec1()?),
-                None => None,
-            },
-            embedding_norm: self.embedding_norm.to_host()?,
-            layers,
-            num_heads: self.num_heads,
-            head_dim: self.head_dim,
-            activation: self.activation,
-            position_offset: self.position_offset,
-        }))
-    }
-
-    /// How forward passes run: the host encoder over packed kernels, or candle's ops (with
-    /// packed kernels for the products under `SENTIMENT_CPU_KERNELS=packed`).
-    pub fn compute(&self) -> &'static str {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(host) = &self.host {
-            return host.describe();
-        }
-        match self.layers.first().map(|l| l.qkv.packed().is_some()) {
-            Some(true) => "candle ops, packed kernels",
-            _ => "candle",
-        }
+        })
     }
 
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
     /// Classification heads read nothing else, so the last layer computes only those rows.
     pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
-        #[cfg(target_arch = "x86_64")]
-        if let Some(host) = &self.host {
-            let rows = host.forward_first_token(input)?;
-            return Tensor::from_vec(rows, (b, self.num_heads * self.head_dim), &self.device);
-        }
         let mut x = self.embed(input)?;
         let mask = self.attention_mask(input)?;
         let last = self.layers.len().saturating_sub(1);
@@ -338,7 +223,7 @@ impl Encoder {
         let attn = layer
             .attn_norm
             .forward(&layer.attn_out.forward(&context)?.add(&residual)?)?;
-        let ffn = layer.ffn_in.forward_activated(&attn, self.activation)?;
+        let ffn = activate(&layer.ffn_in.forward(&attn)?, self.activation)?;
         layer
             .ffn_norm
             .forward(&layer.ffn_out.forward(&ffn)?.add(&attn)?)

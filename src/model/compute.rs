@@ -1,0 +1,253 @@
+//! How forward passes run: decided once, at load, from the device, the dtype, the CPU's
+//! features and `--cpu-kernels`, and held in one value that `/info` and the start-up log show.
+
+use super::cpu::{Avx512Bf16, Isa, Level, WeightFormat};
+use candle_core::{DType, Device};
+use std::fmt;
+
+/// `--cpu-kernels`: which CPU code runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuKernels {
+    /// The fastest level this CPU runs (avx512, else avx2, else neon, else portable).
+    Auto,
+    /// x86-64-v4: AVX-512 F/BW/DQ/VL + FMA; bf16 products where AVX512-BF16 exists.
+    #[value(alias = "x86-64-v4")]
+    Avx512,
+    /// x86-64-v3: AVX2 + FMA.
+    #[value(alias = "x86-64-v3")]
+    Avx2,
+    /// aarch64 Advanced SIMD.
+    Neon,
+    /// Plain code for the build's baseline CPU: correct anywhere, slowest.
+    Portable,
+    /// candle's generic ops (padded batches), for comparison.
+    Candle,
+}
+
+impl CpuKernels {
+    fn level(self) -> Option<Level> {
+        match self {
+            CpuKernels::Avx512 => Some(Level::Avx512),
+            CpuKernels::Avx2 => Some(Level::Avx2),
+            CpuKernels::Neon => Some(Level::Neon),
+            CpuKernels::Portable => Some(Level::Portable),
+            CpuKernels::Auto | CpuKernels::Candle => None,
+        }
+    }
+}
+
+/// The compute path.
+#[derive(Debug, Clone)]
+pub enum Compute {
+    /// candle's ops on `device` in `dtype`: GPUs, f16 on CPUs, and `--cpu-kernels candle`.
+    Candle { device: Device, dtype: DType },
+    /// The host encoder (unpadded rows, fused attention and layer norms) on this crate's CPU
+    /// kernels at a level the CPU was checked to run.
+    Host { isa: Isa, weights: WeightFormat },
+}
+
+/// A decision, with what the operator should hear about it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub compute: Compute,
+    /// Start-up warnings: a dtype without hardware support, a flag that has no effect.
+    pub warnings: Vec<String>,
+}
+
+impl Compute {
+    /// Decides how to run a model in `dtype` on `device`. Asking for a CPU level this CPU
+    /// lacks is an error that names the missing features.
+    pub fn decide(device: &Device, dtype: DType, kernels: CpuKernels) -> Result<Decision, String> {
+        let mut warnings = Vec::new();
+        let candle = Compute::Candle {
+            device: device.clone(),
+            dtype,
+        };
+        if !device.is_cpu() {
+            if kernels != CpuKernels::Auto {
+                warnings.push(format!(
+                    "--cpu-kernels {} has no effect: the model runs on {}",
+                    kernels.to_possible_value_name(),
+                    crate::device::describe(device)
+                ));
+            }
+            return Ok(Decision {
+                compute: candle,
+                warnings,
+            });
+        }
+        if kernels == CpuKernels::Candle {
+            if dtype != DType::F32 {
+                warnings.push(format!(
+                    "--dtype {} on candle's CPU path converts every operation to f32 and back: about half the f32 speed. Use --dtype f32, or leave --cpu-kernels at auto",
+                    dtype_name(dtype)
+                ));
+            }
+            return Ok(Decision {
+                compute: candle,
+                warnings,
+            });
+        }
+        let isa = match kernels.level() {
+            Some(level) => Isa::detect(level)?,
+            None => Isa::best(),
+        };
+        let weights = match dtype {
+            DType::F32 => WeightFormat::F32,
+            DType::BF16 => match (isa, Avx512Bf16::detect()) {
+                (Isa::Avx512(_), Some(token)) => WeightFormat::Bf16(token),
+                _ => {
+                    warnings.push(format!(
+                        "--dtype bf16: {} has no bf16 arithmetic (that needs AVX512-BF16 at --cpu-kernels avx512), so bf16 is emulated on the f32 kernels: no faster than f32, with bf16's rounding. Use --dtype f32 here",
+                        match kernels {
+                            CpuKernels::Auto => "this CPU".to_string(),
+                            _ => format!("--cpu-kernels {}", isa.level()),
+                        }
+                    ));
+                    WeightFormat::Bf16Emulated
+                }
+            },
+            _ => {
+                warnings.push(format!(
+                    "--dtype {}: CPUs have no kernels for it here, so it runs on candle's generic CPU path, several times slower than f32. Use --dtype f32 (or bf16 on CPUs with AVX512-BF16)",
+                    dtype_name(dtype)
+                ));
+                return Ok(Decision {
+                    compute: candle,
+                    warnings,
+                });
+            }
+        };
+        Ok(Decision {
+            compute: Compute::Host { isa, weights },
+            warnings,
+        })
+    }
+
+    /// The kernel level (`avx512`, `avx2`, `neon`, `portable`), or `candle`.
+    pub fn kernels(&self) -> &'static str {
+        match self {
+            Compute::Candle { .. } => "candle",
+            Compute::Host { isa, .. } => isa.level().name(),
+        }
+    }
+}
+
+impl fmt::Display for Compute {
+    /// For `/info` and the start-up log, e.g. `host encoder, avx2 kernels (AVX2 + FMA), f32`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compute::Candle { device, dtype } => write!(
+                f,
+                "candle, {} {}",
+                crate::device::describe(device),
+                dtype_name(*dtype)
+            ),
+            Compute::Host { isa, weights } => {
+                let level = isa.level();
+                let weights = match weights {
+                    WeightFormat::F32 => "f32",
+                    WeightFormat::Bf16(_) => "bf16 (AVX512-BF16)",
+                    WeightFormat::Bf16Emulated => "bf16 emulated in f32",
+                };
+                write!(
+                    f,
+                    "host encoder, {level} kernels ({}), {weights}",
+                    level.features()
+                )
+            }
+        }
+    }
+}
+
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "other",
+    }
+}
+
+trait PossibleValueName {
+    fn to_possible_value_name(&self) -> String;
+}
+
+impl<T: clap::ValueEnum> PossibleValueName for T {
+    fn to_possible_value_name(&self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_the_best_level_and_candle_is_candle() {
+        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto).unwrap();
+        assert_eq!(d.compute.kernels(), Isa::best().level().name());
+        assert!(d.warnings.is_empty());
+        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle).unwrap();
+        assert_eq!(d.compute.kernels(), "candle");
+    }
+
+    #[test]
+    fn a_level_the_cpu_lacks_is_an_error_naming_it() {
+        for (kernels, level) in [
+            (CpuKernels::Avx512, Level::Avx512),
+            (CpuKernels::Avx2, Level::Avx2),
+            (CpuKernels::Neon, Level::Neon),
+        ] {
+            match (
+                Compute::decide(&Device::Cpu, DType::F32, kernels),
+                Isa::detect(level),
+            ) {
+                (Ok(d), Ok(_)) => assert_eq!(d.compute.kernels(), level.name()),
+                (Err(e), Err(_)) => {
+                    assert!(e.contains(level.name()) && e.contains("lacks"), "{e}")
+                }
+                (got, _) => panic!("{level}: {got:?}"),
+            }
+        }
+        // Neon and the x86 levels never both exist.
+        assert!(Isa::detect(Level::Neon).is_err() || Isa::detect(Level::Avx2).is_err());
+    }
+
+    #[test]
+    fn dtypes_without_hardware_warn_and_say_what_to_use() {
+        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Portable).unwrap();
+        assert!(matches!(
+            d.compute,
+            Compute::Host {
+                weights: WeightFormat::Bf16Emulated,
+                ..
+            }
+        ));
+        assert!(
+            d.warnings[0].contains("Use --dtype f32"),
+            "{:?}",
+            d.warnings
+        );
+        let d = Compute::decide(&Device::Cpu, DType::F16, CpuKernels::Auto).unwrap();
+        assert_eq!(d.compute.kernels(), "candle");
+        assert!(
+            d.warnings[0].contains("Use --dtype f32"),
+            "{:?}",
+            d.warnings
+        );
+        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Candle).unwrap();
+        assert!(
+            d.warnings[0].contains("half the f32 speed"),
+            "{:?}",
+            d.warnings
+        );
+        let bf16 = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Auto).unwrap();
+        match Avx512Bf16::detect() {
+            Some(_) => assert!(bf16.warnings.is_empty(), "{:?}", bf16.warnings),
+            None => assert_eq!(bf16.warnings.len(), 1),
+        }
+    }
+}

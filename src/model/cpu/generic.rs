@@ -1,0 +1,446 @@
+//! The CPU kernels, written once as plain loops over slices.
+//!
+//! Every function here is `#[inline(always)]` and compiled into each level's
+//! `#[target_feature]` wrapper (see `mod.rs`), where the compiler vectorises it for that
+//! instruction set: 512-bit registers at `avx512`, 256-bit at `avx2`, 128-bit at `neon` and at
+//! the portable baseline. Fixed-size arrays of [`LANES`] values stand in for vector registers,
+//! so reductions keep several partial sums (which float addition needs to vectorise) and
+//! micro-kernel accumulators stay in registers. All indexing is checked: bounds that the
+//! results depend on hold in release builds too.
+
+/// Values per partial-sum array: one 512-bit register, two 256-bit, four 128-bit.
+pub const LANES: usize = 16;
+
+/// Multiply-add as the level computes it: one fused instruction where the CPU has FMA,
+/// a multiply and an add where it may not (`f32::mul_add` would call a slow libm routine).
+pub trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// For levels with FMA (`avx512`, `avx2`, `neon`).
+pub struct Fused;
+/// For the portable baseline.
+pub struct Unfused;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Unfused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn sum_lanes(acc: [f32; LANES]) -> f32 {
+    // Pairwise, as a vector reduction would.
+    let mut width = LANES;
+    let mut acc = acc;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
+}
+
+/// `out[i] += v[i]`.
+#[inline(always)]
+pub fn add_assign<M: MulAdd>(out: &mut [f32], v: &[f32]) {
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += *x;
+    }
+}
+
+/// `exp(x)` to about 1 ulp over the range where f32 is finite and normal: 2^n * p(r), with n
+/// the nearest integer to x / ln 2 and a degree-6 polynomial on the remainder. Branch-free
+/// integer and float operations only, so loops over it vectorise.
+#[inline(always)]
+pub fn exp<M: MulAdd>(x: f32) -> f32 {
+    // Below this the result is under f32's normal range: 0 (exp(-inf) = 0 for masked scores).
+    let underflow = x < -87.3;
+    // Clamped so that 2^n stays a normal float (n in -126..=127).
+    let x = x.clamp(-87.3, 88.3);
+    // Adding 1.5 * 2^23 rounds x / ln 2 to an integer held in the low mantissa bits.
+    const SHIFT: f32 = 12_582_912.0;
+    let t = M::mul_add(x, std::f32::consts::LOG2_E, SHIFT);
+    let n = t - SHIFT;
+    // ln 2 in two parts (Cody-Waite), so r = x - n ln 2 keeps its precision.
+    let r = M::mul_add(n, -0.693_145_75, x);
+    let r = M::mul_add(n, -1.428_606_8e-6, r);
+    let mut p = 1.0 / 720.0;
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = M::mul_add(p, r, c);
+    }
+    let n = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i32;
+    let e = p * f32::from_bits(((n + 127) << 23) as u32);
+    if underflow {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// `x = softmax(x)`, shifted by the maximum so that large scores cannot overflow.
+#[inline(always)]
+pub fn softmax<M: MulAdd>(x: &mut [f32]) {
+    let mut max = [f32::MIN; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            max[j] = if c[j] > max[j] { c[j] } else { max[j] };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&max)
+        .fold(f32::MIN, |m, &v| if v > m { v } else { m });
+    let mut sum = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            c[j] = exp::<M>(c[j] - max);
+            sum[j] += c[j];
+        }
+    }
+    let mut total = sum_lanes(sum);
+    for v in chunks.into_remainder() {
+        *v = exp::<M>(*v - max);
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Sum of a row, with [`LANES`] partial sums.
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            acc[j] += c[j];
+        }
+    }
+    chunks.remainder().iter().sum::<f32>() + sum_lanes(acc)
+}
+
+/// `x = layer_norm(x + residual) * weight + bias` over one row; mean and variance in two
+/// passes, as PyTorch computes them.
+#[inline(always)]
+pub fn add_layer_norm<M: MulAdd>(
+    x: &mut [f32],
+    residual: Option<&[f32]>,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
+    if let Some(r) = residual {
+        add_assign::<M>(x, r);
+    }
+    let n = x.len() as f32;
+    let mean = sum(x) / n;
+    let mut var = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            let d = c[j] - mean;
+            var[j] = M::mul_add(d, d, var[j]);
+        }
+    }
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    let inv = 1.0 / ((sum_lanes(var) + tail) / n + eps).sqrt();
+    for ((v, w), b) in x.iter_mut().zip(weight).zip(bias) {
+        *v = M::mul_add((*v - mean) * inv, *w, *b);
+    }
+}
+
+/// One query's attention scores: `out[t] = scale * sum_d q[d] kt[d * stride + t]` for every
+/// `t < out.len()`, with the keys stored transposed (`[q.len()][stride]`, `stride` a multiple of
+/// [`LANES`] at least `out.len()`, zero-padded) so that scores accumulate [`LANES`] at a time.
+#[inline(always)]
+pub fn scores<M: MulAdd>(q: &[f32], kt: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+    let len = out.len();
+    assert!(stride.is_multiple_of(LANES) && stride >= len && kt.len() >= q.len() * stride);
+    for t0 in (0..len).step_by(LANES) {
+        let mut acc = [0f32; LANES];
+        for (d, &qd) in q.iter().enumerate() {
+            let keys: &[f32; LANES] = kt[d * stride + t0..][..LANES]
+                .try_into()
+                .expect("LANES values");
+            for j in 0..LANES {
+                acc[j] = M::mul_add(qd, keys[j], acc[j]);
+            }
+        }
+        match out.get_mut(t0..t0 + LANES) {
+            Some(full) => {
+                let full: &mut [f32; LANES] = full.try_into().expect("LANES");
+                for j in 0..LANES {
+                    full[j] = acc[j] * scale;
+                }
+            }
+            None => {
+                for (o, a) in out[t0..].iter_mut().zip(acc) {
+                    *o = a * scale;
+                }
+            }
+        }
+    }
+}
+
+/// `out[d] = sum_t p[t] v[t * stride + d]`: attention weights applied to value rows `stride`
+/// apart (inside the fused QKV rows).
+#[inline(always)]
+pub fn weighted_sum<M: MulAdd>(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+    let hd = out.len();
+    if !p.is_empty() {
+        // Every row read below exists.
+        assert!(v.len() >= (p.len() - 1) * stride + hd);
+    }
+    let mut blocks = out.chunks_exact_mut(LANES);
+    let mut d0 = 0;
+    for block in &mut blocks {
+        let mut acc = [0f32; LANES];
+        for (t, &pt) in p.iter().enumerate() {
+            let row: &[f32; LANES] = v[t * stride + d0..][..LANES].try_into().expect("LANES");
+            for j in 0..LANES {
+                acc[j] = M::mul_add(pt, row[j], acc[j]);
+            }
+        }
+        block.copy_from_slice(&acc);
+        d0 += LANES;
+    }
+    let tail = blocks.into_remainder();
+    tail.fill(0.0);
+    for (t, &pt) in p.iter().enumerate() {
+        for (o, x) in tail.iter_mut().zip(&v[t * stride + d0..]) {
+            *o = M::mul_add(pt, *x, *o);
+        }
+    }
+}
+
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz & Stegun 7.1.26
+/// (absolute error below 1.5e-7), branch-free.
+#[inline(always)]
+pub fn gelu<M: MulAdd>(x: f32) -> f32 {
+    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+    let az = z.abs();
+    let t = 1.0 / M::mul_add(az, 0.327_591_1, 1.0);
+    let mut poly = 1.061_405_4;
+    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_72, 0.254_829_6] {
+        poly = M::mul_add(poly, t, c);
+    }
+    let erf_abs = 1.0 - poly * t * exp::<M>(-az * az);
+    0.5 * x * (1.0 + erf_abs.copysign(z))
+}
+
+/// `tanh(x)` through exp, branch-free: `1 - 2 / (exp(2x) + 1)`, odd by construction.
+#[inline(always)]
+pub fn tanh<M: MulAdd>(x: f32) -> f32 {
+    let a = x.abs();
+    (1.0 - 2.0 / (exp::<M>(2.0 * a) + 1.0)).copysign(x)
+}
+
+/// An element-wise activation over a slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Exact (erf) GELU: BERT, RoBERTa, DistilBERT.
+    Gelu,
+    /// GELU's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+    Silu,
+    Tanh,
+}
+
+#[inline(always)]
+fn activate_one<M: MulAdd>(v: f32, act: Act) -> f32 {
+    match act {
+        Act::Gelu => gelu::<M>(v),
+        Act::GeluTanh => {
+            let inner = (2.0 / std::f32::consts::PI).sqrt() * M::mul_add(0.044_715 * v, v * v, v);
+            0.5 * v * (1.0 + tanh::<M>(inner))
+        }
+        Act::Relu => v.max(0.0),
+        Act::Silu => v / (1.0 + exp::<M>(-v)),
+        Act::Tanh => tanh::<M>(v),
+    }
+}
+
+/// `act` over a fixed-size block: a constant trip count, so it vectorises whole (a short
+/// slice of unknown length can fall entirely into the scalar remainder loop). One loop per
+/// activation, so the `match` is not inside the loop.
+#[inline(always)]
+fn activate_block<M: MulAdd, const N: usize>(x: &mut [f32; N], act: Act) {
+    macro_rules! each {
+        ($act:expr) => {
+            for v in x.iter_mut() {
+                *v = activate_one::<M>(*v, $act);
+            }
+        };
+    }
+    match act {
+        Act::Gelu => each!(Act::Gelu),
+        Act::GeluTanh => each!(Act::GeluTanh),
+        Act::Relu => each!(Act::Relu),
+        Act::Silu => each!(Act::Silu),
+        Act::Tanh => each!(Act::Tanh),
+    }
+}
+
+#[inline(always)]
+pub fn activate<M: MulAdd>(x: &mut [f32], act: Act) {
+    let mut blocks = x.chunks_exact_mut(LANES);
+    for block in &mut blocks {
+        let block: &mut [f32; LANES] = block.try_into().expect("LANES values");
+        activate_block::<M, LANES>(block, act);
+    }
+    for v in blocks.into_remainder() {
+        *v = activate_one::<M>(*v, act);
+    }
+}
+
+/// bf16 bits of `x`, rounded to nearest even as `half` and PyTorch do; NaN stays NaN.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    if x.is_nan() {
+        ((bits >> 16) | 0x40) as u16
+    } else {
+        rounded as u16
+    }
+}
+
+/// `out[q] = bf16(x[2q]) | bf16(x[2q + 1]) << 16`, zero past the end of `x`: the bf16 pairs
+/// along k that `vdpbf16ps` multiplies.
+#[inline(always)]
+pub fn to_bf16_pairs<M: MulAdd>(x: &[f32], out: &mut [u32]) {
+    let mut pairs = x.chunks_exact(2);
+    for (o, p) in out.iter_mut().zip(&mut pairs) {
+        *o = bf16_bits(p[0]) as u32 | (bf16_bits(p[1]) as u32) << 16;
+    }
+    if let ([last], Some(o)) = (pairs.remainder(), out.get_mut(x.len() / 2)) {
+        *o = bf16_bits(*last) as u32;
+    }
+}
+
+/// Every value rounded to the nearest bf16, kept as f32 (bf16 emulated on f32 kernels).
+#[inline(always)]
+pub fn round_bf16<M: MulAdd>(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = f32::from_bits((bf16_bits(*v) as u32) << 16);
+    }
+}
+
+/// The f32 micro-kernel: `R` rows of `x` (row-major, `k` wide, from `row0`) times one panel
+/// of `NR` packed weight columns (`[k][NR]`), summed into `acc[..R]`. `R` and `NR` are
+/// constants, so the accumulators live in registers.
+#[inline(always)]
+pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
+    x: &[f32],
+    k: usize,
+    row0: usize,
+    panel: &[f32],
+    acc: &mut [[f32; NR]],
+) {
+    let rows: [&[f32]; R] = std::array::from_fn(|i| &x[(row0 + i) * k..][..k]);
+    let mut a = [[0f32; NR]; R];
+    for (kk, b) in panel[..k * NR].chunks_exact(NR).enumerate() {
+        let b: &[f32; NR] = b.try_into().expect("NR values");
+        for i in 0..R {
+            let xv = rows[i][kk];
+            for j in 0..NR {
+                a[i][j] = M::mul_add(xv, b[j], a[i][j]);
+            }
+        }
+    }
+    acc[..R].copy_from_slice(&a);
+}
+
+/// Rows of the f32 micro-kernel's tile, up to 8: `$call!(R)` with R a constant.
+macro_rules! by_rows {
+    ($rows:expr, $call:ident) => {
+        match $rows {
+            8 => $call!(8),
+            7 => $call!(7),
+            6 => $call!(6),
+            5 => $call!(5),
+            4 => $call!(4),
+            3 => $call!(3),
+            2 => $call!(2),
+            _ => $call!(1),
+        }
+    };
+}
+pub(crate) use by_rows;
+
+/// One task's share of a packed product: `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])`
+/// for every row `r < out.len()` and the columns of `panels` (`[panel][k][NR]`; `bias` is
+/// `[panel][NR]`, zero-padded; `out[r]` holds exactly those columns, the last panel possibly
+/// partial). Tiles of up to `MR` rows; bias and activation applied in registers.
+#[inline(always)]
+pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
+    x: &[f32],
+    k: usize,
+    panels: &[f32],
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    let m = out.len();
+    let width = out.first().map_or(0, |r| r.len());
+    let mut acc = [[0f32; NR]; 8];
+    for ((p, panel), bias) in panels
+        .chunks_exact(k * NR)
+        .enumerate()
+        .zip(bias.chunks_exact(NR))
+    {
+        let bias: &[f32; NR] = bias.try_into().expect("NR values");
+        let c0 = p * NR;
+        let cols = NR.min(width.saturating_sub(c0));
+        let mut row = 0;
+        while row < m {
+            let rows = (m - row).min(MR).min(8);
+            macro_rules! call {
+                ($r:literal) => {
+                    tile::<M, $r, NR>(x, k, row, panel, &mut acc)
+                };
+            }
+            by_rows!(rows, call);
+            for (i, a) in acc[..rows].iter_mut().enumerate() {
+                epilogue::<M, NR>(a, bias, act);
+                out[row + i][c0..c0 + cols].copy_from_slice(&a[..cols]);
+            }
+            row += rows;
+        }
+    }
+}
+
+/// `acc = act(acc + bias)` over one tile row, in registers.
+#[inline(always)]
+pub fn epilogue<M: MulAdd, const NR: usize>(
+    acc: &mut [f32; NR],
+    bias: &[f32; NR],
+    act: Option<Act>,
+) {
+    for j in 0..NR {
+        acc[j] += bias[j];
+    }
+    if let Some(act) = act {
+        activate_block::<M, NR>(acc, act);
+    }
+}

@@ -1,0 +1,293 @@
+//! Weight matrices packed once at load for the micro-kernels, and the product over them.
+//!
+//! A general GEMM (the `gemm` crate, as candle calls it) packs the weight matrix on every call;
+//! with the few dozen rows of a classification batch that packing costs as much as the product
+//! (BENCHMARKS.md has the table). Here each weight is packed once into panels of the level's
+//! width, and each product runs the level's micro-kernel with bias and activation fused.
+
+use super::generic::{self, Act};
+use super::{Avx512Bf16, Isa};
+use rayon::prelude::*;
+
+/// How a matrix's weights are stored and multiplied.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightFormat {
+    /// f32 weights, f32 products.
+    F32,
+    /// bf16 weights; activations rounded to bf16 before each product (`vdpbf16ps`), sums in f32.
+    Bf16(Avx512Bf16),
+    /// bf16's rounding of weights and activations on the f32 kernels, for CPUs without bf16
+    /// arithmetic: the same decisions as `Bf16`, at f32 speed.
+    Bf16Emulated,
+}
+
+enum Panels {
+    /// `[panel][k][nr]`.
+    F32 {
+        data: Vec<f32>,
+        nr: usize,
+        round_inputs: bool,
+    },
+    /// `[panel][k / 2][32]`, each u32 a bf16 pair (k even, k odd).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Bf16 { data: Vec<u32>, token: Avx512Bf16 },
+}
+
+/// A weight matrix `W [n, k]` and its bias, packed for [`PackedMatrix::matmul`] at one level.
+pub struct PackedMatrix {
+    n: usize,
+    k: usize,
+    /// `[panel][panel width]`, zero past `n`.
+    bias: Vec<f32>,
+    isa: Isa,
+    panels: Panels,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedMatrix({}x{}, {})", self.n, self.k, self.isa)
+    }
+}
+
+/// Packed columns per panel of the f32 kernel at `isa`.
+fn panel_width(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(_) => super::avx512::NR,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(_) => super::avx2::NR,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon(_) => super::neon::NR,
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512(t) => match t.never {},
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2(t) => match t.never {},
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon(t) => match t.never {},
+        Isa::Portable => PORTABLE_NR,
+    }
+}
+
+/// The portable kernel's tile: 4 x 8 fits the 16 registers of x86-64's SSE2 baseline.
+const PORTABLE_MR: usize = 4;
+const PORTABLE_NR: usize = 8;
+
+/// `[panel][k][nr]` from row-major `w [n, k]`, zero past the last row.
+fn pack_f32(w: &[f32], n: usize, k: usize, nr: usize) -> Vec<f32> {
+    let mut data = vec![0f32; n.div_ceil(nr) * k * nr];
+    for (row, weights) in w.chunks_exact(k).enumerate() {
+        let (p, j) = (row / nr, row % nr);
+        for (kk, &v) in weights.iter().enumerate() {
+            data[(p * k + kk) * nr + j] = v;
+        }
+    }
+    data
+}
+
+impl PackedMatrix {
+    /// `weight` is row-major `[n, k]` (the layout of a PyTorch `nn.Linear`), `bias` `[n]`.
+    pub fn pack(
+        weight: &[f32],
+        n: usize,
+        k: usize,
+        bias: Vec<f32>,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self, String> {
+        if weight.len() != n * k || bias.len() != n || k == 0 {
+            return Err(format!(
+                "cannot pack a {n}x{k} matrix from {} weights and {} biases",
+                weight.len(),
+                bias.len()
+            ));
+        }
+        // bf16 products exist at one level only.
+        let isa = match format {
+            WeightFormat::Bf16(token) => Isa::Avx512(token.avx512()),
+            _ => isa,
+        };
+        let width = match format {
+            WeightFormat::Bf16(_) => BF16_NR,
+            _ => panel_width(isa),
+        };
+        let mut bias = bias;
+        bias.resize(n.div_ceil(width) * width, 0.0);
+        let panels = match format {
+            WeightFormat::F32 => Panels::F32 {
+                data: pack_f32(weight, n, k, panel_width(isa)),
+                nr: panel_width(isa),
+                round_inputs: false,
+            },
+            WeightFormat::Bf16Emulated => {
+                let mut rounded = weight.to_vec();
+                isa.round_bf16(&mut rounded);
+                Panels::F32 {
+                    data: pack_f32(&rounded, n, k, panel_width(isa)),
+                    nr: panel_width(isa),
+                    round_inputs: true,
+                }
+            }
+            WeightFormat::Bf16(token) => {
+                let kp = k.div_ceil(2);
+                let mut data = vec![0u32; n.div_ceil(BF16_NR) * kp * BF16_NR];
+                let mut pairs = vec![0u32; kp];
+                for (row, weights) in weight.chunks_exact(k).enumerate() {
+                    isa.to_bf16_pairs(weights, &mut pairs);
+                    let (p, j) = (row / BF16_NR, row % BF16_NR);
+                    for (q, &pair) in pairs.iter().enumerate() {
+                        data[(p * kp + q) * BF16_NR + j] = pair;
+                    }
+                }
+                Panels::Bf16 { data, token }
+            }
+        };
+        Ok(Self {
+            n,
+            k,
+            bias,
+            isa,
+            panels,
+        })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.n
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        match &self.panels {
+            Panels::F32 {
+                round_inputs: true, ..
+            } => WeightFormat::Bf16Emulated,
+            Panels::F32 { .. } => WeightFormat::F32,
+            Panels::Bf16 { token, .. } => WeightFormat::Bf16(*token),
+        }
+    }
+
+    /// `out[m, n] = act(x W^T + b)`, `x` row-major `[m, k]`. Panics if `x` is not `m * k`
+    /// values (a caller's bug, caught by the inference worker like any panic).
+    pub fn matmul(&self, x: &[f32], m: usize, act: Option<Act>) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "input of a {}x{} product", m, self.k);
+        let mut out = vec![0f32; m * self.n];
+        if m == 0 {
+            return out;
+        }
+        match &self.panels {
+            Panels::F32 {
+                data,
+                nr,
+                round_inputs,
+            } => {
+                let rounded;
+                let x = if *round_inputs {
+                    let mut r = x.to_vec();
+                    self.isa.round_bf16(&mut r);
+                    rounded = r;
+                    &rounded
+                } else {
+                    x
+                };
+                self.split(&mut out, m, *nr, |panels, bias, rows| {
+                    let span = self.k * *nr;
+                    let data = &data[panels.start * span..panels.end * span];
+                    f32_panels(self.isa, x, self.k, data, bias, act, rows)
+                });
+            }
+            #[cfg(target_arch = "x86_64")]
+            Panels::Bf16 { data, token } => {
+                let token = *token;
+                let kp = self.k.div_ceil(2);
+                let mut pairs = vec![0u32; m * kp];
+                for (row, dst) in x.chunks_exact(self.k).zip(pairs.chunks_exact_mut(kp)) {
+                    self.isa.to_bf16_pairs(row, dst);
+                }
+                self.split(&mut out, m, BF16_NR, |panels, bias, rows| {
+                    let span = kp * BF16_NR;
+                    let data = &data[panels.start * span..panels.end * span];
+                    super::bf16::bf16_panels(token, &pairs, kp, data, bias, act, rows)
+                });
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Panels::Bf16 { token, .. } => match token.never {},
+        }
+        out
+    }
+
+    /// Splits the output's columns into runs of whole panels, one task each, and runs `task`
+    /// on every run with the bias and the rows' slices of those columns (in parallel when the
+    /// product is big enough to be worth waking other threads).
+    fn split<F>(&self, out: &mut [f32], m: usize, nr: usize, task: F)
+    where
+        F: Fn(std::ops::Range<usize>, &[f32], &mut [&mut [f32]]) + Sync,
+    {
+        let panels = self.n.div_ceil(nr);
+        let tasks = if m * self.n * self.k < 1 << 18 {
+            1
+        } else {
+            panels.min(4 * rayon::current_num_threads()).max(1)
+        };
+        let ranges: Vec<std::ops::Range<usize>> = (0..tasks)
+            .map(|t| panels * t / tasks..panels * (t + 1) / tasks)
+            .collect();
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..tasks).map(|_| Vec::with_capacity(m)).collect();
+        for row in out.chunks_exact_mut(self.n) {
+            let mut rest = row;
+            for (t, range) in ranges.iter().enumerate() {
+                let width = (range.end * nr).min(self.n) - (range.start * nr).min(self.n);
+                let (mine, others) = rest.split_at_mut(width);
+                rows[t].push(mine);
+                rest = others;
+            }
+        }
+        let run = |(range, mut rows): (std::ops::Range<usize>, Vec<&mut [f32]>)| {
+            let bias = &self.bias[range.start * nr..range.end * nr];
+            task(range, bias, &mut rows);
+        };
+        if tasks == 1 {
+            ranges.into_iter().zip(rows).for_each(run);
+        } else {
+            ranges.into_par_iter().zip(rows).for_each(run);
+        }
+    }
+}
+
+/// Packed columns per panel of the bf16 kernel: two 16-lane registers.
+const BF16_NR: usize = 32;
+
+fn f32_panels(
+    isa: Isa,
+    x: &[f32],
+    k: usize,
+    panels: &[f32],
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    match isa {
+        // SAFETY (each arm): the token in `isa` was created by a feature check that found
+        // every feature the level's copy is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(_) => unsafe { super::avx512::f32_panels(x, k, panels, bias, act, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(_) => unsafe { super::avx2::f32_panels(x, k, panels, bias, act, out) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon(_) => unsafe { super::neon::f32_panels(x, k, panels, bias, act, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx512(t) => match t.never {},
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2(t) => match t.never {},
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon(t) => match t.never {},
+        Isa::Portable => generic::f32_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(
+            x, k, panels, bias, act, out,
+        ),
+    }
+}

@@ -1,0 +1,61 @@
+//! The classifier on the host: the encoder over this crate's CPU kernels, then the head.
+
+mod encoder;
+
+use super::batch::Batch;
+use super::config::ModelConfig;
+use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
+use super::names;
+use candle_core::Result;
+use candle_nn::VarBuilder;
+pub use encoder::HostEncoder;
+
+/// `out(act(dense(first token)))`, packed like the encoder's layers.
+struct Head {
+    dense: PackedMatrix,
+    act: Act,
+    out: PackedMatrix,
+}
+
+pub struct HostClassifier {
+    encoder: HostEncoder,
+    head: Head,
+}
+
+impl HostClassifier {
+    /// `vb` is the checkpoint's root, read in f32 on the CPU.
+    pub fn load(
+        vb: &VarBuilder<'static>,
+        config: &ModelConfig,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        let located = names::locate(vb, config);
+        let (h, labels) = (config.hidden_size, config.labels.len());
+        let head = &located.head;
+        Ok(Self {
+            encoder: HostEncoder::load(&located.encoder, config, isa, format)?,
+            head: Head {
+                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, format)?,
+                act: if head.tanh { Act::Tanh } else { Act::Relu },
+                out: encoder::pack(encoder::read_linear(&head.out, h, labels)?, isa, format)?,
+            },
+        })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.encoder.isa()
+    }
+
+    /// Logits `[sequences][labels]`.
+    pub fn forward(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let first = self.encoder.forward_first_token(batch)?;
+        let n = batch.len();
+        let pooled = self.head.dense.matmul(&first, n, Some(self.head.act));
+        let logits = self.head.out.matmul(&pooled, n, None);
+        Ok(logits
+            .chunks_exact(self.head.out.out_features())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}

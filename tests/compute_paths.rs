@@ -1,0 +1,228 @@
+//! Every CPU compute path this machine can run, checked; every one it cannot, reported as
+//! ignored by name with the reason (`test [not run: ...] parity::avx512::... ignored`).
+//!
+//! - `parity::<path>::<model>`: PyTorch parity to 1e-4 for every shared model, on candle's
+//!   ops and on the host encoder at each kernel level (avx512, avx2, neon, portable).
+//! - `long_inputs::<level>`: the host encoder against candle's ops on what the references do
+//!   not cover: attention over up to 512 tokens, batched with one-token inputs.
+//! - `bf16::<path>`: bf16 (AVX512-BF16, or emulated on the f32 kernels) keeps the f32
+//!   decisions on SST-2 validation.
+//! - `kernels::<level>::<op>`: each kernel and row operation against a plain scalar version
+//!   on odd shapes.
+//!
+//! A machine with AVX-512 runs every x86 level (a level's code only needs its own features),
+//! so there every x86 path is checked. `-- --include-ignored` runs the others too: they fail,
+//! naming the missing features.
+
+mod common;
+#[path = "compute_paths/kernels.rs"]
+mod kernels;
+
+use candle_core::{DType, Device};
+use libtest_mimic::{Arguments, Failed, Trial};
+use sentiment_server::batcher::Backend;
+use sentiment_server::model::cpu::{Avx512Bf16, Isa, Level, WeightFormat};
+use sentiment_server::model::Compute;
+use sentiment_server::tokenize::Encoded;
+use std::path::PathBuf;
+
+/// A CPU compute path: candle's ops, or the host encoder at a kernel level.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Candle,
+    Host(Level),
+}
+
+impl Path {
+    fn all() -> Vec<Path> {
+        std::iter::once(Path::Candle)
+            .chain(Level::ALL.into_iter().map(Path::Host))
+            .collect()
+    }
+
+    fn name(self) -> String {
+        match self {
+            Path::Candle => "candle".into(),
+            Path::Host(level) => level.name().into(),
+        }
+    }
+
+    /// The path in f32, or why this CPU cannot run it.
+    fn compute(self) -> Result<Compute, String> {
+        match self {
+            Path::Candle => Ok(Compute::Candle {
+                device: Device::Cpu,
+                dtype: DType::F32,
+            }),
+            Path::Host(level) => Isa::detect(level).map(|isa| Compute::Host {
+                isa,
+                weights: WeightFormat::F32,
+            }),
+        }
+    }
+}
+
+/// A trial that runs `check(compute)` when `compute` is available, and is ignored with the
+/// reason otherwise (and fails with it under `--include-ignored`).
+fn trial<F>(name: String, compute: Result<Compute, String>, check: F) -> Trial
+where
+    F: FnOnce(Compute) + Send + 'static,
+{
+    match compute {
+        Ok(compute) => Trial::test(name, move || catch(move || check(compute))),
+        Err(why) => {
+            // The kind column is as wide as its longest entry: keep it to what is missing.
+            let kind = match why.rsplit_once("lacks ") {
+                Some((_, missing)) => format!("not run: CPU lacks {missing}"),
+                None => format!("not run: {why}"),
+            };
+            Trial::test(name, move || Err(Failed::from(why)))
+                .with_ignored_flag(true)
+                .with_kind(kind)
+        }
+    }
+}
+
+/// Runs `f`, turning a panic (a failed assertion) into the trial's failure message.
+fn catch(f: impl FnOnce()) -> Result<(), Failed> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into());
+        Failed::from(message)
+    })
+}
+
+fn model_name(dir: &std::path::Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().to_string()
+}
+
+fn parity_trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for path in Path::all() {
+        for dir in common::reference_models() {
+            let name = format!("parity::{}::{}", path.name(), model_name(&dir));
+            trials.push(trial(name, path.compute(), move |compute| {
+                let m = common::load_model_with(&dir, &compute);
+                common::parity::check_references(&m, &dir, 1e-4);
+            }));
+        }
+    }
+    trials
+}
+
+/// The host encoder agrees with candle's ops to 1e-4 from 1 to 512 tokens, in one batch;
+/// and each sequence alone gives what it gave in the batch (no row leaks into another).
+fn long_inputs(compute: Compute) {
+    let sentences: Vec<String> = common::sst2_dev().into_iter().map(|(_, t)| t).collect();
+    let candle = Compute::Candle {
+        device: Device::Cpu,
+        dtype: DType::F32,
+    };
+    let mut models: Vec<PathBuf> = vec![common::minilm()];
+    models.extend(common::reference_models());
+    models.dedup();
+    for dir in models {
+        let name = model_name(&dir);
+        let host = common::load_model_with(&dir, &compute);
+        let reference = common::load_model_with(&dir, &candle);
+        let texts: Vec<String> = [1, 3, 9, 40, 200]
+            .iter()
+            .map(|&n| sentences[..n].join(" "))
+            .chain(["ok".to_string()])
+            .collect();
+        let encoded: Vec<Encoded> = texts
+            .iter()
+            .map(|t| host.tokenizer.encode(t).unwrap())
+            .collect();
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
+        assert!(
+            lengths.iter().any(|&l| l > 128) && lengths.iter().any(|&l| l <= 5),
+            "{name}: {lengths:?}"
+        );
+        let refs: Vec<&Encoded> = encoded.iter().collect();
+        let got = host.backend.forward(&refs).expect("host forward");
+        let want = reference.backend.forward(&refs).expect("candle forward");
+        for ((g, w), len) in got.iter().zip(&want).zip(&lengths) {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{name}, {len} tokens: {g:?} vs {w:?}"
+                );
+            }
+        }
+        for (e, g) in encoded.iter().zip(&got) {
+            let alone = host.backend.forward(&[e]).expect("forward").remove(0);
+            for (a, b) in alone.iter().zip(g) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{name}: {alone:?} vs {g:?}"
+                );
+            }
+        }
+    }
+}
+
+/// bf16 on `compute` agrees with the same level's f32 on at least 99.5% of SST-2 validation's
+/// top labels, with accuracy within half a point.
+fn bf16_agreement(compute: Compute) {
+    let Compute::Host { isa, .. } = compute else {
+        panic!("bf16 is checked on the host encoder")
+    };
+    let dir = common::minilm();
+    let data = common::sst2_dev();
+    let f32_model = common::load_model_with(
+        &dir,
+        &Compute::Host {
+            isa,
+            weights: WeightFormat::F32,
+        },
+    );
+    let f32_labels = common::parity::sst2_labels(&f32_model, &data);
+    let bf16_labels = common::parity::sst2_labels(&common::load_model_with(&dir, &compute), &data);
+    let (a32, a16, agreement) =
+        common::parity::check_agreement(&f32_labels, &bf16_labels, &data, 0.995, 0.005);
+    eprintln!("{compute}: f32 accuracy {a32:.4}, bf16 {a16:.4}, agreement {agreement:.4}");
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = parity_trials();
+    for level in Level::ALL {
+        let path = Path::Host(level);
+        trials.push(trial(
+            format!("long_inputs::{}", level.name()),
+            path.compute(),
+            long_inputs,
+        ));
+    }
+    let hardware = Avx512Bf16::detect()
+        .map(|token| Compute::Host {
+            isa: Isa::Avx512(token.avx512()),
+            weights: WeightFormat::Bf16(token),
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")));
+    trials.push(trial("bf16::avx512-bf16".into(), hardware, bf16_agreement));
+    let best = Isa::best();
+    trials.push(trial(
+        format!("bf16::emulated::{}", best.level().name()),
+        Ok(Compute::Host {
+            isa: best,
+            weights: WeightFormat::Bf16Emulated,
+        }),
+        bf16_agreement,
+    ));
+    trials.extend(kernels::trials());
+    let runnable: Vec<&str> = Level::ALL
+        .into_iter()
+        .filter(|l| Isa::detect(*l).is_ok())
+        .map(Level::name)
+        .collect();
+    eprintln!(
+        "CPU kernel levels this machine runs: {} (plus candle's ops); the others are reported as ignored",
+        runnable.join(", ")
+    );
+    libtest_mimic::run(&args, trials).exit();
+}

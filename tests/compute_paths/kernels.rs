@@ -1,0 +1,296 @@
+//! Each CPU kernel and row operation against a plain scalar version (in f64) on odd shapes,
+//! at every kernel level: `kernels::<level>::<op>`.
+
+use super::trial;
+use libtest_mimic::Trial;
+use sentiment_server::model::cpu::{Act, Avx512Bf16, Isa, Level, PackedMatrix, WeightFormat};
+use sentiment_server::model::Compute;
+
+/// Deterministic values in [-1, 1).
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (*g as f64 - w).abs() <= rel * (1.0 + w.abs()),
+            "{what}[{i}]: {g} vs {w}"
+        );
+    }
+}
+
+fn erf(x: f64) -> f64 {
+    // Abramowitz & Stegun 7.1.26 in f64 (1.5e-7 absolute), far below the tolerances here.
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    y.copysign(x)
+}
+
+fn act_reference(act: Option<Act>, v: f64) -> f64 {
+    match act {
+        None => v,
+        Some(Act::Gelu) => 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
+        Some(Act::GeluTanh) => {
+            let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
+            0.5 * v * (1.0 + inner.tanh())
+        }
+        Some(Act::Relu) => v.max(0.0),
+        Some(Act::Silu) => v / (1.0 + (-v).exp()),
+        Some(Act::Tanh) => v.tanh(),
+    }
+}
+
+fn bf16(x: f32) -> f32 {
+    half::bf16::from_f32(x).to_f32()
+}
+
+/// `act(x W^T + b)` in f64, optionally with x and W rounded to bf16 first.
+fn product(
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    (m, n, k): (usize, usize, usize),
+    act: Option<Act>,
+    round: bool,
+) -> Vec<f64> {
+    let r = |v: f32| if round { bf16(v) as f64 } else { v as f64 };
+    let mut out = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|kk| r(x[i * k + kk]) * r(w[j * k + kk])).sum();
+            out[i * n + j] = act_reference(act, s + b[j] as f64);
+        }
+    }
+    out
+}
+
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 2, 3),
+    (9, 33, 17),
+    (7, 1152, 5),
+    (25, 384, 384),
+    (17, 70, 1536),
+    (40, 37, 65),
+];
+
+fn matmul(isa: Isa, format: WeightFormat) {
+    let round = !matches!(format, WeightFormat::F32);
+    for (m, n, k) in SHAPES {
+        let (x, w, b) = (data(m * k, 1), data(n * k, 2), data(n, 3));
+        let packed = PackedMatrix::pack(&w, n, k, b.clone(), isa, format).expect("pack");
+        for act in [None, Some(Act::Gelu), Some(Act::Tanh), Some(Act::Relu)] {
+            let got = packed.matmul(&x, m, act);
+            let want = product((&x, &w, &b), (m, n, k), act, round);
+            // bf16 products sum the same rounded values in another order: only f32's error.
+            close(
+                &format!("{m}x{n}x{k} {act:?}"),
+                &got,
+                &want,
+                2e-5 * (k as f64).sqrt(),
+            );
+        }
+    }
+    let packed = PackedMatrix::pack(&data(6, 4), 2, 3, vec![0.0; 2], isa, format).unwrap();
+    assert!(packed.matmul(&[], 0, None).is_empty());
+    assert!(PackedMatrix::pack(&data(5, 4), 2, 3, vec![0.0; 2], isa, format).is_err());
+}
+
+fn softmax(isa: Isa) {
+    for len in [1, 2, 5, 16, 17, 33, 100, 513] {
+        let mut x: Vec<f32> = data(len, 5).iter().map(|v| v * 80.0).collect();
+        let max = x.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+        let e: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        let want: Vec<f64> = e.iter().map(|v| v / sum).collect();
+        isa.softmax(&mut x);
+        close(&format!("softmax of {len}"), &x, &want, 1e-6);
+    }
+}
+
+fn layer_norm(isa: Isa) {
+    for len in [1, 7, 16, 33, 384] {
+        for residual in [false, true] {
+            let mut x = data(len, 6);
+            let r = data(len, 7);
+            let (w, b) = (data(len, 8), data(len, 9));
+            let sum: Vec<f64> = x
+                .iter()
+                .zip(&r)
+                .map(|(a, c)| *a as f64 + if residual { *c as f64 } else { 0.0 })
+                .collect();
+            let mean = sum.iter().sum::<f64>() / len as f64;
+            let var = sum.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len as f64;
+            let want: Vec<f64> = sum
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v - mean) / (var + 1e-12).sqrt() * w[i] as f64 + b[i] as f64)
+                .collect();
+            isa.add_layer_norm(&mut x, residual.then_some(&r[..]), &w, &b, 1e-12);
+            close(
+                &format!("layer norm of {len}, residual {residual}"),
+                &x,
+                &want,
+                1e-5,
+            );
+        }
+    }
+}
+
+fn attention(isa: Isa) {
+    for hd in [1, 7, 32, 64] {
+        for len in [1usize, 5, 16, 17, 40] {
+            let stride = len.next_multiple_of(sentiment_server::model::cpu::generic::LANES);
+            let q = data(hd, 10);
+            let mut kt = vec![0f32; hd * stride];
+            let keys = data(hd * len, 11);
+            for d in 0..hd {
+                kt[d * stride..d * stride + len].copy_from_slice(&keys[d * len..(d + 1) * len]);
+            }
+            let want: Vec<f64> = (0..len)
+                .map(|t| {
+                    (0..hd)
+                        .map(|d| q[d] as f64 * keys[d * len + t] as f64)
+                        .sum::<f64>()
+                        * 0.5
+                })
+                .collect();
+            let mut scores = vec![0f32; len];
+            isa.scores(&q, &kt, stride, 0.5, &mut scores);
+            close(&format!("scores hd {hd} len {len}"), &scores, &want, 1e-5);
+            // Values `vstride` apart, as inside fused QKV rows.
+            let vstride = hd * 3 + 1;
+            let v = data(len * vstride, 12);
+            let p = data(len, 13);
+            let want: Vec<f64> = (0..hd)
+                .map(|d| {
+                    (0..len)
+                        .map(|t| p[t] as f64 * v[t * vstride + d] as f64)
+                        .sum()
+                })
+                .collect();
+            let mut out = vec![f32::NAN; hd];
+            isa.weighted_sum(&p, &v, vstride, &mut out);
+            close(
+                &format!("weighted sum hd {hd} len {len}"),
+                &out,
+                &want,
+                1e-5,
+            );
+        }
+    }
+}
+
+fn activations(isa: Isa) {
+    let mut values: Vec<f32> = (-400..=400).map(|i| i as f32 / 40.0).collect();
+    values.extend([-100.0, -30.0, 30.0, 100.0, 1e-8, -1e-8, 0.0]);
+    for act in [Act::Gelu, Act::GeluTanh, Act::Relu, Act::Silu, Act::Tanh] {
+        let mut x = values.clone();
+        isa.activate(&mut x, act);
+        let want: Vec<f64> = values
+            .iter()
+            .map(|&v| act_reference(Some(act), v as f64))
+            .collect();
+        close(&format!("{act:?}"), &x, &want, 2e-6);
+    }
+}
+
+fn bf16_rounding(isa: Isa) {
+    let mut x = data(37, 14);
+    // Exact ties between two bf16 values round to even, like half and PyTorch; NaN stays NaN.
+    x[0] = f32::from_bits(0x3f80_8000);
+    x[1] = f32::from_bits(0x3f81_8000);
+    x[2] = f32::NAN;
+    x[3] = f32::INFINITY;
+    x[4] = -0.0;
+    let mut pairs = vec![u32::MAX; 19];
+    isa.to_bf16_pairs(&x, &mut pairs);
+    for (c, &v) in x.iter().enumerate() {
+        let pair = pairs[c / 2];
+        let got = if c % 2 == 0 {
+            pair & 0xffff
+        } else {
+            pair >> 16
+        };
+        assert_eq!(
+            got as u16,
+            half::bf16::from_f32(v).to_bits(),
+            "value {c}: {v}"
+        );
+    }
+    assert_eq!(pairs[18] >> 16, 0, "odd length pads with zero");
+    let mut rounded = x.clone();
+    isa.round_bf16(&mut rounded);
+    for (r, v) in rounded.iter().zip(&x) {
+        assert_eq!(r.to_bits(), bf16(*v).to_bits(), "{v}");
+    }
+    let mut out = data(9, 15);
+    let add = data(12, 16);
+    let want: Vec<f64> = out
+        .iter()
+        .zip(&add)
+        .map(|(a, b)| *a as f64 + *b as f64)
+        .collect();
+    isa.add_assign(&mut out, &add);
+    close("add_assign", &out, &want, 1e-7);
+}
+
+pub fn trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    type Op = fn(Isa);
+    let ops: [(&str, Op); 7] = [
+        ("matmul_f32", |isa| matmul(isa, WeightFormat::F32)),
+        ("matmul_bf16_emulated", |isa| {
+            matmul(isa, WeightFormat::Bf16Emulated)
+        }),
+        ("softmax", softmax),
+        ("layer_norm", layer_norm),
+        ("attention", attention),
+        ("activations", activations),
+        ("bf16_rounding", bf16_rounding),
+    ];
+    for level in Level::ALL {
+        for (name, op) in ops {
+            let compute = Isa::detect(level).map(|isa| Compute::Host {
+                isa,
+                weights: WeightFormat::F32,
+            });
+            trials.push(trial(
+                format!("kernels::{}::{name}", level.name()),
+                compute,
+                move |compute| {
+                    let Compute::Host { isa, .. } = compute else {
+                        unreachable!()
+                    };
+                    op(isa)
+                },
+            ));
+        }
+    }
+    let hardware = Avx512Bf16::detect()
+        .map(|token| Compute::Host {
+            isa: Isa::Avx512(token.avx512()),
+            weights: WeightFormat::Bf16(token),
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")));
+    trials.push(trial(
+        "kernels::avx512-bf16::matmul_bf16".into(),
+        hardware,
+        |compute| {
+            let Compute::Host { isa, weights } = compute else {
+                unreachable!()
+            };
+            matmul(isa, weights)
+        },
+    ));
+    trials
+}
