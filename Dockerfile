@@ -35,12 +35,13 @@ ENV CARGO_TERM_COLOR=never \
 # Dependency layer. The glob docker-dep[s] makes target/docker-deps optional: its contents
 # (vendor/, .cargo/config.toml) land in /src when it exists; without it only the manifests do.
 COPY Cargo.toml Cargo.lock target/docker-dep[s] ./
-# Stand-in targets so the manifest parses and every dependency compiles here: every [[bench]] of
-# Cargo.toml must exist, though none is built.
+# Stand-in targets so the manifest parses and every dependency compiles here: every [[bench]] and
+# [[test]] of Cargo.toml must exist, though none is built.
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
     && for bench in load overload micro; do echo 'fn main() {}' > benches/$bench.rs; done \
+    && mkdir -p tests && echo 'fn main() {}' > tests/compute_paths.rs \
     && cargo build --release --locked --bin sentiment-server \
     && rm -rf src target/release/sentiment-server* target/release/.fingerprint/sentiment-server-* \
         target/release/deps/sentiment_server-* target/release/deps/libsentiment_server-*

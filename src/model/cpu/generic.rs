@@ -346,20 +346,26 @@ pub fn round_bf16<M: MulAdd>(x: &mut [f32]) {
     }
 }
 
-/// The f32 micro-kernel: `R` rows of `x` (row-major, `k` wide, from `row0`) times one panel
-/// of `NR` packed weight columns (`[k][NR]`), summed into `acc[..R]`. `R` and `NR` are
-/// constants, so the accumulators live in registers.
+/// The plain-loop f32 micro-kernel (the portable and neon levels; x86 has hand-written ones
+/// in `x86.rs`): `R` rows of `x` (row-major, `k` wide, from `row0`) times one panel of `NR`
+/// packed weight columns (`[k][NR]`), then bias and activation, stored to columns
+/// `c0..c0 + cols` of `out[row0..row0 + R]`. `R` and `NR` are constants, so the accumulators
+/// stay in registers from the first product to the store.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
     x: &[f32],
     k: usize,
     row0: usize,
     panel: &[f32],
-    acc: &mut [[f32; NR]],
+    bias: &[f32; NR],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+    (c0, cols): (usize, usize),
 ) {
     let rows: [&[f32]; R] = std::array::from_fn(|i| &x[(row0 + i) * k..][..k]);
     let mut a = [[0f32; NR]; R];
-    for (kk, b) in panel[..k * NR].chunks_exact(NR).enumerate() {
+    for (b, kk) in panel[..k * NR].chunks_exact(NR).zip(0..k) {
         let b: &[f32; NR] = b.try_into().expect("NR values");
         for i in 0..R {
             let xv = rows[i][kk];
@@ -368,7 +374,28 @@ pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
             }
         }
     }
-    acc[..R].copy_from_slice(&a);
+    // A copy for the epilogue: references into `a` itself would keep the accumulators in
+    // memory (on the stack) through the loop above instead of in registers.
+    let mut done = [[0f32; NR]; R];
+    done.copy_from_slice(&a);
+    for (i, acc) in done.iter_mut().enumerate() {
+        epilogue::<M, NR>(acc, bias, act);
+        store(&mut out[row0 + i][c0..c0 + cols], acc);
+    }
+}
+
+/// `dst = src[..dst.len()]`: a whole panel as fixed-size vector stores (a copy of unknown
+/// length would be a `memcpy` call per tile row), a partial last panel element by element.
+#[inline(always)]
+pub fn store<const NR: usize>(dst: &mut [f32], src: &[f32; NR]) {
+    match <&mut [f32; NR]>::try_from(&mut *dst) {
+        Ok(full) => *full = *src,
+        Err(_) => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+    }
 }
 
 /// Rows of the f32 micro-kernel's tile, up to 8: `$call!(R)` with R a constant.
@@ -386,12 +413,56 @@ macro_rules! by_rows {
         }
     };
 }
+// Used by the AVX512-BF16 kernel, which exists on x86-64 only.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 pub(crate) use by_rows;
 
-/// One task's share of a packed product: `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])`
-/// for every row `r < out.len()` and the columns of `panels` (`[panel][k][NR]`; `bias` is
-/// `[panel][NR]`, zero-padded; `out[r]` holds exactly those columns, the last panel possibly
-/// partial). Tiles of up to `MR` rows; bias and activation applied in registers.
+/// Rows of the next tile when `left` rows remain, for tiles of at most `mr`: the rows are
+/// spread evenly over the tiles still needed (25 rows at 6 make 5 tiles of 5, not 4 of 6 and
+/// a single-row tile that costs as much time as a full one).
+#[inline(always)]
+pub fn tile_rows(left: usize, mr: usize) -> usize {
+    left.div_ceil(left.div_ceil(mr))
+}
+
+/// Walks one task's share of a packed product: for each panel of `NR` columns (`span`
+/// values of `panels` each) and each tile of at most `mr` rows, calls
+/// `tile(rows, row0, (panel, next), bias, (c0, cols))`. `next` is the following panel, given
+/// to the first tile of each panel only, for kernels that prefetch it (with few rows a
+/// product waits on weights coming from memory, not on arithmetic). The columns of the task
+/// are `0..width` of each output row; `bias` is `[panel][NR]`, zero-padded. The panel stays
+/// in cache while every row of the task passes over it.
+#[inline(always)]
+pub fn walk_panels<P, const NR: usize>(
+    m: usize,
+    mr: usize,
+    (panels, span): (&[P], usize),
+    bias: &[f32],
+    width: usize,
+    mut tile: impl FnMut(usize, usize, (&[P], Option<&[P]>), &[f32; NR], (usize, usize)),
+) {
+    for ((p, panel), bias) in panels
+        .chunks_exact(span)
+        .enumerate()
+        .zip(bias.chunks_exact(NR))
+    {
+        let bias: &[f32; NR] = bias.try_into().expect("NR values");
+        let c0 = p * NR;
+        let cols = NR.min(width.saturating_sub(c0));
+        let next = panels.get((p + 1) * span..(p + 2) * span);
+        let mut row = 0;
+        while row < m {
+            let rows = tile_rows(m - row, mr);
+            let next = if row == 0 { next } else { None };
+            tile(rows, row, (panel, next), bias, (c0, cols));
+            row += rows;
+        }
+    }
+}
+
+/// One task's share of a packed product with the plain-loop kernel:
+/// `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])` for every row `r < out.len()` and the
+/// columns of `panels` (`[panel][k][NR]`; `out[r]` holds exactly those columns).
 #[inline(always)]
 pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
     x: &[f32],
@@ -401,33 +472,22 @@ pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
     act: Option<Act>,
     out: &mut [&mut [f32]],
 ) {
-    let m = out.len();
-    let width = out.first().map_or(0, |r| r.len());
-    let mut acc = [[0f32; NR]; 8];
-    for ((p, panel), bias) in panels
-        .chunks_exact(k * NR)
-        .enumerate()
-        .zip(bias.chunks_exact(NR))
-    {
-        let bias: &[f32; NR] = bias.try_into().expect("NR values");
-        let c0 = p * NR;
-        let cols = NR.min(width.saturating_sub(c0));
-        let mut row = 0;
-        while row < m {
-            let rows = (m - row).min(MR).min(8);
+    let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
+    walk_panels::<f32, NR>(
+        m,
+        MR.min(8),
+        (panels, k * NR),
+        bias,
+        width,
+        |rows, row, (panel, _), bias, cols| {
             macro_rules! call {
                 ($r:literal) => {
-                    tile::<M, $r, NR>(x, k, row, panel, &mut acc)
+                    tile::<M, $r, NR>(x, k, row, panel, bias, act, out, cols)
                 };
             }
-            by_rows!(rows, call);
-            for (i, a) in acc[..rows].iter_mut().enumerate() {
-                epilogue::<M, NR>(a, bias, act);
-                out[row + i][c0..c0 + cols].copy_from_slice(&a[..cols]);
-            }
-            row += rows;
-        }
-    }
+            by_rows!(rows, call)
+        },
+    );
 }
 
 /// `acc = act(acc + bias)` over one tile row, in registers.

@@ -53,24 +53,25 @@ impl std::fmt::Debug for PackedMatrix {
 fn panel_width(isa: Isa) -> usize {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(_) => super::avx512::NR,
+        Isa::Avx512(_) => super::x86::AVX512_NR,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(_) => super::avx2::NR,
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon(_) => super::neon::NR,
+        Isa::Avx2(_) => super::x86::AVX2_NR,
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512(t) => match t.never {},
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2(t) => match t.never {},
-        #[cfg(not(target_arch = "aarch64"))]
-        Isa::Neon(t) => match t.never {},
+        Isa::Neon(_) => NEON_NR,
         Isa::Portable => PORTABLE_NR,
     }
 }
 
-/// The portable kernel's tile: 4 x 8 fits the 16 registers of x86-64's SSE2 baseline.
+/// The plain-loop kernel's tiles: 4 x 8 fits the 16 registers of x86-64's SSE2 baseline,
+/// 6 x 16 fills 24 of NEON's 32.
 const PORTABLE_MR: usize = 4;
 const PORTABLE_NR: usize = 8;
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+const NEON_MR: usize = 6;
+const NEON_NR: usize = 16;
 
 /// `[panel][k][nr]` from row-major `w [n, k]`, zero past the last row.
 fn pack_f32(w: &[f32], n: usize, k: usize, nr: usize) -> Vec<f32> {
@@ -86,6 +87,8 @@ fn pack_f32(w: &[f32], n: usize, k: usize, nr: usize) -> Vec<f32> {
 
 impl PackedMatrix {
     /// `weight` is row-major `[n, k]` (the layout of a PyTorch `nn.Linear`), `bias` `[n]`.
+    // Off x86-64 a bf16 token cannot exist, so its arm is (rightly) unreachable.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unreachable_code))]
     pub fn pack(
         weight: &[f32],
         n: usize,
@@ -212,7 +215,7 @@ impl PackedMatrix {
                 self.split(&mut out, m, BF16_NR, |panels, bias, rows| {
                     let span = kp * BF16_NR;
                     let data = &data[panels.start * span..panels.end * span];
-                    super::bf16::bf16_panels(token, &pairs, kp, data, bias, act, rows)
+                    super::x86::avx512_bf16(token, &pairs, kp, data, bias, act, rows)
                 });
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -272,14 +275,17 @@ fn f32_panels(
     out: &mut [&mut [f32]],
 ) {
     match isa {
-        // SAFETY (each arm): the token in `isa` was created by a feature check that found
-        // every feature the level's copy is compiled for.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(_) => unsafe { super::avx512::f32_panels(x, k, panels, bias, act, out) },
+        Isa::Avx512(token) => super::x86::avx512_f32(token, x, k, panels, bias, act, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(_) => unsafe { super::avx2::f32_panels(x, k, panels, bias, act, out) },
+        Isa::Avx2(token) => super::x86::avx2_f32(token, x, k, panels, bias, act, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon(_) => unsafe { super::neon::f32_panels(x, k, panels, bias, act, out) },
+        Isa::Neon(token) => {
+            let _ = token;
+            // SAFETY: a Neon token exists only where NEON was detected.
+            unsafe { neon_f32(x, k, panels, bias, act, out) }
+        }
+        // Tokens of another architecture's levels are uninhabited here.
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx512(t) => match t.never {},
         #[cfg(not(target_arch = "x86_64"))]
@@ -290,4 +296,18 @@ fn f32_panels(
             x, k, panels, bias, act, out,
         ),
     }
+}
+
+/// The plain-loop kernel compiled for NEON.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+fn neon_f32(
+    x: &[f32],
+    k: usize,
+    panels: &[f32],
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    generic::f32_panels::<generic::Fused, NEON_MR, NEON_NR>(x, k, panels, bias, act, out)
 }

@@ -3,15 +3,16 @@
 //!
 //! Written once as plain loops ([`generic`]) and compiled per instruction-set level with
 //! `#[target_feature]`; a level's code is reached only through an [`Isa`] value, which holds a
-//! token that only a successful feature check creates ([`isa`]). The one exception to "plain
-//! loops" is the AVX512-BF16 product ([`bf16`]), whose dot-product instruction no compiler
-//! emits on its own.
+//! token that only a successful feature check creates ([`isa`]). The exception to "plain
+//! loops" are the x86 micro-kernels of the matrix products (`x86.rs`): hand-written because
+//! they measured faster (BENCHMARKS.md) and because no compiler emits AVX512-BF16's dot
+//! product on its own.
 
-#[cfg(target_arch = "x86_64")]
-mod bf16;
 pub mod generic;
 mod isa;
 mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use generic::Act;
 pub use isa::{Avx2, Avx512, Avx512Bf16, Isa, Level, Neon};
@@ -22,17 +23,15 @@ pub use matmul::{PackedMatrix, WeightFormat};
 /// the features its token detects).
 macro_rules! for_each_level {
     ($m:ident! { $($body:tt)* }) => {
-        // Micro-kernel tiles (rows x packed columns) fill the level's registers: 16 of 32
-        // zmm at avx512, 12 of 16 ymm at avx2, 24 of 32 q registers at neon.
-        $m!(avx512, Avx512, "x86_64", "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma", 8, 32; $($body)*);
-        $m!(avx2, Avx2, "x86_64", "avx2,fma", 6, 16; $($body)*);
-        $m!(neon, Neon, "aarch64", "neon", 6, 16; $($body)*);
+        $m!(avx512, Avx512, "x86_64", "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"; $($body)*);
+        $m!(avx2, Avx2, "x86_64", "avx2,fma"; $($body)*);
+        $m!(neon, Neon, "aarch64", "neon"; $($body)*);
     };
 }
 
 /// One level's module: a `#[target_feature]` copy of each listed generic function.
 macro_rules! level_module {
-    ($level:ident, $token:ident, $arch:literal, $features:literal, $mr:literal, $nr:literal;
+    ($level:ident, $token:ident, $arch:literal, $features:literal;
      $($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;)*) => {
         #[cfg(target_arch = $arch)]
         mod $level {
@@ -47,13 +46,6 @@ macro_rules! level_module {
                 }
             )*
 
-            /// Packed columns per panel of this level's f32 micro-kernel.
-            pub const NR: usize = $nr;
-
-            #[target_feature(enable = $features)]
-            pub fn f32_panels(x: &[f32], k: usize, panels: &[f32], bias: &[f32], act: Option<Act>, out: &mut [&mut [f32]]) {
-                generic::f32_panels::<generic::Fused, $mr, $nr>(x, k, panels, bias, act, out)
-            }
         }
     };
 }
@@ -69,25 +61,35 @@ macro_rules! multiversion {
                 $(#[$doc])*
                 #[inline]
                 pub fn $name(self, $($arg: $ty),*) $(-> $ret)? {
-                    match self {
-                        // SAFETY (each arm): the token in `self` was created by a feature check
-                        // that found every feature the level's copy is compiled for.
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512(_) => unsafe { avx512::$name($($arg),*) },
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2(_) => unsafe { avx2::$name($($arg),*) },
-                        #[cfg(target_arch = "aarch64")]
-                        Isa::Neon(_) => unsafe { neon::$name($($arg),*) },
-                        #[cfg(not(target_arch = "x86_64"))]
-                        Isa::Avx512(t) => match t.never {},
-                        #[cfg(not(target_arch = "x86_64"))]
-                        Isa::Avx2(t) => match t.never {},
-                        #[cfg(not(target_arch = "aarch64"))]
-                        Isa::Neon(t) => match t.never {},
-                        Isa::Portable => generic::$name::<generic::Unfused>($($arg),*),
-                    }
+                    dispatch!(self, $name($($arg),*), portable: generic::$name::<generic::Unfused>($($arg),*))
                 }
             )*
+        }
+    };
+}
+
+/// Runs the copy of `$f` for the level `$isa` proves, or `$portable` at the portable level.
+macro_rules! dispatch {
+    ($isa:expr, $f:ident($($arg:expr),*), portable: $portable:expr) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an Avx512 token exists only where a feature check found every feature
+            // the avx512 copy is compiled for (`for_each_level!`, checked by a test).
+            $crate::model::cpu::Isa::Avx512(_) => unsafe { $crate::model::cpu::avx512::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for the Avx2 token and the avx2 copy.
+            $crate::model::cpu::Isa::Avx2(_) => unsafe { $crate::model::cpu::avx2::$f($($arg),*) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: as above, for the Neon token and the neon copy.
+            $crate::model::cpu::Isa::Neon(_) => unsafe { $crate::model::cpu::neon::$f($($arg),*) },
+            // Tokens of another architecture's levels are uninhabited here.
+            #[cfg(not(target_arch = "x86_64"))]
+            $crate::model::cpu::Isa::Avx512(t) => match t.never {},
+            #[cfg(not(target_arch = "x86_64"))]
+            $crate::model::cpu::Isa::Avx2(t) => match t.never {},
+            #[cfg(not(target_arch = "aarch64"))]
+            $crate::model::cpu::Isa::Neon(t) => match t.never {},
+            $crate::model::cpu::Isa::Portable => $portable,
         }
     };
 }
@@ -118,12 +120,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tiles_spread_rows_evenly_and_cover_them_all() {
+        for mr in [4, 6, 8] {
+            for m in 1..200 {
+                let (mut row, mut sizes) = (0, Vec::new());
+                while row < m {
+                    let rows = generic::tile_rows(m - row, mr);
+                    assert!((1..=mr).contains(&rows), "{m} at {mr}: {rows}");
+                    sizes.push(rows);
+                    row += rows;
+                }
+                assert_eq!(row, m);
+                assert_eq!(sizes.len(), m.div_ceil(mr), "{m} at {mr}: {sizes:?}");
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{m} at {mr}: {sizes:?}");
+            }
+        }
+    }
+
+    #[test]
     fn each_level_compiles_for_exactly_the_features_its_token_detects() {
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(avx512::TARGET_FEATURES, Avx512::FEATURES.join(","));
             assert_eq!(avx2::TARGET_FEATURES, Avx2::FEATURES.join(","));
-            assert_eq!(bf16::TARGET_FEATURES, Avx512Bf16::FEATURES.join(","));
+            assert_eq!(x86::BF16_FEATURES, Avx512Bf16::FEATURES.join(","));
+            assert_eq!(x86::AVX512_FEATURES, Avx512::FEATURES.join(","));
+            assert_eq!(x86::AVX2_FEATURES, Avx2::FEATURES.join(","));
         }
         #[cfg(target_arch = "aarch64")]
         assert_eq!(neon::TARGET_FEATURES, Neon::FEATURES.join(","));

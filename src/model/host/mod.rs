@@ -49,6 +49,13 @@ impl HostClassifier {
 
     /// Logits `[sequences][labels]`.
     pub fn forward(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
+        // The whole pass runs on one of the pool's threads, so that its ~30 parallel steps
+        // split among the pool's threads directly; called from outside the pool, each would be
+        // handed in and waited for (a sleep and a wake-up of the calling thread per step).
+        rayon::scope(|_| self.forward_here(batch))
+    }
+
+    fn forward_here(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
         let first = self.encoder.forward_first_token(batch)?;
         let n = batch.len();
         let pooled = self.head.dense.matmul(&first, n, Some(self.head.act));
