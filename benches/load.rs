@@ -10,6 +10,7 @@
 //!   cargo bench --bench load -- --servers ours,ours-bf16,baseline --scenarios 1x1,32x1
 //!   cargo bench --bench load -- --servers ours-avx2,ours-avx512,baseline   # CPU kernel levels
 //!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
+//!   cargo bench --bench load -- --rounds 3 ...                # interleaved repeats, medians
 
 mod common;
 
@@ -63,6 +64,10 @@ struct Args {
     label: Option<String>,
     #[arg(long, default_value_t = 18123)]
     port: u16,
+    /// Run the whole sequence of servers this many times, interleaved, and compare medians:
+    /// on shared machines one run's figures move by 10-20%.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// cargo bench passes --bench; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -298,38 +303,59 @@ fn main() {
     } else {
         args.servers.clone()
     };
-    for name in &names {
-        let server = match &args.url {
-            Some(url) => {
-                wait_healthy(url, Duration::from_secs(30));
-                Server {
-                    name: args.label.clone().unwrap_or_else(|| "external".into()),
-                    url: url.clone(),
-                    child: None,
+    for round in 1..=args.rounds {
+        for name in &names {
+            let server = match &args.url {
+                Some(url) => {
+                    wait_healthy(url, Duration::from_secs(30));
+                    Server {
+                        name: args.label.clone().unwrap_or_else(|| "external".into()),
+                        url: url.clone(),
+                        child: None,
+                    }
                 }
+                None => start(name, &args),
+            };
+            for &(c, batch) in &scenarios {
+                let mut record = run_scenario(&server, &data, c, batch, &args);
+                record["round"] = json!(round);
+                common::emit(&record, args.out.as_deref());
+                records.push(record);
             }
-            None => start(name, &args),
-        };
-        for &(c, batch) in &scenarios {
-            let record = run_scenario(&server, &data, c, batch, &args);
-            common::emit(&record, args.out.as_deref());
-            records.push(record);
         }
     }
     print_comparison(&records);
 }
 
-/// Each of ours against the baseline, scenario by scenario.
-fn print_comparison(records: &[Value]) {
-    let base: Vec<&Value> = records
+/// The median of `key` over the records of `server` in one scenario (over the rounds).
+fn median(records: &[Value], server: &Value, c: &Value, batch: &Value, key: &str) -> f64 {
+    let mut v: Vec<f64> = records
         .iter()
-        .filter(|r| r["server"] == "baseline")
+        .filter(|r| &r["server"] == server && &r["concurrency"] == c && &r["batch"] == batch)
+        .filter_map(|r| r[key].as_f64())
         .collect();
-    if base.is_empty() {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Each of ours against the baseline, scenario by scenario (medians over the rounds).
+fn print_comparison(records: &[Value]) {
+    let baseline = json!("baseline");
+    let mut scenarios: Vec<(&Value, &Value)> = Vec::new();
+    for r in records.iter().filter(|r| r["server"] == baseline) {
+        if !scenarios.contains(&(&r["concurrency"], &r["batch"])) {
+            scenarios.push((&r["concurrency"], &r["batch"]));
+        }
+    }
+    if scenarios.is_empty() {
         return;
     }
     let mut ours: Vec<&Value> = Vec::new();
-    for r in records.iter().filter(|r| r["server"] != "baseline") {
+    for r in records.iter().filter(|r| r["server"] != baseline) {
         if !ours.contains(&&r["server"]) {
             ours.push(&r["server"]);
         }
@@ -337,28 +363,23 @@ fn print_comparison(records: &[Value]) {
     eprintln!("\n| server | scenario | sent/s | baseline sent/s | ratio | p50 / p99 ms | baseline p50 / p99 ms | p50 ratio |");
     eprintln!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for server in ours {
-        for b in &base {
-            let Some(o) = records.iter().find(|r| {
-                &r["server"] == server
-                    && r["concurrency"] == b["concurrency"]
-                    && r["batch"] == b["batch"]
-            }) else {
+        for &(c, batch) in &scenarios {
+            let o = |k: &str| median(records, server, c, batch, k);
+            let b = |k: &str| median(records, &baseline, c, batch, k);
+            if o("sentences_per_s").is_nan() {
                 continue;
-            };
-            let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            }
             eprintln!(
-                "| {} | c={} x{} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x |",
+                "| {} | c={c} x{batch} | {:.1} | {:.1} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x |",
                 server.as_str().unwrap_or("?"),
-                b["concurrency"],
-                b["batch"],
-                f(o, "sentences_per_s"),
-                f(b, "sentences_per_s"),
-                f(o, "sentences_per_s") / f(b, "sentences_per_s"),
-                f(o, "p50_ms"),
-                f(o, "p99_ms"),
-                f(b, "p50_ms"),
-                f(b, "p99_ms"),
-                f(o, "p50_ms") / f(b, "p50_ms"),
+                o("sentences_per_s"),
+                b("sentences_per_s"),
+                o("sentences_per_s") / b("sentences_per_s"),
+                o("p50_ms"),
+                o("p99_ms"),
+                b("p50_ms"),
+                b("p99_ms"),
+                o("p50_ms") / b("p50_ms"),
             );
         }
     }

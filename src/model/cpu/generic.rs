@@ -232,18 +232,31 @@ pub fn weighted_sum<M: MulAdd>(p: &[f32], v: &[f32], stride: usize, out: &mut [f
     }
 }
 
-/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz & Stegun 7.1.26
-/// (absolute error below 1.5e-7), branch-free.
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz & Stegun 7.1.28:
+/// `1 - (1 + a1 z + ... + a6 z^6)^-16` for `z >= 0` (absolute error below 3e-7), odd by
+/// symmetry. One division and no exponential: cheaper than 7.1.26 (which needs `exp(-z^2)`),
+/// and it matters, as GELU runs on every element of the widest layer's output.
 #[inline(always)]
 pub fn gelu<M: MulAdd>(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let az = z.abs();
-    let t = 1.0 / M::mul_add(az, 0.327_591_1, 1.0);
-    let mut poly = 1.061_405_4;
-    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_72, 0.254_829_6] {
-        poly = M::mul_add(poly, t, c);
+    let mut p = 0.000_043_063_8;
+    for c in [
+        0.000_276_567_2,
+        0.000_152_014_3,
+        0.009_270_527,
+        0.042_282_01,
+        0.070_523_08,
+    ] {
+        p = M::mul_add(p, az, c);
     }
-    let erf_abs = 1.0 - poly * t * exp::<M>(-az * az);
+    let p = M::mul_add(p, az, 1.0);
+    // p^-16 by squaring 1/p (at most 1; for large |z| it underflows to 0 and erf to 1).
+    let r = 1.0 / p;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let erf_abs = 1.0 - r8 * r8;
     0.5 * x * (1.0 + erf_abs.copysign(z))
 }
 

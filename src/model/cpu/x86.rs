@@ -164,20 +164,16 @@ fn prefetch<T>(next: &[T], i: usize) {
     }
 }
 
-/// Bias, activation and store of one tile's rows, as the plain-loop kernel does.
+/// Bias, activation and store of one tile row, as the plain-loop kernel does.
 #[inline(always)]
-fn finish<const NR: usize, const R: usize>(
-    rows: [[f32; NR]; R],
+fn finish<const NR: usize>(
+    mut acc: [f32; NR],
     bias: &[f32; NR],
     act: Option<Act>,
-    out: &mut [&mut [f32]],
-    row0: usize,
-    (c0, cols): (usize, usize),
+    dst: &mut [f32],
 ) {
-    for (i, mut acc) in rows.into_iter().enumerate() {
-        generic::epilogue::<Fused, NR>(&mut acc, bias, act);
-        generic::store(&mut out[row0 + i][c0..c0 + cols], &acc);
-    }
+    generic::epilogue::<Fused, NR>(&mut acc, bias, act);
+    generic::store(dst, &acc);
 }
 
 /// `R` rows of `x` (row-major, `k` wide, from `row0`) times one `[k][32]` panel.
@@ -192,7 +188,7 @@ fn avx512_tile<const R: usize, const PREFETCH: bool>(
     bias: &[f32; AVX512_NR],
     act: Option<Act>,
     out: &mut [&mut [f32]],
-    cols: (usize, usize),
+    (c0, cols): (usize, usize),
 ) {
     // Checked bounds for every read below: R rows of k, and k rows of 32.
     let (x, panel) = (&x[row0 * k..(row0 + R) * k], &panel[..k * AVX512_NR]);
@@ -217,9 +213,11 @@ fn avx512_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm512_fmadd_ps(xv, b1, acc[1]);
         }
     }
-    // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
-    let rows = a.map(|v| unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) });
-    finish(rows, bias, act, out, row0, cols);
+    for (i, v) in a.into_iter().enumerate() {
+        // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
+        let acc = unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) };
+        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
+    }
 }
 
 /// `R` rows of `x` times one `[k][16]` panel, in 256-bit registers.
@@ -234,7 +232,7 @@ fn avx2_tile<const R: usize, const PREFETCH: bool>(
     bias: &[f32; AVX2_NR],
     act: Option<Act>,
     out: &mut [&mut [f32]],
-    cols: (usize, usize),
+    (c0, cols): (usize, usize),
 ) {
     let (x, panel) = (&x[row0 * k..(row0 + R) * k], &panel[..k * AVX2_NR]);
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
@@ -257,9 +255,11 @@ fn avx2_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm256_fmadd_ps(xv, b1, acc[1]);
         }
     }
-    // SAFETY: two 8-lane f32 registers are 16 f32 of plain data.
-    let rows = a.map(|v| unsafe { std::mem::transmute::<[__m256; 2], [f32; AVX2_NR]>(v) });
-    finish(rows, bias, act, out, row0, cols);
+    for (i, v) in a.into_iter().enumerate() {
+        // SAFETY: two 8-lane f32 registers are 16 f32 of plain data.
+        let acc = unsafe { std::mem::transmute::<[__m256; 2], [f32; AVX2_NR]>(v) };
+        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
+    }
 }
 
 /// `R` rows of bf16 pairs (`kp` per row) times one `[kp][32]` panel of pairs, summed in f32.
@@ -274,7 +274,7 @@ fn bf16_tile<const R: usize, const PREFETCH: bool>(
     bias: &[f32; AVX512_NR],
     act: Option<Act>,
     out: &mut [&mut [f32]],
-    cols: (usize, usize),
+    (c0, cols): (usize, usize),
 ) {
     let (x, panel) = (&x[row0 * kp..(row0 + R) * kp], &panel[..kp * AVX512_NR]);
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
@@ -307,7 +307,9 @@ fn bf16_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm512_dpbf16_ps(acc[1], xv, b1);
         }
     }
-    // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
-    let rows = a.map(|v| unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) });
-    finish(rows, bias, act, out, row0, cols);
+    for (i, v) in a.into_iter().enumerate() {
+        // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
+        let acc = unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) };
+        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
+    }
 }
