@@ -50,6 +50,10 @@ struct Args {
     /// Our server binary (default: the one cargo built with this benchmark).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Another build of our server (e.g. an earlier commit's), started for the servers named
+    /// `alt[-<level>][-bf16]`, to compare two builds in one run.
+    #[arg(long)]
+    alt_bin: Option<PathBuf>,
     /// Extra arguments for our server, e.g. --server-args=--dtype=bf16
     #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
     server_args: Vec<String>,
@@ -76,11 +80,14 @@ struct Args {
 fn start(name: &str, args: &Args) -> Server {
     let url = format!("http://127.0.0.1:{}", args.port);
     let mut command = match name {
-        ours if ours == "ours" || ours.starts_with("ours-") => {
-            let bin = args
-                .server_bin
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sentiment-server")));
+        ours if ["ours", "alt"].contains(&ours.split('-').next().unwrap_or_default()) => {
+            let bin = if ours.starts_with("alt") {
+                args.alt_bin.clone().expect("--alt-bin for an alt server")
+            } else {
+                args.server_bin
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sentiment-server")))
+            };
             let mut c = Command::new(bin);
             c.arg("--model-dir")
                 .arg(&args.model_dir)
@@ -109,7 +116,7 @@ fn start(name: &str, args: &Args) -> Server {
                 .env("HOST", "127.0.0.1");
             c
         }
-        other => panic!("unknown server {other}: use baseline, or ours[-<level>][-bf16]"),
+        other => panic!("unknown server {other}: use baseline, or ours[-<level>][-bf16] (alt-... with --alt-bin)"),
     };
     let child = command
         .stdout(Stdio::null())

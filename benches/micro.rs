@@ -10,7 +10,7 @@
 //! SHARED_DIR points at the shared models (default ../shared).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sentiment_server::batcher::{split_sizes, BatchLimits, Padding};
+use sentiment_server::batcher::{split_sizes, BatchLimits};
 use sentiment_server::model::cpu::{Act, Avx512Bf16, Isa, Level, PackedMatrix, WeightFormat};
 use sentiment_server::model::{self, Batch, Compute, ModelFiles};
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
@@ -92,7 +92,7 @@ fn batch_formation(c: &mut Criterion) {
         lens.sort_unstable();
         group.throughput(Throughput::Elements(pool as u64));
         group.bench_with_input(BenchmarkId::new("split", pool), &lens, |b, lens| {
-            b.iter(|| split_sizes(black_box(lens), &limits, Padding::ToLongest))
+            b.iter(|| split_sizes(black_box(lens), &limits))
         });
     }
     let batch: Vec<&Encoded> = encoded.iter().take(32).collect();

@@ -83,11 +83,4 @@ impl crate::batcher::Backend for ModelBackend {
         }
         self.classifier.forward(&input)
     }
-
-    fn padding(&self) -> crate::batcher::Padding {
-        match self.classifier {
-            SequenceClassifier::Candle(_) => crate::batcher::Padding::ToLongest,
-            SequenceClassifier::Host(_) => crate::batcher::Padding::None,
-        }
-    }
 }
