@@ -164,16 +164,49 @@ fn prefetch<T>(next: &[T], i: usize) {
     }
 }
 
-/// Bias, activation and store of one tile row, as the plain-loop kernel does.
+/// Bias, activation and store of a whole tile, as the plain-loop kernel computes them. The
+/// activation runs over all of the tile's rows at once, so its long dependency chains (a
+/// polynomial and a division per value for GELU) interleave instead of running row by row:
+/// row by row it cost 12% of the FFN-in product, against 4% for the old hand-written epilogue.
 #[inline(always)]
-fn finish<const NR: usize>(
-    mut acc: [f32; NR],
+fn finish<const R: usize, const NR: usize>(
+    mut acc: [[f32; NR]; R],
     bias: &[f32; NR],
     act: Option<Act>,
-    dst: &mut [f32],
+    out: &mut [&mut [f32]],
+    row0: usize,
+    (c0, cols): (usize, usize),
 ) {
-    generic::epilogue::<Fused, NR>(&mut acc, bias, act);
-    generic::store(dst, &acc);
+    let Some(act) = act else {
+        // Without an activation, row by row keeps the values in registers.
+        for (i, mut row) in acc.into_iter().enumerate() {
+            generic::epilogue::<Fused, NR>(&mut row, bias, None);
+            generic::store(&mut out[row0 + i][c0..c0 + cols], &row);
+        }
+        return;
+    };
+    for row in acc.iter_mut() {
+        for j in 0..NR {
+            row[j] += bias[j];
+        }
+    }
+    generic::activate::<Fused>(acc.as_flattened_mut(), act);
+    for (i, row) in acc.iter().enumerate() {
+        generic::store(&mut out[row0 + i][c0..c0 + cols], row);
+    }
+}
+
+/// The accumulators of a tile as plain floats.
+#[inline(always)]
+fn tile_values<V: Copy, const R: usize, const NR: usize>(a: &[[V; 2]; R]) -> [[f32; NR]; R] {
+    assert_eq!(
+        std::mem::size_of::<[[V; 2]; R]>(),
+        std::mem::size_of::<[[f32; NR]; R]>()
+    );
+    // SAFETY: the sizes are equal (checked above, and constant-folded); both are plain data
+    // (vector registers of f32 lanes and arrays of f32) with no invalid bit patterns, and
+    // `transmute_copy` reads unaligned.
+    unsafe { std::mem::transmute_copy(a) }
 }
 
 /// `R` rows of `x` (row-major, `k` wide, from `row0`) times one `[k][32]` panel.
@@ -213,11 +246,7 @@ fn avx512_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm512_fmadd_ps(xv, b1, acc[1]);
         }
     }
-    for (i, v) in a.into_iter().enumerate() {
-        // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
-        let acc = unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) };
-        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
-    }
+    finish::<R, AVX512_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
 }
 
 /// `R` rows of `x` times one `[k][16]` panel, in 256-bit registers.
@@ -255,11 +284,7 @@ fn avx2_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm256_fmadd_ps(xv, b1, acc[1]);
         }
     }
-    for (i, v) in a.into_iter().enumerate() {
-        // SAFETY: two 8-lane f32 registers are 16 f32 of plain data.
-        let acc = unsafe { std::mem::transmute::<[__m256; 2], [f32; AVX2_NR]>(v) };
-        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
-    }
+    finish::<R, AVX2_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
 }
 
 /// `R` rows of bf16 pairs (`kp` per row) times one `[kp][32]` panel of pairs, summed in f32.
@@ -307,9 +332,5 @@ fn bf16_tile<const R: usize, const PREFETCH: bool>(
             acc[1] = _mm512_dpbf16_ps(acc[1], xv, b1);
         }
     }
-    for (i, v) in a.into_iter().enumerate() {
-        // SAFETY: two 16-lane f32 registers are 32 f32 of plain data.
-        let acc = unsafe { std::mem::transmute::<[__m512; 2], [f32; AVX512_NR]>(v) };
-        finish(acc, bias, act, &mut out[row0 + i][c0..c0 + cols]);
-    }
+    finish::<R, AVX512_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
 }
