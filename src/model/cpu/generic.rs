@@ -209,8 +209,17 @@ fn scores_block<M: MulAdd, const W: usize>(
             acc[j] = M::mul_add(qd, keys[j], acc[j]);
         }
     }
-    for (o, a) in out[t0..].iter_mut().zip(acc) {
-        *o = a * scale;
+    for a in acc.iter_mut() {
+        *a *= scale;
+    }
+    // The last block may reach into the zero padding, which `out` does not hold.
+    match out.get_mut(t0..t0 + W) {
+        Some(full) => full.copy_from_slice(&acc),
+        None => {
+            let rest = &mut out[t0..];
+            let n = rest.len();
+            rest.copy_from_slice(&acc[..n]);
+        }
     }
 }
 
