@@ -12,12 +12,30 @@ pub struct LabelScore {
 /// Scores as transformers' pipeline computes them (softmax, or a sigmoid per label for
 /// multi-label and single-output models), or the logits themselves when `raw` is set.
 pub fn scores(logits: &[f32], function: ScoreFunction, raw: bool) -> Vec<f32> {
-    if raw {
-        return logits.to_vec();
-    }
+    let transform = match (raw, function) {
+        (true, _) => FunctionToApply::None,
+        (false, ScoreFunction::Sigmoid) => FunctionToApply::Sigmoid,
+        (false, ScoreFunction::Softmax) => FunctionToApply::Softmax,
+    };
+    transformed(logits, transform)
+}
+
+/// The function from logits to scores, as the Inference API's `function_to_apply` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionToApply {
+    Sigmoid,
+    Softmax,
+    /// The logits themselves.
+    None,
+}
+
+/// `logits` through `function`.
+pub fn transformed(logits: &[f32], function: FunctionToApply) -> Vec<f32> {
     match function {
-        ScoreFunction::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-        ScoreFunction::Softmax => {
+        FunctionToApply::None => logits.to_vec(),
+        FunctionToApply::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+        FunctionToApply::Softmax => {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
             let sum: f32 = exps.iter().sum();

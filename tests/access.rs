@@ -25,6 +25,7 @@ async fn an_api_key_guards_inference_but_not_probes_metrics_or_the_page() {
         json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["fine"]}]});
     let routes = [
         ("/predict", json!({"inputs": "fine"})),
+        ("/", json!({"inputs": "fine"})),
         ("/v2/models/bert-tiny-3class/infer", infer.clone()),
         ("/v2/models/bert-tiny-3class/versions/1/infer", infer),
     ];

@@ -88,6 +88,96 @@ async fn predict_batch_answers_each_text_in_order_with_raw_scores_and_top_k() {
     }
 }
 
+/// `POST /` as the Hugging Face Inference API (and `huggingface_hub.InferenceClient`) speaks
+/// it: one label list per text, also for one string, with `parameters`; `/predict` takes the
+/// same `parameters`, over its top-level fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn inference_api_route_and_parameters_answer_as_hugging_face_clients_expect() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs: Vec<_> = common::references(&common::minilm())
+        .into_iter()
+        .filter(|r| !r.text.trim().is_empty())
+        .take(8)
+        .collect();
+    let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
+    let post = |path: &'static str, body: Value| {
+        let request = server.client.post(server.url(path)).json(&body);
+        async move {
+            let r = request.send().await.expect("send");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.expect("json body"),
+            )
+        }
+    };
+
+    // One string: a list holding one label list, the same as /predict's.
+    let (status, body) = post("/", json!({ "inputs": texts[0] })).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, plain) = predict(&server, json!({ "inputs": texts[0] })).await;
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(pairs(&body[0]), pairs(&plain));
+
+    // A list, the best label only, logits.
+    let parameters = json!({ "top_k": 1, "function_to_apply": "none" });
+    let (status, body) = post("/", json!({ "inputs": texts, "parameters": parameters })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().map(Vec::len), Some(refs.len()));
+    for (list, r) in body.as_array().unwrap().iter().zip(&refs) {
+        let got = pairs(list);
+        let best = r.logits.iter().copied().fold(f32::MIN, f32::max);
+        assert_eq!(got.len(), 1, "top_k=1: {got:?}");
+        assert!((got[0].1 - best).abs() < 1e-4, "{got:?} vs {:?}", r.logits);
+    }
+
+    // /predict: a sigmoid per label on request, and parameters over the top-level fields.
+    let body = json!({
+        "inputs": texts,
+        "top_k": 1,
+        "raw_scores": true,
+        "parameters": { "top_k": 2, "function_to_apply": "sigmoid" },
+    });
+    let (status, body) = predict(&server, body).await;
+    assert_eq!(status, 200, "{body}");
+    for (list, r) in body.as_array().unwrap().iter().zip(&refs) {
+        let got = pairs(list);
+        assert_eq!(got.len(), 2, "parameters.top_k wins: {got:?}");
+        for (label, score) in got {
+            let logit = r.logits[if label == "NEGATIVE" { 0 } else { 1 }];
+            let want = 1.0 / (1.0 + (-logit).exp());
+            assert!((score - want).abs() < 1e-4, "{label}: {score} vs {want}");
+        }
+    }
+
+    // Refused, as /predict refuses: an unknown function, top_k 0, an unknown parameter, and a
+    // text over the model's maximum with truncation off.
+    let long = "great ".repeat(600);
+    for body in [
+        json!({ "inputs": "fine", "parameters": { "function_to_apply": "tanh" } }),
+        json!({ "inputs": "fine", "parameters": { "top_k": 0 } }),
+        json!({ "inputs": "fine", "parameters": { "temperature": 2 } }),
+        json!({ "inputs": long, "parameters": { "truncation": false } }),
+    ] {
+        let (status, error) = post("/", body.clone()).await;
+        assert_eq!(status, 422, "{body} -> {error}");
+        assert_eq!(error["error_type"], "validation", "{error}");
+    }
+    let (status, body) = post(
+        "/",
+        json!({ "inputs": long, "parameters": { "truncation": true } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // GET / is still the playground page.
+    let page = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_label_model_scores_each_label_with_a_sigmoid() {
     let dir = common::fixture("bert-tiny-multilabel");

@@ -38,6 +38,7 @@ pub fn build_app(state: Arc<AppState>) -> Router {
     // The inference routes: behind the API key when one is configured.
     let inference = Router::new()
         .route("/predict", post(predict::predict))
+        .route("/", post(predict::inference_api))
         .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",

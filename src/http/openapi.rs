@@ -40,6 +40,7 @@ pub enum InferenceErrors {
     info(title = "sentiment-server", description = "Text classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2)"),
     paths(
         predict::predict,
+        predict::inference_api,
         probes::health,
         probes::ready,
         probes::live,

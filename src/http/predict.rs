@@ -3,7 +3,8 @@
 use super::extract::ApiJson;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};
-use crate::postprocess::{ranked, scores, LabelScore};
+use crate::model::ScoreFunction;
+use crate::postprocess::{ranked, scores, transformed, FunctionToApply, LabelScore};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -61,6 +62,56 @@ pub struct PredictRequest {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub top_k: Option<usize>,
+    /// The Hugging Face Inference API's parameters; where given, they take precedence over the
+    /// top-level fields above.
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+}
+
+/// The text-classification parameters of the Hugging Face Inference API (and TEI's `POST /`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    /// Return only the k best labels.
+    #[schema(minimum = 1)]
+    pub top_k: Option<usize>,
+    /// `softmax`, `sigmoid` or `none` (the logits); by default the model's own function
+    /// (softmax, or a sigmoid per label for multi-label and single-output models).
+    pub function_to_apply: Option<FunctionToApply>,
+    /// Cut inputs longer than the model's maximum length (default); if false they are refused.
+    pub truncation: Option<bool>,
+}
+
+/// What a request asks for, the `parameters` object over the top-level fields.
+struct Options {
+    function: FunctionToApply,
+    truncate: bool,
+    top_k: Option<usize>,
+}
+
+impl Options {
+    fn of(request: &PredictRequest, model_function: ScoreFunction) -> Result<Self, ApiError> {
+        let parameters = request.parameters.as_ref();
+        let top_k = parameters.and_then(|p| p.top_k).or(request.top_k);
+        if top_k == Some(0) {
+            return Err(ApiError::Validation("`top_k` must be at least 1".into()));
+        }
+        let function = match parameters.and_then(|p| p.function_to_apply) {
+            Some(function) => function,
+            None if request.raw_scores => FunctionToApply::None,
+            None => match model_function {
+                ScoreFunction::Softmax => FunctionToApply::Softmax,
+                ScoreFunction::Sigmoid => FunctionToApply::Sigmoid,
+            },
+        };
+        Ok(Self {
+            function,
+            truncate: parameters
+                .and_then(|p| p.truncation)
+                .unwrap_or(request.truncate),
+            top_k,
+        })
+    }
 }
 
 fn default_true() -> bool {
@@ -92,8 +143,48 @@ pub async fn predict(
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
+    let (mut results, single) = classify_request(&state, &headers, request).await?;
+    Ok(Json(if single {
+        PredictResponse::One(results.pop().unwrap_or_default())
+    } else {
+        PredictResponse::Batch(results)
+    }))
+}
+
+/// `POST /`: the Hugging Face Inference API's text-classification route, as TEI answers it and
+/// `huggingface_hub.InferenceClient.text_classification` reads it: a list of label lists, one
+/// per text, also for a single string.
+#[utoipa::path(
+    post,
+    path = "/",
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Label scores, highest first, one list per text", body = Vec<Vec<LabelScore>>),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 422, description = "Invalid request: empty text, too many inputs, wrong types or parameters, too long with truncation=false", body = ErrorBody),
+        crate::http::openapi::InferenceErrors,
+    ),
+    tag = "inference"
+)]
+pub async fn inference_api(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PredictRequest>,
+) -> Result<Json<Vec<Vec<LabelScore>>>, ApiError> {
+    let (results, _) = classify_request(&state, &headers, request).await?;
+    Ok(Json(results))
+}
+
+/// Validation, inference and post-processing of a `/predict`-shaped request: one ranked label
+/// list per text, and whether the input was a single string.
+async fn classify_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: PredictRequest,
+) -> Result<(Vec<Vec<LabelScore>>, bool), ApiError> {
     let started = Instant::now();
     let engine = state.ready_engine()?.clone();
+    let options = Options::of(&request, engine.info.score_function)?;
     let (texts, single) = match request.inputs {
         Inputs::One(text) => (vec![text], true),
         Inputs::Batch(texts) => (texts, false),
@@ -103,24 +194,13 @@ pub async fn predict(
         "inputs",
         state.config.max_client_batch_size as usize,
     )?;
-    if request.top_k == Some(0) {
-        return Err(ApiError::Validation("`top_k` must be at least 1".into()));
-    }
-    let logits =
-        classify_logged(&state, &engine, &headers, texts, request.truncate, started).await?;
+    let logits = classify_logged(state, &engine, headers, texts, options.truncate, started).await?;
     let labels = &engine.info.labels;
-    let mut results = logits.iter().map(|row| {
-        ranked(
-            labels,
-            &scores(row, engine.info.score_function, request.raw_scores),
-            request.top_k,
-        )
-    });
-    Ok(Json(if single {
-        PredictResponse::One(results.next().unwrap_or_default())
-    } else {
-        PredictResponse::Batch(results.collect())
-    }))
+    let results = logits
+        .iter()
+        .map(|row| ranked(labels, &transformed(row, options.function), options.top_k))
+        .collect();
+    Ok((results, single))
 }
 
 /// Refuses an empty list, more than `max_inputs` texts, and empty or whitespace-only texts
