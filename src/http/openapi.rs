@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of every route and schema.
 
-use super::{observe, predict, probes, v2};
+use super::{observe, playground, predict, probes, v2};
 use crate::error::ErrorBody;
 use axum::Json;
 use utoipa::OpenApi;
@@ -41,6 +41,7 @@ pub enum InferenceErrors {
     paths(
         predict::predict,
         predict::inference_api,
+        playground::page,
         probes::health,
         probes::ready,
         probes::live,

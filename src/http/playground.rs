@@ -11,6 +11,9 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
                    connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
+/// The playground page: type a text and see every label's score (HTML, self-contained).
+#[utoipa::path(get, path = "/", tag = "playground",
+    responses((status = 200, description = "The playground page", content_type = "text/html")))]
 pub async fn page() -> impl IntoResponse {
     (
         [
