@@ -94,7 +94,7 @@ async fn server_and_model_metadata_health_and_readiness() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"name": "sentiment-server", "version": env!("CARGO_PKG_VERSION"), "extensions": []})
+        json!({"name": "sentiment-server", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "classification"]})
     );
     let (status, body) = get(&server, "/v2/health/live").await;
     assert_eq!((status, &body), (200, &json!({"live": true})));
@@ -428,4 +428,167 @@ async fn v2_inferences_land_in_the_prediction_log_like_predict() {
         let score: f32 = row.get(3);
         assert!((scores[label].as_f64().unwrap() - score as f64).abs() < 1e-6);
     }
+}
+
+/// BYTES elements as the binary tensor data extension lays them out.
+fn length_prefixed(texts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for t in texts {
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
+}
+
+/// Posts `header` + `binary` as Triton's clients do: no content type, the JSON's length in
+/// `Inference-Header-Content-Length` (unless `length` overrides it).
+async fn post_binary(
+    server: &TestServer,
+    header: &Value,
+    binary: &[u8],
+    length: Option<usize>,
+) -> reqwest::Response {
+    let json = header.to_string();
+    let mut body = json.clone().into_bytes();
+    body.extend_from_slice(binary);
+    server
+        .client
+        .post(server.url("/v2/models/minilm-sst2/infer"))
+        .header(
+            "inference-header-content-length",
+            length.unwrap_or(json.len()).to_string(),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The binary tensor data extension and the classification extension, in the forms
+/// `tritonclient.http` sends (tests/e2e/clients.sh drives the client itself).
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_tensors_json_without_content_type_and_classification_as_tritons_clients_send() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    let refs = references();
+    let (a, b) = (&refs[0], &refs[1]);
+    let texts = [a.text.as_str(), b.text.as_str()];
+    let data = length_prefixed(&texts);
+
+    // Binary in, binary out (what the client asks when it names no outputs).
+    let header = json!({
+        "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": data.len()}}],
+        "parameters": {"binary_data_output": true},
+    });
+    let r = post_binary(&server, &header, &data, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let length: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = r.bytes().await.unwrap();
+    let head: Value = serde_json::from_slice(&body[..length]).unwrap();
+    let mut rest = &body[length..];
+    let mut take = |name: &str| {
+        let out = output(&head, name);
+        assert!(out.get("data").is_none(), "{out}");
+        let size = out["parameters"]["binary_data_size"].as_u64().unwrap() as usize;
+        let (part, tail) = rest.split_at(size);
+        rest = tail;
+        part.to_vec()
+    };
+    let labels = take("label");
+    let _score = take("score");
+    let scores: Vec<f32> = take("scores")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert!(rest.is_empty(), "{} bytes left over", rest.len());
+    assert_eq!(labels, length_prefixed(&[&a.label, &b.label]));
+    for (r, got) in [a, b].iter().zip(scores.chunks_exact(2)) {
+        for (g, want) in got.iter().zip(&r.scores) {
+            assert!((g - want).abs() < 1e-4, "{got:?} vs {:?}", r.scores);
+        }
+    }
+
+    // JSON with no content type, one output in binary, classification (top-1) in JSON.
+    let header = json!({
+        "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": texts}],
+        "outputs": [{"name": "label", "parameters": {"binary_data": false}},
+                    {"name": "scores", "parameters": {"classification": 1}}],
+    });
+    let r = server
+        .client
+        .post(server.url("/v2/models/minilm-sst2/infer"))
+        .body(header.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(output(&body, "label")["data"], json!([a.label, b.label]));
+    let classes = output(&body, "scores");
+    assert_eq!(classes["datatype"], "BYTES");
+    assert_eq!(classes["shape"], json!([2, 1]));
+    for (r, class) in [a, b].iter().zip(classes["data"].as_array().unwrap()) {
+        let parts: Vec<&str> = class.as_str().unwrap().split(':').collect();
+        assert_eq!(parts.len(), 3, "{class}");
+        assert_eq!(parts[2], r.label);
+        let score: f32 = parts[0].parse().unwrap();
+        let index: usize = parts[1].parse().unwrap();
+        assert!(
+            (score - r.scores[index]).abs() < 1e-4,
+            "{class} vs {:?}",
+            r.scores
+        );
+    }
+
+    // Broken framing is a 400, as a JSON error.
+    let declaring = |size: usize| {
+        json!({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                           "parameters": {"binary_data_size": size}}]})
+    };
+    let mut trailing = data.clone();
+    trailing.push(0);
+    let cut = &data[..data.len() - 1];
+    let whole = declaring(data.len()).to_string().len() + data.len();
+    let cases: [(&str, Value, &[u8], Option<usize>); 4] = [
+        (
+            "header longer than the body",
+            declaring(data.len()),
+            &data,
+            Some(whole + 1),
+        ),
+        (
+            "binary size past the body",
+            declaring(data.len() + 1),
+            &data,
+            None,
+        ),
+        (
+            "bytes no input declares",
+            declaring(data.len()),
+            &trailing,
+            None,
+        ),
+        ("an element cut short", declaring(cut.len()), cut, None),
+    ];
+    for (what, header, binary, length) in cases {
+        let r = post_binary(&server, &header, binary, length).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_error(status, &body, 400, "bad_request");
+    }
+    // Classification applies to the class scores only.
+    let (status, body) = infer(
+        &server,
+        "/v2/models/minilm-sst2/infer",
+        json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
+               "outputs": [{"name": "label", "parameters": {"classification": 2}}]}),
+    )
+    .await;
+    assert_error(status, &body, 400, "bad_request");
 }

@@ -21,32 +21,42 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
                 "expected `Content-Type: application/json`".into(),
             ));
         }
-        let limit = state.config.payload_limit;
-        // Bounds the whole body, not each read: a client trickling a byte a second is cut off.
-        let deadline = state.config.body_read_timeout;
-        let bytes = match tokio::time::timeout(deadline, Bytes::from_request(req, state)).await {
-            Err(_) => return Err(ApiError::BodyTimeout(deadline)),
-            Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::PayloadTooLarge { limit })
-            }
-            Ok(Err(rejection)) => return Err(ApiError::MalformedJson(rejection.body_text())),
-            Ok(Ok(bytes)) => bytes,
-        };
-        // serde_json skips members it ignores without checking their UTF-8: check it all.
-        if let Err(e) = std::str::from_utf8(&bytes) {
-            return Err(ApiError::MalformedJson(format!(
-                "the request body is not valid UTF-8: {e}"
-            )));
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes, state.config.payload_limit).map(Self)
+    }
+}
+
+/// The whole body, within `--payload-limit` and `--body-read-timeout`.
+pub(super) async fn read_body(req: Request, state: &Arc<AppState>) -> Result<Bytes, ApiError> {
+    let limit = state.config.payload_limit;
+    // Bounds the whole body, not each read: a client trickling a byte a second is cut off.
+    let deadline = state.config.body_read_timeout;
+    match tokio::time::timeout(deadline, Bytes::from_request(req, state)).await {
+        Err(_) => Err(ApiError::BodyTimeout(deadline)),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::PayloadTooLarge { limit })
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(map_rejection(rejection, limit)),
-        }
+        Ok(Err(rejection)) => Err(ApiError::MalformedJson(rejection.body_text())),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// `bytes` as JSON of type `T`: invalid UTF-8 and syntax errors are 400, wrong shapes 422.
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, ApiError> {
+    // serde_json skips members it ignores without checking their UTF-8: check it all.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ApiError::MalformedJson(format!(
+            "the request body is not valid UTF-8: {e}"
+        )));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(map_rejection(rejection, limit)),
     }
 }
 
 /// `application/json` or `application/<anything>+json`, parameters (charset) ignored.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -71,20 +81,5 @@ fn map_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
             ApiError::PayloadTooLarge { limit }
         }
         other => ApiError::MalformedJson(other.body_text()),
-    }
-}
-
-/// [`ApiJson`] for the Open Inference Protocol: schema violations are 400 `bad_request`
-/// rather than 422 `validation`; every other rejection is the same.
-pub struct V2Json<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for V2Json<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        ApiJson::<T>::from_request(req, state)
-            .await
-            .map(|ApiJson(value)| Self(value))
-            .map_err(ApiError::validation_as_bad_request)
     }
 }

@@ -6,6 +6,7 @@
 //! (FP32, `[-1, labels]`, every label's probability in id order). Errors are our
 //! `{"error", "error_type"}`, whose `error` is the protocol's error object.
 
+pub mod binary;
 pub mod infer;
 
 use crate::engine::Engine;
@@ -70,7 +71,7 @@ fn loaded(state: &AppState) -> Result<&Arc<Engine>, ApiError> {
 pub struct ServerMetadata {
     pub name: &'static str,
     pub version: &'static str,
-    /// Protocol extensions supported: none.
+    /// Protocol extensions supported: Triton's binary tensor data and classification.
     pub extensions: Vec<String>,
 }
 
@@ -80,7 +81,7 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
-        extensions: Vec::new(),
+        extensions: vec!["binary_tensor_data".into(), "classification".into()],
     })
 }
 

@@ -2,16 +2,20 @@
 
     clients.py BASE_URL API_KEY
 
-Checks huggingface_hub's InferenceClient.text_classification, unchanged, against /predict's
-answers for the same texts: labels, order and scores; with top_k and function_to_apply; and
-that the API key is required and accepted as the client sends it.
+Checks huggingface_hub's InferenceClient.text_classification and tritonclient.http, both
+unchanged, against /predict's answers for the same texts: labels, order and scores; with top_k
+and function_to_apply; binary and JSON tensors and the classification extension; and that the
+API key is required and accepted as each client sends it.
 """
 import json
 import sys
 import urllib.request
 
+import numpy as np
+import tritonclient.http as triton
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
+from tritonclient.utils import InferenceServerException
 
 base, key = sys.argv[1], sys.argv[2]
 TEXTS = [
@@ -65,4 +69,40 @@ for name, anonymous in [("no key", InferenceClient(base)), ("wrong key", Inferen
     else:
         raise AssertionError(f"{name}: the server answered without a valid key")
 
-print(f"huggingface_hub {__import__('huggingface_hub').__version__}: {checks} checks passed")
+# Triton's HTTP client: health, metadata, infer with binary and JSON tensors, classification.
+# A fresh dict per call: the client adds Inference-Header-Content-Length to the one it is given.
+auth = {"authorization": f"Bearer {key}"}
+server = triton.InferenceServerClient(base.removeprefix("http://"))
+assert server.is_server_live() and server.is_server_ready()
+model = server.get_model_metadata("minilm-sst2")
+assert model["name"] == "minilm-sst2", model
+assert server.is_model_ready("minilm-sst2")
+expected = predict({"inputs": TEXTS})
+for binary in (True, False):
+    text = triton.InferInput("text", [len(TEXTS)], "BYTES")
+    text.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=object), binary_data=binary)
+    result = server.infer("minilm-sst2", [text], headers=dict(auth))
+    labels = [l.decode() if isinstance(l, bytes) else l for l in result.as_numpy("label")]
+    assert labels == [e[0]["label"] for e in expected], (binary, labels)
+    best = result.as_numpy("score")
+    for got, want in zip(best, expected):
+        assert abs(got - want[0]["score"]) < 1e-5, (binary, got, want)
+    assert result.as_numpy("scores").shape == (len(TEXTS), 2)
+    outputs = [triton.InferRequestedOutput("scores", binary_data=binary, class_count=1)]
+    result = server.infer("minilm-sst2", [text], outputs=outputs, headers=dict(auth))
+    for row, want in zip(result.as_numpy("scores"), expected):
+        entry = row[0].decode() if isinstance(row[0], bytes) else row[0]
+        score, _, label = entry.split(":")
+        assert label == want[0]["label"] and abs(float(score) - want[0]["score"]) < 1e-5, entry
+    checks += 2
+try:
+    server.infer("minilm-sst2", [text])
+except InferenceServerException as error:
+    assert "401" in str(error.status()) or "unauthorized" in str(error).lower(), error
+    checks += 1
+else:
+    raise AssertionError("tritonclient: the server answered without a key")
+
+from importlib.metadata import version  # noqa: E402
+
+print(f"huggingface_hub {version('huggingface_hub')}, tritonclient {version('tritonclient')}: {checks} checks passed")

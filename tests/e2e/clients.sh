@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # The real client libraries from PyPI against the real server: huggingface_hub's
-# InferenceClient (pinned below) drives POST / and its answers are compared with /predict's.
+# InferenceClient drives POST / and Triton's tritonclient.http the Open Inference Protocol
+# (versions pinned below); their answers are compared with /predict's.
 #   SERVER_BIN=path   a prebuilt server (default: `cargo build`, target/debug)
 #   VENV=.venv-clients  where the clients are installed (git-ignored)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 HUGGINGFACE_HUB_VERSION=2.4.0
+TRITONCLIENT_VERSION=2.73.0
 VENV="${VENV:-.venv-clients}"
 export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"
 MODEL_DIR="${MODEL_DIR:-$SHARED_DIR/models/minilm-sst2}"
 
-if ! "$VENV/bin/python" -c "import huggingface_hub as h; assert h.__version__ == '$HUGGINGFACE_HUB_VERSION'" 2>/dev/null; then
-    echo "==> installing huggingface_hub $HUGGINGFACE_HUB_VERSION into $VENV"
+want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient==$TRITONCLIENT_VERSION"
+if [ "$(cat "$VENV/.clients" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing $want into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "huggingface_hub==$HUGGINGFACE_HUB_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tritonclient[http]==$TRITONCLIENT_VERSION"
+    echo "$want" > "$VENV/.clients"
 fi
 
 if [ -z "${SERVER_BIN:-}" ]; then
