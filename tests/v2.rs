@@ -592,3 +592,58 @@ async fn binary_tensors_json_without_content_type_and_classification_as_tritons_
     .await;
     assert_error(status, &body, 400, "bad_request");
 }
+
+/// The routes Triton's clients call besides inference: configuration, repository index, and
+/// statistics (a documented 400 that points to /metrics).
+#[tokio::test(flavor = "multi_thread")]
+async fn model_config_repository_index_and_statistics_answer_as_documented() {
+    let server = TestServer::start(config_for(common::minilm())).await;
+    for path in [
+        "/v2/models/minilm-sst2/config",
+        "/v2/models/minilm-sst2/versions/1/config",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["name"], MODEL);
+        assert_eq!(body["max_batch_size"], 0);
+        assert_eq!(
+            body["input"],
+            json!([{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}])
+        );
+        assert_eq!(
+            body["output"][2],
+            json!({"name": "scores", "data_type": "TYPE_FP32", "dims": [-1, 2]})
+        );
+    }
+    let (status, body) = get(&server, "/v2/models/other/config").await;
+    assert_error(status, &body, 404, "model_not_found");
+
+    let r = server
+        .client
+        .post(server.url("/v2/repository/index"))
+        .body("{\"ready\": true}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let index: Value = r.json().await.unwrap();
+    assert_eq!(
+        index,
+        json!([{"name": MODEL, "version": "1", "state": "READY"}])
+    );
+
+    for path in [
+        "/v2/models/stats",
+        "/v2/models/minilm-sst2/stats",
+        "/v2/models/minilm-sst2/versions/1/stats",
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_error(status, &body, 400, "bad_request");
+        assert!(
+            body["error"].as_str().unwrap().contains("/metrics"),
+            "{body}"
+        );
+    }
+    let (status, body) = get(&server, "/v2/models/other/stats").await;
+    assert_error(status, &body, 404, "model_not_found");
+}

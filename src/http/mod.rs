@@ -64,6 +64,27 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route("/v2/models/{name}/ready", get(v2::model_ready))
         .route(
+            "/v2/models/{name}/config",
+            get(v2::repository::model_config),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(v2::repository::model_version_config),
+        )
+        .route("/v2/models/stats", get(v2::repository::statistics))
+        .route(
+            "/v2/models/{name}/stats",
+            get(v2::repository::model_statistics),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(v2::repository::model_version_statistics),
+        )
+        .route(
+            "/v2/repository/index",
+            post(v2::repository::repository_index),
+        )
+        .route(
             "/v2/models/{name}/versions/{version}",
             get(v2::model_version_metadata),
         )

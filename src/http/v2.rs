@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod infer;
+pub mod repository;
 
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};

@@ -77,6 +77,18 @@ assert server.is_server_live() and server.is_server_ready()
 model = server.get_model_metadata("minilm-sst2")
 assert model["name"] == "minilm-sst2", model
 assert server.is_model_ready("minilm-sst2")
+config = server.get_model_config("minilm-sst2")
+assert [t["name"] for t in config["input"]] == ["text"], config
+assert [t["name"] for t in config["output"]] == ["label", "score", "scores"], config
+index = server.get_model_repository_index()
+assert index == [{"name": "minilm-sst2", "version": "1", "state": "READY"}], index
+try:
+    server.get_inference_statistics("minilm-sst2")
+except InferenceServerException as error:
+    assert "/metrics" in str(error), error
+else:
+    raise AssertionError("statistics are documented as not kept")
+checks += 3
 expected = predict({"inputs": TEXTS})
 for binary in (True, False):
     text = triton.InferInput("text", [len(TEXTS)], "BYTES")

@@ -1,0 +1,142 @@
+//! What Triton's clients ask for besides inference: the model configuration, the repository
+//! index, and inference statistics, which this server does not keep per model (a documented
+//! 400 that points to `/metrics`).
+
+use super::{infer, loaded, ModelPath, MODEL_VERSION, PLATFORM};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The model configuration in Triton's JSON form (`tritonclient`'s `get_model_config`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelConfig {
+    pub name: String,
+    pub platform: &'static str,
+    pub backend: &'static str,
+    /// 0: the first dimension of every tensor is the number of texts, not a batch dimension
+    /// the server adds (batching happens inside, across requests).
+    pub max_batch_size: u32,
+    pub input: Vec<ConfigTensor>,
+    pub output: Vec<ConfigTensor>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConfigTensor {
+    pub name: &'static str,
+    pub data_type: &'static str,
+    pub dims: Vec<i64>,
+}
+
+fn tensor(name: &'static str, data_type: &'static str, dims: Vec<i64>) -> ConfigTensor {
+    ConfigTensor {
+        name,
+        data_type,
+        dims,
+    }
+}
+
+/// The model configuration, as Triton's clients read it.
+#[utoipa::path(get, path = "/v2/models/{name}/config", tag = "v2",
+    params(("name" = String, Path, description = "the model id, as /info reports it")),
+    responses((status = 200, body = ModelConfig),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_config(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelConfig>, ApiError> {
+    let engine = loaded(&state)?;
+    path.check(engine)?;
+    Ok(Json(ModelConfig {
+        name: engine.info.model_id.clone(),
+        platform: PLATFORM,
+        backend: env!("CARGO_PKG_NAME"),
+        max_batch_size: 0,
+        input: vec![tensor(infer::INPUT, "TYPE_STRING", vec![-1])],
+        output: vec![
+            tensor("label", "TYPE_STRING", vec![-1]),
+            tensor("score", "TYPE_FP32", vec![-1]),
+            tensor(
+                "scores",
+                "TYPE_FP32",
+                vec![-1, engine.info.labels.len() as i64],
+            ),
+        ],
+    }))
+}
+
+/// The configuration of a model version (only `1` exists).
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/config", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelConfig),
+        (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_version_config(
+    state: State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<ModelConfig>, ApiError> {
+    model_config(state, path).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RepositoryModel {
+    pub name: String,
+    pub version: &'static str,
+    /// `READY`, or `UNAVAILABLE` while draining.
+    pub state: &'static str,
+}
+
+/// The model repository index (Triton's extension; `tritonclient`'s
+/// `get_model_repository_index`): the one served model. The request body is ignored.
+#[utoipa::path(post, path = "/v2/repository/index", tag = "v2",
+    responses((status = 200, body = Vec<RepositoryModel>), (status = 503, body = ErrorBody)))]
+pub async fn repository_index(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let engine = loaded(&state)?;
+    let ready = state.ready_engine().is_ok();
+    Ok(Json(vec![RepositoryModel {
+        name: engine.info.model_id.clone(),
+        version: MODEL_VERSION,
+        state: if ready { "READY" } else { "UNAVAILABLE" },
+    }]))
+}
+
+fn no_statistics() -> ApiError {
+    ApiError::BadRequest(
+        "inference statistics are not kept per model; /metrics (Prometheus) has the request, \
+         queue, batch and inference counts and times"
+            .into(),
+    )
+}
+
+/// Inference statistics (Triton's extension): not kept here, a 400 pointing to `/metrics`.
+#[utoipa::path(get, path = "/v2/models/stats", tag = "v2",
+    responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody)))]
+pub async fn statistics() -> ApiError {
+    no_statistics()
+}
+
+/// A model's inference statistics: 404 for an unknown model, else as `/v2/models/stats`.
+#[utoipa::path(get, path = "/v2/models/{name}/stats", tag = "v2",
+    params(("name" = String, Path)),
+    responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_statistics(State(state): State<Arc<AppState>>, path: ModelPath) -> ApiError {
+    match loaded(&state).and_then(|engine| path.check(engine)) {
+        Ok(()) => no_statistics(),
+        Err(error) => error,
+    }
+}
+
+/// A model version's inference statistics, as `/v2/models/{name}/stats`.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/stats", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_version_statistics(state: State<Arc<AppState>>, path: ModelPath) -> ApiError {
+    model_statistics(state, path).await
+}
