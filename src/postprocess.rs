@@ -12,10 +12,10 @@ pub struct LabelScore {
 /// Scores as transformers' pipeline computes them (softmax, or a sigmoid per label for
 /// multi-label and single-output models), or the logits themselves when `raw` is set.
 pub fn scores(logits: &[f32], function: ScoreFunction, raw: bool) -> Vec<f32> {
-    let transform = match (raw, function) {
-        (true, _) => FunctionToApply::None,
-        (false, ScoreFunction::Sigmoid) => FunctionToApply::Sigmoid,
-        (false, ScoreFunction::Softmax) => FunctionToApply::Softmax,
+    let transform = if raw {
+        FunctionToApply::None
+    } else {
+        function.into()
     };
     transformed(logits, transform)
 }
@@ -28,6 +28,16 @@ pub enum FunctionToApply {
     Softmax,
     /// The logits themselves.
     None,
+}
+
+impl From<ScoreFunction> for FunctionToApply {
+    /// The model's own function, as transformers' pipeline picks it.
+    fn from(function: ScoreFunction) -> Self {
+        match function {
+            ScoreFunction::Sigmoid => Self::Sigmoid,
+            ScoreFunction::Softmax => Self::Softmax,
+        }
+    }
 }
 
 /// `logits` through `function`.

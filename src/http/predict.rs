@@ -99,10 +99,7 @@ impl Options {
         let function = match parameters.and_then(|p| p.function_to_apply) {
             Some(function) => function,
             None if request.raw_scores => FunctionToApply::None,
-            None => match model_function {
-                ScoreFunction::Softmax => FunctionToApply::Softmax,
-                ScoreFunction::Sigmoid => FunctionToApply::Sigmoid,
-            },
+            None => model_function.into(),
         };
         Ok(Self {
             function,

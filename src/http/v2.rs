@@ -160,6 +160,18 @@ fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> Metada
     }
 }
 
+/// The model's input and output tensors, for metadata and configuration alike.
+fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
+    (
+        vec![tensor(infer::INPUT, "BYTES", vec![-1])],
+        vec![
+            tensor("label", "BYTES", vec![-1]),
+            tensor("score", "FP32", vec![-1]),
+            tensor("scores", "FP32", vec![-1, labels as i64]),
+        ],
+    )
+}
+
 /// Model metadata: the input and output tensors, and the label names.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "the model id, as /info reports it")),
@@ -173,16 +185,13 @@ pub async fn model_metadata(
     let engine = loaded(&state)?;
     path.check(engine)?;
     let labels = engine.info.labels.clone();
+    let (inputs, outputs) = model_tensors(labels.len());
     Ok(Json(ModelMetadata {
         name: engine.info.model_id.clone(),
         versions: vec![MODEL_VERSION],
         platform: PLATFORM,
-        inputs: vec![tensor(infer::INPUT, "BYTES", vec![-1])],
-        outputs: vec![
-            tensor("label", "BYTES", vec![-1]),
-            tensor("score", "FP32", vec![-1]),
-            tensor("scores", "FP32", vec![-1, labels.len() as i64]),
-        ],
+        inputs,
+        outputs,
         parameters: ModelParameters { labels },
     }))
 }

@@ -2,7 +2,7 @@
 //! index, and inference statistics, which this server does not keep per model (a documented
 //! 400 that points to `/metrics`).
 
-use super::{infer, loaded, ModelPath, MODEL_VERSION, PLATFORM};
+use super::{loaded, model_tensors, MetadataTensor, ModelPath, MODEL_VERSION, PLATFORM};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
@@ -30,11 +30,19 @@ pub struct ConfigTensor {
     pub dims: Vec<i64>,
 }
 
-fn tensor(name: &'static str, data_type: &'static str, dims: Vec<i64>) -> ConfigTensor {
-    ConfigTensor {
-        name,
-        data_type,
-        dims,
+impl From<MetadataTensor> for ConfigTensor {
+    /// A metadata tensor in the configuration's terms (`TYPE_STRING` for BYTES).
+    fn from(t: MetadataTensor) -> Self {
+        let data_type = match t.datatype {
+            "BYTES" => "TYPE_STRING",
+            "FP32" => "TYPE_FP32",
+            other => other,
+        };
+        Self {
+            name: t.name,
+            data_type,
+            dims: t.shape,
+        }
     }
 }
 
@@ -50,21 +58,14 @@ pub async fn model_config(
 ) -> Result<Json<ModelConfig>, ApiError> {
     let engine = loaded(&state)?;
     path.check(engine)?;
+    let (inputs, outputs) = model_tensors(engine.info.labels.len());
     Ok(Json(ModelConfig {
         name: engine.info.model_id.clone(),
         platform: PLATFORM,
         backend: env!("CARGO_PKG_NAME"),
         max_batch_size: 0,
-        input: vec![tensor(infer::INPUT, "TYPE_STRING", vec![-1])],
-        output: vec![
-            tensor("label", "TYPE_STRING", vec![-1]),
-            tensor("score", "TYPE_FP32", vec![-1]),
-            tensor(
-                "scores",
-                "TYPE_FP32",
-                vec![-1, engine.info.labels.len() as i64],
-            ),
-        ],
+        input: inputs.into_iter().map(ConfigTensor::from).collect(),
+        output: outputs.into_iter().map(ConfigTensor::from).collect(),
     }))
 }
 

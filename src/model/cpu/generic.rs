@@ -202,13 +202,7 @@ fn scores_block<M: MulAdd, const W: usize>(
     scale: f32,
     out: &mut [f32],
 ) {
-    let mut acc = [0f32; W];
-    for (d, &qd) in q.iter().enumerate() {
-        let keys: &[f32; W] = kt[d * stride + t0..][..W].try_into().expect("W values");
-        for j in 0..W {
-            acc[j] = M::mul_add(qd, keys[j], acc[j]);
-        }
-    }
+    let mut acc = accumulate::<M, W>(q, kt, stride, t0);
     for a in acc.iter_mut() {
         *a *= scale;
     }
@@ -221,6 +215,27 @@ fn scores_block<M: MulAdd, const W: usize>(
             rest.copy_from_slice(&acc[..n]);
         }
     }
+}
+
+/// `sum_i c[i] rows[i * stride + offset + j]` for `j < W`: the loop of both attention steps,
+/// `W` independent accumulators wide.
+#[inline(always)]
+fn accumulate<M: MulAdd, const W: usize>(
+    c: &[f32],
+    rows: &[f32],
+    stride: usize,
+    offset: usize,
+) -> [f32; W] {
+    let mut acc = [0f32; W];
+    for (i, &ci) in c.iter().enumerate() {
+        let row: &[f32; W] = rows[i * stride + offset..][..W]
+            .try_into()
+            .expect("W values");
+        for j in 0..W {
+            acc[j] = M::mul_add(ci, row[j], acc[j]);
+        }
+    }
+    acc
 }
 
 /// `out[d] = sum_t p[t] v[t * stride + d]`: attention weights applied to value rows `stride`
@@ -262,14 +277,7 @@ fn weighted_block<M: MulAdd, const W: usize>(
     d0: usize,
     out: &mut [f32],
 ) {
-    let mut acc = [0f32; W];
-    for (t, &pt) in p.iter().enumerate() {
-        let row: &[f32; W] = v[t * stride + d0..][..W].try_into().expect("W values");
-        for j in 0..W {
-            acc[j] = M::mul_add(pt, row[j], acc[j]);
-        }
-    }
-    out[d0..d0 + W].copy_from_slice(&acc);
+    out[d0..d0 + W].copy_from_slice(&accumulate::<M, W>(p, v, stride, d0));
 }
 
 /// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz & Stegun 7.1.28:
