@@ -34,7 +34,9 @@ ENV CARGO_TERM_COLOR=never \
 
 # Dependency layer. The glob docker-dep[s] makes target/docker-deps optional: its contents
 # (vendor/, .cargo/config.toml) land in /src when it exists; without it only the manifests do.
-COPY Cargo.toml Cargo.lock target/docker-dep[s] ./
+COPY Cargo.toml Cargo.lock build.rs target/docker-dep[s] ./
+# The gRPC protocol definition build.rs compiles (with protox: no protoc in the image).
+COPY proto ./proto
 # Stand-in targets so the manifest parses and every dependency compiles here: every [[bench]] and
 # [[test]] of Cargo.toml must exist, though none is built.
 RUN mkdir -p src benches \
@@ -71,9 +73,11 @@ COPY --from=builder /out/sentiment-server /usr/local/bin/sentiment-server
 ENV MODEL_DIR=/models/model \
     HOST=0.0.0.0 \
     PORT=8000 \
+    GRPC_PORT=8001 \
     LOG_FORMAT=json
 USER 10001:10001
-EXPOSE 8000
+# 8000: HTTP (REST, probes, metrics); 8001: gRPC (Open Inference Protocol, grpc.health.v1).
+EXPOSE 8000 8001
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["sentiment-server", "healthcheck"]

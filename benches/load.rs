@@ -9,6 +9,7 @@
 //!   cargo bench --bench load                                  # both servers, default scenarios
 //!   cargo bench --bench load -- --servers ours,ours-bf16,baseline --scenarios 1x1,32x1
 //!   cargo bench --bench load -- --servers ours-avx2,ours-avx512,baseline   # CPU kernel levels
+//!   cargo bench --bench load -- --servers ours,ours-grpc,baseline   # HTTP vs gRPC, same texts
 //!   cargo bench --bench load -- --url http://127.0.0.1:8000   # a server that is already running
 //!   cargo bench --bench load -- --rounds 3 ...                # interleaved repeats, medians
 
@@ -16,6 +17,12 @@ mod common;
 
 use clap::Parser;
 use common::{load_data, percentile, round, rss_mb, wait_healthy, Server};
+use sentiment_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use sentiment_server::grpc::proto::model_infer_request::{
+    InferInputTensor, InferRequestedOutputTensor,
+};
+use sentiment_server::grpc::proto::ModelInferRequest;
+use sentiment_server::service::v2::{decode_strings, encode_strings};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -27,8 +34,10 @@ use std::time::{Duration, Instant};
 #[command(about = "Closed-loop HTTP load benchmark for /predict")]
 struct Args {
     /// Servers to start and measure, in order: baseline, or ours with optional suffixes: a CPU
-    /// kernel level (`ours-avx2` is `--cpu-kernels avx2`; avx512, neon, portable, candle too)
-    /// and/or `-bf16` (`--dtype bf16`), e.g. ours, ours-bf16, ours-avx2, ours-avx512-bf16.
+    /// kernel level (`ours-avx2` is `--cpu-kernels avx2`; avx512, neon, portable, candle too),
+    /// `-bf16` (`--dtype bf16`) and/or `-grpc` (the clients call the Open Inference Protocol's
+    /// ModelInfer over gRPC, on --port + 1, instead of POST /predict), e.g. ours, ours-bf16,
+    /// ours-avx2, ours-avx512-bf16, ours-grpc.
     #[arg(long, default_value = "ours,baseline", value_delimiter = ',')]
     servers: Vec<String>,
     /// Measure this already-running server instead of starting any.
@@ -103,6 +112,7 @@ fn start(name: &str, args: &Args) -> Server {
             for part in ours.split('-').skip(1) {
                 match part {
                     "bf16" => c.args(["--dtype", "bf16"]),
+                    "grpc" => c.args(["--grpc-port", &(args.port + 1).to_string()]),
                     level => c.args(["--cpu-kernels", level]),
                 };
             }
@@ -195,45 +205,65 @@ fn run_scenario(
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let client = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .pool_max_idle_per_host(c * 2)
         .build()
         .unwrap();
-    let url = format!("{}/predict", server.url);
+    let grpc = server.name.split('-').any(|part| part == "grpc");
+    let url = if grpc {
+        format!("http://127.0.0.1:{}", args.port + 1)
+    } else {
+        format!("{}/predict", server.url)
+    };
     let pid = server.child.as_ref().map(|c| c.id());
 
     let measured = runtime.block_on(async {
         let mut tasks = Vec::new();
+        // The model's name is its directory's, as /info's model_id.
+        let model = args
+            .model_dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        // One HTTP/2 connection per gRPC client, as each of c separate clients would have.
+        let mut clients = Vec::with_capacity(c);
         for _ in 0..c {
-            let (client, url, data, next) = (client.clone(), url.clone(), data.clone(), next.clone());
+            clients.push(if grpc {
+                let channel = tonic::transport::Channel::from_shared(url.clone())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("gRPC connection");
+                Client::Grpc(GrpcInferenceServiceClient::new(channel), model.clone())
+            } else {
+                Client::Http(http.clone(), url.clone())
+            });
+        }
+        for mut client in clients {
+            let (data, next) = (data.clone(), next.clone());
             let (recording, stop, latencies) = (recording.clone(), stop.clone(), latencies.clone());
             let (errors, correct, answered) = (errors.clone(), correct.clone(), answered.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let start = next.fetch_add(batch, Ordering::Relaxed);
-                    let items: Vec<&(usize, String)> = (0..batch).map(|i| &data[(start + i) % data.len()]).collect();
-                    let body = if batch == 1 {
-                        json!({ "inputs": items[0].1 })
-                    } else {
-                        json!({ "inputs": items.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>() })
-                    };
+                    let items: Vec<&(usize, String)> = (0..batch)
+                        .map(|i| &data[(start + i) % data.len()])
+                        .collect();
+                    let texts: Vec<&str> = items.iter().map(|(_, t)| t.as_str()).collect();
                     let sent = Instant::now();
-                    let result = client.post(&url).json(&body).send().await;
-                    let parsed = match result {
-                        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                        _ => None,
-                    };
+                    let parsed = client.top_labels(&texts).await;
                     let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
                     if !recording.load(Ordering::Relaxed) {
                         continue;
                     }
                     match parsed {
-                        Some(v) => {
-                            let lists: Vec<&Value> = if batch == 1 { vec![&v] } else { v.as_array().map(|a| a.iter().collect()).unwrap_or_default() };
-                            for (list, (label, _)) in lists.iter().zip(&items) {
-                                let top = list[0]["label"].as_str().unwrap_or("");
+                        Some(tops) => {
+                            for (top, (label, _)) in tops.iter().zip(&items) {
+                                let top = top.as_str();
                                 let predicted = usize::from(top == "POSITIVE" || top == "LABEL_1");
-                                correct.fetch_add(u64::from(predicted == *label), Ordering::Relaxed);
+                                correct
+                                    .fetch_add(u64::from(predicted == *label), Ordering::Relaxed);
                                 answered.fetch_add(1, Ordering::Relaxed);
                             }
                             latencies.lock().unwrap().push(elapsed);
@@ -290,6 +320,64 @@ fn run_scenario(
         "compute": compute,
         "cpu": cpu(),
     })
+}
+
+/// One load client: POST /predict, or ModelInfer over gRPC.
+enum Client {
+    Http(reqwest::Client, String),
+    /// The client and the model's name.
+    Grpc(
+        GrpcInferenceServiceClient<tonic::transport::Channel>,
+        String,
+    ),
+}
+
+impl Client {
+    /// The best label of each text, or None for a failed request.
+    async fn top_labels(&mut self, texts: &[&str]) -> Option<Vec<String>> {
+        match self {
+            Client::Http(client, url) => {
+                let body = match texts {
+                    [one] => json!({ "inputs": one }),
+                    _ => json!({ "inputs": texts }),
+                };
+                let r = client.post(url.as_str()).json(&body).send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                let v: Value = r.json().await.ok()?;
+                let lists: Vec<&Value> = match texts {
+                    [_] => vec![&v],
+                    _ => v.as_array()?.iter().collect(),
+                };
+                lists
+                    .iter()
+                    .map(|l| l[0]["label"].as_str().map(str::to_owned))
+                    .collect()
+            }
+            Client::Grpc(client, model) => {
+                // As tritonclient sends BYTES: raw, length-prefixed; only `label` comes back.
+                let raw = encode_strings(texts.iter().copied());
+                let request = ModelInferRequest {
+                    model_name: model.clone(),
+                    inputs: vec![InferInputTensor {
+                        name: "text".into(),
+                        datatype: "BYTES".into(),
+                        shape: vec![texts.len() as i64],
+                        ..Default::default()
+                    }],
+                    outputs: vec![InferRequestedOutputTensor {
+                        name: "label".into(),
+                        ..Default::default()
+                    }],
+                    raw_input_contents: vec![raw],
+                    ..Default::default()
+                };
+                let response = client.model_infer(request).await.ok()?.into_inner();
+                decode_strings(response.raw_output_contents.first()?, "label").ok()
+            }
+        }
+    }
 }
 
 fn parse_scenario(s: &str) -> (usize, usize) {

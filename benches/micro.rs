@@ -155,10 +155,7 @@ fn paths() -> Vec<(String, Compute)> {
     }
     paths.push((
         "candle-f32".into(),
-        Compute::Candle {
-            device: candle_core::Device::Cpu,
-            dtype: candle_core::DType::F32,
-        },
+        Compute::candle(candle_core::Device::Cpu, candle_core::DType::F32),
     ));
     paths
 }
@@ -168,7 +165,8 @@ fn forward(c: &mut Criterion) {
     let tokenizer = tokenizer();
     for (name, compute) in paths() {
         let files = ModelFiles::locate(&shared().join("models/minilm-sst2")).expect("model files");
-        let loaded = model::load(files, &compute).expect("model");
+        let config = files.read_config().expect("config");
+        let loaded = model::load(files, config, &compute).expect("model");
         let mut group = c.benchmark_group(format!("forward/{name}"));
         group
             .sample_size(10)

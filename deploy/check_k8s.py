@@ -12,8 +12,10 @@ file under deploy/kserve it:
      available offline, gets its predictor validated as a core PodSpec plus the extension fields
      of KServe's PredictorSpec, and the rules Knative adds;
   3. checks the server contract: every HTTP probe (and the prometheus.io/path annotation) names a
-     GET route of src/http/mod.rs, and every probe and container port equals the port the server
-     listens on (PORT from the container's environment, else the default in src/config.rs);
+     GET route of src/http/mod.rs, every gRPC probe names a grpc.health.v1 service the server
+     answers (liveness: `` or `live`; readiness: `ready` or the inference service), and every
+     probe and container port equals a port the server listens on (PORT and GRPC_PORT from the
+     container's environment, else the image's ENV, else the defaults in src/config.rs);
   4. checks the "restricted" Pod Security Standard on every pod spec, and the project's own
      rules (read-only root filesystem and model mount, grace period longer than preStop +
      SHUTDOWN_TIMEOUT, CUDA images only on containers with a GPU, references that resolve).
@@ -108,13 +110,14 @@ def arg_default(config_rs: str, env: str) -> str | None:
     return None
 
 
-def dockerfile_ports(repo: str) -> dict[str, str]:
+def dockerfile_ports(repo: str, name: str = "PORT") -> dict[str, str]:
+    """The value each Dockerfile's ENV gives the variable `name`."""
     ports = {}
     for path in sorted(glob.glob(os.path.join(repo, "Dockerfile*"))):
         text = open(path, encoding="utf-8").read()
         # ENV instructions, with their continuation lines.
         for env in re.finditer(r"^ENV\s+((?:.*\\\n)*.*)$", text, re.M):
-            m = re.search(r"\bPORT=(\S+)", env.group(1))
+            m = re.search(r"(?<![A-Z_])%s=(\S+)" % name, env.group(1))
             if m:
                 ports[os.path.basename(path)] = m.group(1)
     return ports
@@ -331,9 +334,13 @@ def resolve_port(port: Any, container: dict, default: int | None) -> int | None:
     return None
 
 
+LIVE_SERVICES = {"", "live"}
+READY_SERVICES = {"ready", "inference.GRPCInferenceService"}
+
+
 def check_server(report: Report, where: str, pod: dict, annotations: dict, knative: bool,
                  configmaps: dict[str, dict], routes: dict[str, set[str]], default_port: int,
-                 default_shutdown: float) -> None:
+                 default_grpc_port: int | None, default_shutdown: float) -> None:
     """Probes, ports, mounts and timing of the containers that run the server (those with
     probes or ports)."""
     get_routes = {p for p, methods in routes.items() if "GET" in methods or "ANY" in methods}
@@ -358,20 +365,41 @@ def check_server(report: Report, where: str, pod: dict, annotations: dict, knati
             continue
         port = int(port_env) if port_env is not None else default_port
         source = "PORT in the environment" if port_env is not None else "src/config.rs default"
+        grpc_env = env.get("GRPC_PORT")
+        if grpc_env is not None and not grpc_env.isdigit():
+            report.fail(cw, f"GRPC_PORT {grpc_env!r} is not a number")
+            continue
+        grpc_port = int(grpc_env) if grpc_env is not None else default_grpc_port
         served_ports.add(port)
+        listening = {port} | ({grpc_port} if grpc_port is not None else set())
         ports = [p.get("containerPort") for p in c.get("ports") or []]
         report.check(bool(ports), cw, "declares no containerPort")
-        for p in ports:
-            report.check(p == port, cw,
-                         f"containerPort {p} != {port}, the port the server listens on ({source})")
+        for p in c.get("ports") or []:
+            number = p.get("containerPort")
+            report.check(number in listening, cw, f"containerPort {number} is not a port the "
+                         f"server listens on: HTTP {port} ({source}), gRPC {grpc_port}")
+            if p.get("name") == "grpc":
+                report.check(number == grpc_port, cw,
+                             f"port named grpc is {number}, GRPC_PORT is {grpc_port}")
         for probe in PROBES:
             spec = c.get(probe)
             if probe in ("readinessProbe", "livenessProbe"):
                 report.check(bool(spec), cw, f"no {probe}")
             if not spec:
                 continue
+            grpc = spec.get("grpc")
+            if grpc:
+                report.check(grpc_port is not None and grpc.get("port") == grpc_port, cw,
+                             f"{probe} gRPC port {grpc.get('port')!r} is not GRPC_PORT "
+                             f"({grpc_port})")
+                service = grpc.get("service", "")
+                wanted = READY_SERVICES if probe == "readinessProbe" else \
+                    LIVE_SERVICES if probe == "livenessProbe" else LIVE_SERVICES | READY_SERVICES
+                report.check(service in wanted, cw, f"{probe} gRPC service {service!r}: "
+                             f"want one of {sorted(wanted)} (src/grpc/health.rs)")
+                continue
             http = spec.get("httpGet")
-            if not report.check(bool(http), cw, f"{probe} is not an httpGet probe"):
+            if not report.check(bool(http), cw, f"{probe} is neither httpGet nor grpc"):
                 continue
             path = (http.get("path") or "/").split("?")[0]
             report.check(path in get_routes, cw,
@@ -537,8 +565,14 @@ def main() -> int:
         report.check(port == str(default_port), dockerfile,
                      f"ENV PORT={port} differs from src/config.rs ({default_port}); the "
                      "manifests assume one port")
+    grpc_ports = set(dockerfile_ports(repo, "GRPC_PORT").values())
+    report.check(len(grpc_ports) <= 1, "Dockerfile*",
+                 f"the images set different GRPC_PORTs {sorted(grpc_ports)}")
+    default_grpc = next(iter(grpc_ports), None)
+    default_grpc_port = int(default_grpc) if default_grpc and default_grpc.isdigit() else None
     print(f"server: GET routes {sorted(p for p, m in routes.items() if 'GET' in m)}, "
-          f"PORT {default_port}, SHUTDOWN_TIMEOUT {shutdown_default:g}s (src/)")
+          f"PORT {default_port}, GRPC_PORT {default_grpc_port} (images), "
+          f"SHUTDOWN_TIMEOUT {shutdown_default:g}s (src/)")
 
     version = subprocess.run([args.kubectl, "version", "--client"], capture_output=True,
                              text=True)
@@ -585,7 +619,7 @@ def main() -> int:
                 pw = f"{where} {label}"
                 check_pss(report, pw, pod, knative)
                 check_server(report, pw, pod, annotations, knative, configmaps, routes,
-                             default_port, shutdown_default)
+                             default_port, default_grpc_port, shutdown_default)
                 uses_sleep |= any(((c.get("lifecycle") or {}).get(h) or {}).get("sleep")
                                   for c in pod.get("containers") or []
                                   for h in ("preStop", "postStart"))

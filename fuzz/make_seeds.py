@@ -67,6 +67,13 @@ PREDICT = [
     {"inputs": "x", "raw_scores": "yes"},
     {"inputs": "\u00e9\u00e8 \U0001f44d\U0001f3fd \u4e2d\u6587 \u0645\u0631\u062d\u0628\u0627 [CLS] <s>"},
     [1, 2],
+    # Text pairs (tests/pairs.rs), and zero-shot parameters where /predict refuses them.
+    {"inputs": {"text": "A man plays football.", "text_pair": "Someone plays a sport."}},
+    {"inputs": ["plain", {"text": "a", "text_pair": "b"}, {"text": "c"}], "top_k": 1},
+    {"inputs": {"text": "word " * 700, "text_pair": "word " * 700}, "truncate": False},
+    {"inputs": {"text": "a", "text_pair": " "}},
+    {"inputs": {"text": "a", "text_pair": "b", "extra": 1}},
+    {"inputs": "x", "parameters": {"candidate_labels": ["a", "b"]}},
 ]
 
 V2 = [
@@ -97,6 +104,12 @@ V2 = [
         {"name": "input0", "shape": [2, 2], "datatype": "UINT32", "data": [1, 2, 3, 4]},
         {"name": "input1", "shape": [3], "datatype": "BOOL", "data": [True]}],
      "outputs": [{"name": "output0"}]},
+    # The optional second input (text pairs), and its refusals.
+    {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+                {"name": "text_pair", "shape": [2], "datatype": "BYTES", "data": ["c", "d"]}]},
+    {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+                {"name": "text_pair", "shape": [1], "datatype": "BYTES", "data": ["c"]}]},
+    {"inputs": [{"name": "text_pair", "shape": [1], "datatype": "BYTES", "data": ["c"]}]},
 ]
 
 FUZZED_PATHS = [

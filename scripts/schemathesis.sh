@@ -21,7 +21,7 @@ if [ ! -f "$MODEL_DIR/config.json" ]; then
     exit 1
 fi
 
-if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+if ! grep -qF "$SCHEMATHESIS_VERSION" <<<"$("$VENV/bin/schemathesis" --version 2>/dev/null)"; then
     echo "==> installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"

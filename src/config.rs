@@ -1,15 +1,15 @@
 //! Command line and environment configuration: one struct, every flag also an env variable.
 
 use crate::model::CpuKernels;
-use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "sentiment-server",
     version,
-    about = "Serve a Hugging Face text classifier (BERT, DistilBERT, RoBERTa, XLM-RoBERTa) over HTTP",
+    about = "Serve a Hugging Face text classifier (BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ELECTRA, DeBERTa-v2/v3, ModernBERT) over HTTP",
     long_about = "Serve a Hugging Face sequence-classification model over HTTP.\n\n\
         Point --model-dir at a directory holding config.json, tokenizer.json and model.safetensors \
         (or a sharded model.safetensors.index.json). Clients POST text to /predict; orchestrators \
@@ -36,16 +36,25 @@ pub enum Command {
     /// this server can serve. Verifies every file's size and hash, and moves the directory into
     /// place only when complete. Made for Kubernetes init containers: a rerun with the model
     /// already at the same commit does nothing.
-    Download(crate::download::DownloadArgs),
+    Download(DownloadArgs),
 }
 
 #[derive(Parser, Debug, Clone)]
 pub struct Config {
     /// Model directory: config.json, tokenizer.json, model.safetensors (or sharded
     /// model.safetensors.index.json), optional tokenizer_config.json. Only read, so it can be
-    /// mounted read-only.
-    #[arg(long, env = "MODEL_DIR", default_value = "models/default")]
-    pub model_dir: PathBuf,
+    /// mounted read-only. Given and absent: start-up fails (no surprise downloads in
+    /// production). Not given: models/default, fetched from the Hub on the first start
+    /// (--model-id).
+    #[arg(long, env = "MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// The Hub model served when --model-dir is not given: fetched once into models/default
+    /// (verified, atomic, as `download` does; HF_ENDPOINT, HF_REVISION, HF_TOKEN and
+    /// HF_TOKEN_PATH apply), then served from there, also offline. Default: transformers'
+    /// own sentiment-analysis model.
+    #[arg(long, env = "MODEL_ID", default_value = DEFAULT_MODEL_ID)]
+    pub model_id: String,
 
     /// Address to listen on. 0.0.0.0 for containers; 127.0.0.1 to keep it on this machine.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
@@ -54,6 +63,14 @@ pub struct Config {
     /// TCP port to listen on (0 picks a free one and logs it).
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+
+    /// Also serve the Open Inference Protocol over gRPC (KServe v2 / Triton
+    /// `inference.GRPCInferenceService`, and `grpc.health.v1` for probes) on this port, on
+    /// --host. Off unless set; 8001 is Triton's convention, and the images set it. The same
+    /// value as --port serves both protocols on one port (for platforms that allow one, like
+    /// Knative). 0 picks a free port and logs it.
+    #[arg(long, env = "GRPC_PORT")]
+    pub grpc_port: Option<u16>,
 
     /// Where to run the model: auto (first CUDA GPU if built with CUDA and one is visible,
     /// else CPU), cpu, cuda or cuda:N. Asking for cuda without a usable GPU is an error,
@@ -73,7 +90,8 @@ pub struct Config {
     /// avx2, neon, portable); naming a level forces it (to compare levels, or to pin one across
     /// a mixed fleet) and is a start-up error on a CPU that lacks it; candle runs candle's
     /// generic, padded ops instead (slower; for comparison). /info and the start-up log say
-    /// which path runs. Ignored on GPUs.
+    /// which path runs. Ignored on GPUs, and for electra, deberta-v2 and modernbert models,
+    /// which run on candle's ops only (a level named for them is warned about, not refused).
     #[arg(long, env = "CPU_KERNELS", value_enum, default_value_t = CpuKernels::Auto)]
     pub cpu_kernels: CpuKernels,
 
@@ -104,9 +122,19 @@ pub struct Config {
     #[arg(long, env = "MAX_QUEUE_WAIT", default_value = "2s", value_parser = parse_duration)]
     pub max_queue_wait: Duration,
 
-    /// Most texts in one /predict request; more is refused with 422.
+    /// Most texts or text pairs in one request (/predict, POST /, v2 infer), and most
+    /// (input, candidate label) pairs in one zero-shot request; more is refused (422; 400 on
+    /// the Open Inference Protocol).
     #[arg(long, env = "MAX_CLIENT_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_client_batch_size: u32,
+
+    /// Most candidate labels in one zero-shot request; more is refused with 422. Each label
+    /// costs one forward pass per input (the input paired with the label's hypothesis), and
+    /// inputs x labels must also stay within --max-client-batch-size: raise both together to
+    /// allow long label lists, and keep them where a request's pairs still run within
+    /// --request-timeout.
+    #[arg(long, env = "MAX_CANDIDATE_LABELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_candidate_labels: u32,
 
     /// Largest request body in bytes; more is refused with 413.
     #[arg(long, env = "PAYLOAD_LIMIT", default_value_t = 2_000_000)]
@@ -146,6 +174,9 @@ pub struct Config {
     /// PostgreSQL connection for the prediction log, as a URL
     /// (postgres://user@host:5432/db) or key=value string. Unset: no prediction log. Keep the
     /// password out of it (URLs show up in process listings): use --database-password-file.
+    /// TLS as in libpq: sslmode=disable|prefer (default)|require|verify-ca|verify-full and
+    /// sslrootcert=/path/ca.pem (else Mozilla's and the system's roots); use verify-full for
+    /// a database reached over a network you do not own.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -170,8 +201,8 @@ pub struct Config {
     #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub prediction_log_batch: u32,
 
-    /// Require `Authorization: Bearer <key>` on /predict, POST / and /v2/.../infer (health, probes,
-    /// metrics, /info and the playground stay open). At least 16 characters. Prefer
+    /// Require `Authorization: Bearer <key>` on /predict, POST /, /zero-shot-classification and
+    /// /v2/.../infer (health, probes, metrics, /info and the playground stay open). At least 16 characters. Prefer
     /// --api-key-file: a flag's value shows up in process listings.
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -229,6 +260,63 @@ pub enum LogText {
     Full,
 }
 
+/// The arguments of `sentiment-server download` (run by [`crate::download::run`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DownloadArgs {
+    /// Hub model id, e.g. distilbert/distilbert-base-uncased-finetuned-sst-2-english.
+    pub repo: String,
+
+    /// Directory to create (or replace, if an earlier download made it). Its parent must be
+    /// writable; the model appears there complete or not at all.
+    #[arg(long)]
+    pub to: PathBuf,
+
+    /// Branch, tag or commit to fetch. Pin a commit in production for reproducible pods.
+    #[arg(long, env = "HF_REVISION", default_value = "main")]
+    pub revision: String,
+
+    /// The Hub, or a mirror of it.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub endpoint: String,
+
+    /// File holding an access token for private or gated models (a mounted secret). The
+    /// HF_TOKEN environment variable works too; the token never appears in logs.
+    #[arg(long, env = "HF_TOKEN_PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Give up on a connection that is silent this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Attempts per request after a network error, 429 or 5xx, with exponential back-off.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+
+    /// Download again even if --to already holds this commit, and replace a directory that
+    /// an earlier download did not make.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl DownloadArgs {
+    /// `download <repo> --to <to>`, every other setting from the environment (HF_REVISION,
+    /// HF_ENDPOINT, HF_TOKEN_PATH) or its default: what a start without --model-dir fetches.
+    pub fn from_env(repo: &str, to: &Path) -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Standalone {
+            #[command(flatten)]
+            args: DownloadArgs,
+        }
+        let argv = [
+            "download".as_ref(),
+            repo.as_ref(),
+            "--to".as_ref(),
+            to.as_os_str(),
+        ];
+        Standalone::try_parse_from::<_, &std::ffi::OsStr>(argv).map(|s| s.args)
+    }
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -239,11 +327,50 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5ms, 2s, 1m)"))
 }
 
+/// What `--model-id` defaults to: transformers' default for `pipeline("sentiment-analysis")`.
+pub const DEFAULT_MODEL_ID: &str = "distilbert/distilbert-base-uncased-finetuned-sst-2-english";
+
+/// Where the model of `--model-id` goes when `--model-dir` is not given.
+pub const DEFAULT_MODEL_DIR: &str = "models/default";
+
 impl Config {
-    /// A configuration with every default, for tests and embedding.
+    /// The directory the model is read from: --model-dir, or models/default.
+    pub fn model_dir(&self) -> &Path {
+        self.model_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_MODEL_DIR))
+    }
+
+    /// A configuration with every default, for tests and embedding. The environment is not
+    /// read: `API_KEY`, `DATABASE_URL` and the like of the shell that runs the tests must not
+    /// leak into them.
     pub fn for_model(model_dir: impl Into<PathBuf>) -> Self {
-        let mut config = Cli::parse_from(["sentiment-server"]).config;
-        config.model_dir = model_dir.into();
+        let command = Cli::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["sentiment-server"]);
+        let mut config = Cli::from_arg_matches(&matches)
+            .expect("the defaults parse")
+            .config;
+        config.model_dir = Some(model_dir.into());
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_model_takes_every_default_and_nothing_from_the_environment() {
+        // Variables no other test sets; the process environment is shared by the tests.
+        std::env::set_var("MAX_CLIENT_BATCH_SIZE", "7");
+        std::env::set_var("API_KEY_FILE", "/nonexistent/keys");
+        let config = Config::for_model("models/x");
+        std::env::remove_var("MAX_CLIENT_BATCH_SIZE");
+        std::env::remove_var("API_KEY_FILE");
+        let defaults = Cli::parse_from(["sentiment-server"]).config;
+        assert_eq!(config.max_client_batch_size, defaults.max_client_batch_size);
+        assert_ne!(config.max_client_batch_size, 7);
+        assert_eq!(config.api_key_file, None);
+        assert_eq!(config.model_dir(), Path::new("models/x"));
     }
 }

@@ -2,10 +2,10 @@
 
 use crate::batcher::{BatchLimits, Batcher};
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{self, Compute, LoadError, ModelBackend, ModelFiles, ScoreFunction};
-use crate::tokenize::{Encoded, TextTokenizer};
+use crate::tokenize::TextTokenizer;
+use crate::types::{InferenceError, TextInput, Truncation};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,8 @@ pub struct ModelInfo {
     /// The model directory's name.
     pub model_id: String,
     pub model_dir: String,
-    /// `model_type` from config.json: bert, distilbert, roberta or xlm-roberta.
+    /// `model_type` from config.json: bert, distilbert, roberta, xlm-roberta, electra,
+    /// deberta-v2 or modernbert.
     pub model_type: String,
     /// `architectures[0]` from config.json.
     pub architecture: String,
@@ -29,7 +30,8 @@ pub struct ModelInfo {
     pub dtype: String,
     /// How forward passes run, e.g. `host encoder, avx2 kernels (AVX2 + FMA), f32`, or
     /// `candle, cuda:0 f16` (GPUs; on a CPU only with `--cpu-kernels candle` or f16, at a
-    /// fraction of the host encoder's speed).
+    /// fraction of the host encoder's speed, or for architectures the host encoder does not
+    /// run, with the reason in parentheses: `candle (the host encoder runs ... only), cpu f32`).
     pub compute: String,
     /// The CPU kernel level that runs the model (`avx512`, `avx2`, `neon`, `portable`), or
     /// `candle`.
@@ -56,13 +58,20 @@ impl Engine {
         let started = Instant::now();
         let device =
             crate::device::select(&config.device).map_err(|e| LoadError::new("--device", e))?;
-        let decision = Compute::decide(&device, config.dtype.candle(), config.cpu_kernels)
-            .map_err(|e| LoadError::new("--cpu-kernels", e))?;
+        let files = ModelFiles::locate(config.model_dir())?;
+        // The architecture decides whether the host encoder can run the model at all.
+        let model_config = files.read_config()?;
+        let decision = Compute::decide(
+            &device,
+            config.dtype.candle(),
+            config.cpu_kernels,
+            model_config.architecture,
+        )
+        .map_err(|e| LoadError::new("--cpu-kernels", e))?;
         for warning in &decision.warnings {
             tracing::warn!("{warning}");
         }
-        let files = ModelFiles::locate(&config.model_dir)?;
-        let loaded = model::load(files, &decision.compute)?;
+        let loaded = model::load(files, model_config, &decision.compute)?;
         let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config)?;
         let max_input_length = tokenizer.max_length();
         if (config.max_batch_tokens as usize) < max_input_length {
@@ -83,7 +92,7 @@ impl Engine {
         let probe = tokenizer
             .encode("warm-up")
             .map_err(|e| LoadError::new(model::files::show(&loaded.files.tokenizer), e))?;
-        crate::batcher::Backend::forward(&backend, &[&probe]).map_err(|e| {
+        crate::types::Backend::forward(&backend, &[&probe]).map_err(|e| {
             LoadError::new(
                 loaded.files.weights_display(),
                 format!("first forward pass failed: {e}"),
@@ -127,44 +136,35 @@ impl Engine {
         self.batcher.limits()
     }
 
-    pub fn tokenize(&self, text: &str) -> Result<Encoded, String> {
-        self.tokenizer.encode(text)
-    }
-
-    /// Logits for each text, in order. Tokenization runs on the blocking pool, inference on
-    /// the worker thread; this future only waits.
+    /// Logits for each input (a text or a pair), in order. Tokenization runs on the blocking
+    /// pool, inference on the worker thread; this future only waits.
     pub async fn classify(
         &self,
-        texts: Vec<String>,
-        truncate: bool,
-    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        inputs: Vec<TextInput>,
+        truncation: Truncation,
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
         let incoming = self.batcher.announce();
-        let texts_bytes: usize = texts.iter().map(String::len).sum();
+        let bytes: usize = inputs.iter().map(TextInput::len).sum();
         let tokenizer = self.tokenizer.clone();
         let started = Instant::now();
-        let encode = move || {
-            texts
-                .iter()
-                .map(|t| tokenizer.encode(t))
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let encode = move || tokenizer.encode_inputs(&inputs, truncation);
         // A few sentences tokenize in tens of microseconds: less than a round trip through the
         // blocking pool (~0.2 ms measured at one client), so they are tokenized here. Longer
         // inputs go to the blocking pool, where they cannot stall the runtime's threads.
-        let encoded = if texts_bytes <= INLINE_TOKENIZE_BYTES {
+        let encoded = if bytes <= INLINE_TOKENIZE_BYTES {
             encode()
         } else {
             tokio::task::spawn_blocking(encode)
                 .await
-                .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+                .map_err(|e| InferenceError::Internal(format!("tokenizer task failed: {e}")))?
         }
-        .map_err(|e| ApiError::Validation(format!("cannot tokenize input: {e}")))?;
+        .map_err(|(i, e)| InferenceError::Input(format!("cannot tokenize inputs[{i}]: {e}")))?;
         self.metrics
             .tokenization_seconds
             .observe(started.elapsed().as_secs_f64());
-        if !truncate {
+        if truncation == Truncation::Refuse {
             if let Some(i) = encoded.iter().position(|e| e.truncated) {
-                return Err(ApiError::Validation(format!(
+                return Err(InferenceError::Input(format!(
                     "inputs[{i}] is longer than the model's maximum of {} tokens and `truncate` is false",
                     self.info.max_input_length
                 )));
@@ -176,8 +176,10 @@ impl Engine {
         for rx in receivers {
             let row = rx
                 .await
-                .map_err(|_| ApiError::Internal("the inference worker dropped a request".into()))?
-                .map_err(ApiError::Inference)?;
+                .map_err(|_| {
+                    InferenceError::Internal("the inference worker dropped a request".into())
+                })?
+                .map_err(InferenceError::Backend)?;
             logits.push(row);
         }
         Ok(logits)

@@ -1,4 +1,5 @@
-//! The one error type of the request path, and its mapping to HTTP in one place.
+//! The one error type of the request path, and its mapping to HTTP statuses and gRPC codes in
+//! one place; and the error that stops start-up.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +56,36 @@ pub struct ErrorBody {
     pub error_type: String,
 }
 
+/// The error answers shared by every HTTP inference route (`/predict`, `POST /`, both v2 infer
+/// routes), listed once for their OpenAPI descriptions; each route adds its own 400/404/422.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described in the document, never built: ApiError makes the answers
+pub enum InferenceErrors {
+    #[response(
+        status = 401,
+        description = "API key required (--api-key) and missing or wrong"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 408,
+        description = "Body not received within --body-read-timeout"
+    )]
+    BodyTimeout(ErrorBody),
+    #[response(status = 413, description = "Body over the payload limit")]
+    PayloadTooLarge(ErrorBody),
+    #[response(status = 415, description = "Content-Type is not application/json")]
+    UnsupportedMediaType(ErrorBody),
+    #[response(
+        status = 429,
+        description = "Queue full; retry after the Retry-After header"
+    )]
+    QueueFull(ErrorBody),
+    #[response(status = 503, description = "Model loading or server shutting down")]
+    Unavailable(ErrorBody),
+    #[response(status = 504, description = "Request timed out")]
+    Timeout(ErrorBody),
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -94,6 +125,37 @@ impl ApiError {
         }
     }
 
+    /// The gRPC status code of the same error (the Open Inference Protocol over gRPC): 429 is
+    /// `RESOURCE_EXHAUSTED`, 503 `UNAVAILABLE`, 504 `DEADLINE_EXCEEDED`, 4xx mostly
+    /// `INVALID_ARGUMENT`.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::MalformedJson(_)
+            | Self::Validation(_)
+            | Self::BadRequest(_)
+            | Self::UnsupportedMediaType(_) => Code::InvalidArgument,
+            Self::PayloadTooLarge { .. } | Self::QueueFull(_) => Code::ResourceExhausted,
+            Self::MethodNotAllowed => Code::Unimplemented,
+            Self::Unauthorized(_) => Code::Unauthenticated,
+            Self::NotFound(_) | Self::ModelNotFound(_) => Code::NotFound,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Timeout(_) | Self::BodyTimeout(_) => Code::DeadlineExceeded,
+            Self::Inference(_) | Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// Logs what deserves it: 503 (loading, draining) and 504 are the server working as
+    /// designed; 500s are bugs.
+    fn log(&self) {
+        match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => tracing::debug!(error = %self, "request refused"),
+            StatusCode::GATEWAY_TIMEOUT => tracing::warn!(error = %self, "request timed out"),
+            s if s.is_server_error() => tracing::error!(error = %self, "request failed"),
+            _ => {}
+        }
+    }
+
     /// A validation error as the Open Inference Protocol reports it (400, `bad_request`);
     /// every other error unchanged.
     pub fn validation_as_bad_request(self) -> Self {
@@ -107,13 +169,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // 503 (loading, draining) and 504 are the server working as designed; 500s are bugs.
-        match status {
-            StatusCode::SERVICE_UNAVAILABLE => tracing::debug!(error = %self, "request refused"),
-            StatusCode::GATEWAY_TIMEOUT => tracing::warn!(error = %self, "request timed out"),
-            s if s.is_server_error() => tracing::error!(error = %self, "request failed"),
-            _ => {}
-        }
+        self.log();
         let body = ErrorBody {
             error: self.to_string(),
             error_type: self.error_type().to_string(),
@@ -137,5 +193,55 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// The pipeline's errors in the protocols' terms: a bad text is a validation error (422, or
+/// 400 on the Open Inference Protocol), a full queue 429, a stopping queue 503, a failed forward
+/// pass or a bug 500.
+impl From<crate::types::InferenceError> for ApiError {
+    fn from(error: crate::types::InferenceError) -> Self {
+        use crate::types::InferenceError as E;
+        match error {
+            E::Input(m) => Self::Validation(m),
+            E::Overloaded(m) => Self::QueueFull(m),
+            E::Stopped(m) => Self::Unavailable(m),
+            E::Backend(m) => Self::Inference(m),
+            E::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// The gRPC form: the code of [`ApiError::grpc_code`], the message, and the `error_type` in
+/// the `error-type` trailer.
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        error.log();
+        let mut status = tonic::Status::new(error.grpc_code(), error.to_string());
+        status.metadata_mut().insert(
+            "error-type",
+            tonic::metadata::MetadataValue::from_static(error.error_type()),
+        );
+        status
+    }
+}
+
+/// Why the server could not start, naming the flag (or file) at fault: a setting that cannot be
+/// used (an address that cannot be bound, an unreadable key file, an origin that is not one, a
+/// database URL that does not parse), or a model that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{flag}: {problem}")]
+    Setting { flag: &'static str, problem: String },
+    #[error("{0}")]
+    Model(#[from] crate::model::LoadError),
+}
+
+impl StartupError {
+    pub fn setting(flag: &'static str, problem: impl Into<String>) -> Self {
+        Self::Setting {
+            flag,
+            problem: problem.into(),
+        }
     }
 }

@@ -7,12 +7,15 @@
 //! post-processing ([`postprocess`]) → response, and the prediction log ([`predlog`]). [`engine`] wires the stages together and
 //! [`server`] runs the lifecycle (listen, load, serve, drain).
 
+pub mod auth;
 pub mod batcher;
 pub mod config;
+pub mod cors;
 pub mod device;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
@@ -21,8 +24,10 @@ pub mod model;
 pub mod postprocess;
 pub mod predlog;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod tokenize;
+pub mod types;
 
 pub use config::Config;
 pub use http::build_app;

@@ -2,6 +2,7 @@
 //! with --otlp-endpoint, request traces exported over OpenTelemetry OTLP/HTTP.
 
 use crate::config::LogFormat;
+use axum::http::HeaderName;
 use axum::http::{HeaderMap, Request};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -13,6 +14,11 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// The header (and gRPC metadata key) that carries a request's id, which every log line of the
+/// request shows (the HTTP stage sets one when the client sent none).
+pub const REQUEST_ID_KEY: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_KEY);
 
 /// Where traces go: an OTLP/HTTP collector and the service name they carry.
 pub struct Otlp<'a> {

@@ -76,8 +76,8 @@ fn serve(config: Config) -> ExitCode {
     };
     let json = config.log_format == LogFormat::Json;
     let result = runtime.block_on(async move {
-        let listener = server::bind(&config).await?;
-        server::run(config, listener, server::shutdown_signal()).await
+        let listeners = server::bind(&config).await?;
+        server::run(config, listeners, server::shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,19 @@ pub struct RouteStatus {
     pub status: u16,
 }
 
+/// A gRPC method (e.g. `ModelInfer`) and the canonical name of its status code (`OK`,
+/// `RESOURCE_EXHAUSTED`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcMethodCode {
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcMethod {
+    pub method: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Route {
     pub route: String,
@@ -25,6 +38,8 @@ pub struct Metrics {
     pub requests: Family<RouteStatus, Counter>,
     pub request_duration: Family<Route, Histogram>,
     pub in_flight: Gauge,
+    pub grpc_requests: Family<GrpcMethodCode, Counter>,
+    pub grpc_request_duration: Family<GrpcMethod, Histogram>,
     pub queue_depth: Gauge,
     pub queue_seconds: Histogram,
     pub batch_size: Histogram,
@@ -59,6 +74,10 @@ impl Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let in_flight = Gauge::default();
+        let grpc_requests = Family::<GrpcMethodCode, Counter>::default();
+        let grpc_request_duration = Family::<GrpcMethod, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let queue_depth = Gauge::default();
         let queue_seconds = latency_histogram();
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
@@ -89,6 +108,16 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            grpc_requests.clone(),
+        );
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC request latency by method",
+            grpc_request_duration.clone(),
+        );
+        registry.register(
             "queue_depth",
             "Sequences waiting for inference",
             queue_depth.clone(),
@@ -115,7 +144,7 @@ impl Metrics {
         );
         registry.register(
             "inference_duration_seconds",
-            "Time of one forward pass, post-processing included",
+            "Time of one forward pass (the model call on one batch; tokenization and post-processing not included)",
             inference_seconds.clone(),
         );
         registry.register(
@@ -158,6 +187,8 @@ impl Metrics {
             requests,
             request_duration,
             in_flight,
+            grpc_requests,
+            grpc_request_duration,
             queue_depth,
             queue_seconds,
             batch_size,
@@ -172,11 +203,6 @@ impl Metrics {
             prediction_log_buffered,
             prediction_log_connected,
         }
-    }
-
-    /// Registers more metrics after start-up (e.g. the prediction log's).
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
     }
 
     pub fn render(&self) -> String {

@@ -1,6 +1,8 @@
-//! Post-processing stage: logits to ranked label scores.
+//! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`].
 
-use crate::model::ScoreFunction;
+pub mod zero_shot;
+
+use crate::types::ScoreFunction;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -1,13 +1,14 @@
 //! Shared server state: configuration, metrics, the engine once loaded, and the drain flag.
 
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::error::ApiError;
-use crate::http::auth::ApiKeys;
+use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use tower_http::cors::CorsLayer;
 
 pub struct AppState {
     pub config: Config,
@@ -16,21 +17,29 @@ pub struct AppState {
     pub prediction_log: Option<PredictionLog>,
     /// Keys `/predict` and `/v2/.../infer` require; none configured means open.
     pub api_keys: ApiKeys,
+    /// The CORS layer for `--cors-allow-origin`; none when no origin is configured.
+    pub cors: Option<CorsLayer>,
     engine: OnceLock<Arc<Engine>>,
     draining: AtomicBool,
 }
 
 impl AppState {
-    /// State with no model yet: probes answer 503 until [`AppState::set_engine`].
-    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
-        Self {
+    /// State with no model yet: probes answer 503 until [`AppState::set_engine`]. The CORS
+    /// origins are parsed here, once (an invalid one is an error naming it); the raw
+    /// `--api-key` is dropped: only [`ApiKeys`]' digests stay in memory.
+    pub fn new(mut config: Config, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
+        config.api_key = None;
+        let cors = crate::cors::layer(&config.cors_allow_origin)
+            .map_err(|e| StartupError::setting("--cors-allow-origin", e))?;
+        Ok(Self {
             config,
+            cors,
             metrics,
             prediction_log: None,
             api_keys: ApiKeys::default(),
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn with_prediction_log(mut self, log: Option<PredictionLog>) -> Self {
@@ -51,14 +60,19 @@ impl AppState {
         self.engine.get()
     }
 
+    /// The engine once loaded, also while draining (metadata stays available); 503 before.
+    pub fn loaded_engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.engine
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+    }
+
     /// The engine if work is accepted now, else why not (503).
     pub fn ready_engine(&self) -> Result<&Arc<Engine>, ApiError> {
         if self.is_draining() {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        self.engine
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+        self.loaded_engine()
     }
 
     pub fn start_draining(&self) {
@@ -67,5 +81,35 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_api_key_is_not_kept_in_the_state() {
+        let mut config = Config::for_model("models/x");
+        config.api_key = Some("a-secret-key-of-enough-length".into());
+        let keys = ApiKeys::load(config.api_key.as_deref(), None).unwrap();
+        let state = AppState::new(config, Arc::new(Metrics::new()))
+            .unwrap()
+            .with_api_keys(keys);
+        assert_eq!(state.config.api_key, None);
+        assert!(state.api_keys.enabled());
+        let debug = format!("{:?} {:?}", state.config, state.api_keys);
+        assert!(!debug.contains("a-secret-key"), "{debug}");
+    }
+
+    #[test]
+    fn an_invalid_cors_origin_is_refused_where_the_state_is_made() {
+        let mut config = Config::for_model("models/x");
+        config.cors_allow_origin = vec!["app.example.com/path".into()];
+        let error = AppState::new(config, Arc::new(Metrics::new()))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("--cors-allow-origin") && error.contains("app.example.com/path"));
     }
 }

@@ -199,6 +199,73 @@ async fn multi_label_model_scores_each_label_with_a_sigmoid() {
     }
 }
 
+/// ELECTRA, DeBERTa-v2 and ModernBERT load, `/info` names the architecture and candle's path
+/// with the reason the host encoder does not run it, and `/predict` gives PyTorch's labels and
+/// scores, one text and a batch that mixes lengths past ModernBERT's window and DeBERTa's
+/// position buckets.
+#[tokio::test(flavor = "multi_thread")]
+async fn electra_deberta_and_modernbert_serve_on_candle_and_say_why() {
+    for (name, model_type, class) in [
+        (
+            "electra-tiny-2class",
+            "electra",
+            "ElectraForSequenceClassification",
+        ),
+        (
+            "deberta-v2-tiny-3class",
+            "deberta-v2",
+            "DebertaV2ForSequenceClassification",
+        ),
+        (
+            "modernbert-tiny-3class",
+            "modernbert",
+            "ModernBertForSequenceClassification",
+        ),
+    ] {
+        let dir = common::more_fixture(name);
+        let server = TestServer::start(config_for(dir.clone())).await;
+        let info: Value = server.get_json("/info").await;
+        assert_eq!(info["model_type"], model_type, "{info}");
+        assert_eq!(info["architecture"], class, "{info}");
+        assert_eq!(info["cpu_kernels"], "candle", "{info}");
+        assert_eq!(
+            info["compute"],
+            "candle (the host encoder runs bert, distilbert, roberta and xlm-roberta only), cpu f32",
+            "{info}"
+        );
+        assert_eq!(info["max_input_length"], 512, "{info}");
+
+        let refs: Vec<_> = common::references(&dir)
+            .into_iter()
+            .filter(|r| !r.text.trim().is_empty())
+            .collect();
+        let longest = refs.iter().max_by_key(|r| r.input_ids.len()).unwrap();
+        let (status, body) = predict(&server, json!({ "inputs": longest.text })).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(pairs(&body)[0].0, longest.label, "{name}: {body}");
+
+        let batch: Vec<_> = refs.iter().take(7).chain([longest]).collect();
+        let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
+        let (status, body) = predict(&server, json!({ "inputs": texts })).await;
+        assert_eq!(status, 200, "{body}");
+        for (list, r) in body.as_array().unwrap().iter().zip(&batch) {
+            let got = pairs(list);
+            assert_eq!(got[0].0, r.label, "{name} {:?}: {got:?}", r.text);
+            let mut want = r.scores.clone();
+            want.sort_by(|a, b| b.total_cmp(a));
+            for ((_, g), w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-4, "{name} {:?}: {got:?}", r.text);
+            }
+        }
+    }
+    // A kernel level asked for such a model has no effect (a start-up warning), as on a GPU.
+    let mut config = config_for(common::more_fixture("deberta-v2-tiny-3class"));
+    config.cpu_kernels = sentiment_server::model::CpuKernels::Portable;
+    let server = TestServer::start(config).await;
+    let info: Value = server.get_json("/info").await;
+    assert_eq!(info["cpu_kernels"], "candle", "{info}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_info_metrics_and_openapi_describe_the_server() {
     let server = TestServer::start(config_for(common::minilm())).await;
@@ -225,6 +292,7 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["batching"]["max_batch_size"], 32);
     assert_eq!(info["batching"]["max_client_batch_size"], 32);
+    assert_eq!(info["batching"]["max_candidate_labels"], 64);
 
     predict(&server, json!({ "inputs": "fine" })).await;
     let metrics = server.get_text("/metrics").await;
@@ -245,6 +313,7 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     let spec: Value = server.get_json("/openapi.json").await;
     for path in [
         "/predict",
+        "/zero-shot-classification",
         "/health",
         "/ready",
         "/live",
@@ -257,6 +326,10 @@ async fn probes_info_metrics_and_openapi_describe_the_server() {
     for schema in [
         "PredictRequest",
         "PredictResponse",
+        "TextPair",
+        "ZeroShotRequest",
+        "ZeroShotResponse",
+        "CandidateLabels",
         "ErrorBody",
         "Info",
         "LabelScore",

@@ -455,3 +455,125 @@ async fn unusable_repositories_and_targets_are_refused_with_the_reason() {
         "keep me"
     );
 }
+
+/// Runs the real server binary in `cwd` with `args` and the Hub at `endpoint`, waits until
+/// `/ready` answers 200, and returns the process with its base URL; None when it exits first
+/// (with its stderr).
+async fn serve_in(
+    cwd: &Path,
+    endpoint: &str,
+    args: &[&str],
+) -> Result<(std::process::Child, String), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
+        .current_dir(cwd)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("MODEL_ID", "acme/minilm-sst2")
+        .env("RUST_LOG", "info")
+        .env_remove("MODEL_DIR")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("HF_REVISION")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sentiment-server");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            return Err(format!("exited with {status}: {err}"));
+        }
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
+            if r.status() == 200 {
+                return Ok((child, base));
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "not ready after 90 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_model_dir_fetches_the_default_model_once_then_serves_it_offline() {
+    let hub = Arc::new(Hub::default());
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    let repo = repo_from(
+        &common::minilm(),
+        &["config.json", "model.safetensors", "tokenizer.json"],
+        commit,
+    );
+    hub.repos
+        .lock()
+        .unwrap()
+        .insert("acme/minilm-sst2".into(), repo);
+    let endpoint = start_hub(hub.clone()).await;
+    // A fresh clone: models/ exists, models/default does not.
+    let clone = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(clone.path().join("models")).unwrap();
+
+    let (mut server, base) = serve_in(clone.path(), &endpoint, &[])
+        .await
+        .expect("first start");
+    let body: Value = reqwest::Client::new()
+        .post(format!("{base}/predict"))
+        .json(&json!({"inputs": "a gorgeous, witty, seductive movie."}))
+        .send()
+        .await
+        .expect("predict")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body[0]["label"], "POSITIVE", "{body}");
+    let info: Value = reqwest::get(format!("{base}/info"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["model_id"], "default", "{info}");
+    server.kill().ok();
+    server.wait().ok();
+    let fetched = std::fs::read(clone.path().join("models/default/model.safetensors")).unwrap();
+    assert_eq!(
+        fetched,
+        std::fs::read(common::minilm().join("model.safetensors")).unwrap()
+    );
+    let requests = hub.requests.lock().unwrap().len();
+
+    // The next start needs no Hub: it serves what is there.
+    let (mut server, _) = serve_in(clone.path(), "http://127.0.0.1:9", &[])
+        .await
+        .expect("offline restart");
+    server.kill().ok();
+    server.wait().ok();
+    assert_eq!(hub.requests.lock().unwrap().len(), requests);
+
+    // An explicit --model-dir that does not exist is an error, never a download.
+    let error = serve_in(clone.path(), &endpoint, &["--model-dir", "models/other"])
+        .await
+        .expect_err("start-up must fail");
+    assert!(error.contains("models/other"), "{error}");
+    assert_eq!(hub.requests.lock().unwrap().len(), requests);
+    assert!(!clone.path().join("models/other").exists());
+
+    // Without a reachable Hub the first start fails and names the ways out.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let error = serve_in(empty.path(), "http://127.0.0.1:9", &[])
+        .await
+        .expect_err("start-up must fail");
+    assert!(error.contains("--model-dir DIR"), "{error}");
+    assert!(
+        error.contains("sentiment-server download acme/minilm-sst2"),
+        "{error}"
+    );
+}

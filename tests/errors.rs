@@ -274,7 +274,7 @@ async fn a_request_over_the_timeout_is_504_and_the_server_stays_healthy() {
 #[tokio::test]
 async fn before_the_model_is_loaded_probes_and_predict_are_503_but_live_is_200() {
     let config = config_for(common::minilm());
-    let state = Arc::new(AppState::new(config, Default::default()));
+    let state = Arc::new(AppState::new(config, Default::default()).unwrap());
     let app = build_app(state);
     for (method, path, status) in [
         ("GET", "/health", 503),

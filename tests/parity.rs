@@ -64,3 +64,76 @@ fn bf16_keeps_the_f32_decisions_on_sst2_validation() {
         common::parity::check_agreement(&f32_labels, &bf16_labels, &data, 0.995, 0.005);
     eprintln!("SST-2 validation: f32 accuracy {a32:.4}, bf16 {a16:.4}, agreement {agreement:.4}");
 }
+
+/// DeBERTa-v3 (relative positions only) and ModernBERT (rotary) have no position table to
+/// cap the input: tokenizer_config.json's model_max_length holds as declared, else
+/// max_position_embeddings; and an input past max_position_embeddings still runs.
+#[test]
+fn models_without_a_position_table_take_the_declared_maximum() {
+    for name in ["deberta-v2-tiny-3class", "modernbert-tiny-3class"] {
+        let dir = common::more_fixture(name);
+        let longer = common::model_copy(&dir, |d| {
+            common::edit_json(&d.join("tokenizer_config.json"), |c| {
+                c["model_max_length"] = 700.into()
+            })
+        });
+        let m = load(longer.path());
+        assert_eq!(m.tokenizer.max_length(), 700, "{name}");
+        let e = m.tokenizer.encode(&"hello world ".repeat(1000)).unwrap();
+        assert_eq!(e.len(), 700, "{name}");
+        let logits = m
+            .backend
+            .forward(&[&e])
+            .expect("forward past 512")
+            .remove(0);
+        assert!(logits.iter().all(|x| x.is_finite()), "{name}: {logits:?}");
+
+        let undeclared = common::model_copy(&dir, |d| {
+            common::edit_json(&d.join("tokenizer_config.json"), |c| {
+                c.as_object_mut().unwrap().remove("model_max_length");
+            })
+        });
+        assert_eq!(
+            load(undeclared.path()).tokenizer.max_length(),
+            512,
+            "{name}"
+        );
+    }
+    // ELECTRA has a table of 512 positions: a larger declared maximum is capped.
+    let electra = common::model_copy(&common::more_fixture("electra-tiny-2class"), |d| {
+        common::edit_json(&d.join("tokenizer_config.json"), |c| {
+            c["model_max_length"] = 700.into()
+        })
+    });
+    assert_eq!(load(electra.path()).tokenizer.max_length(), 512);
+}
+
+/// ModernBERT's `classifier_pooling: mean` averages the real tokens only: each text gives in a
+/// batch padded to a longer one what it gives alone, and not what first-token pooling gives.
+#[test]
+fn modernbert_mean_pooling_ignores_the_padding() {
+    let dir = common::more_fixture("modernbert-tiny-3class");
+    let mean = common::model_copy(&dir, |d| {
+        common::edit_json(&d.join("config.json"), |c| {
+            c["classifier_pooling"] = "mean".into()
+        })
+    });
+    let cls = load(&dir);
+    let mean = load(mean.path());
+    let texts = ["ok", "a fine film", &"long and winding ".repeat(30)];
+    let encoded: Vec<_> = texts
+        .iter()
+        .map(|t| mean.tokenizer.encode(t).unwrap())
+        .collect();
+    let batch: Vec<_> = encoded.iter().collect();
+    let together = mean.backend.forward(&batch).expect("batch");
+    for (e, row) in encoded.iter().zip(&together) {
+        let alone = mean.backend.forward(&[e]).expect("alone").remove(0);
+        common::parity::assert_close("mean pooling, batch vs alone", row, &alone, 1e-5);
+        let first = cls.backend.forward(&[e]).expect("cls").remove(0);
+        assert!(
+            first.iter().zip(&alone).any(|(a, b)| (a - b).abs() > 1e-3),
+            "mean pooling changed nothing: {first:?} vs {alone:?}"
+        );
+    }
+}

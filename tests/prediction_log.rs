@@ -282,3 +282,129 @@ async fn an_unreadable_password_file_or_a_bad_url_stops_start_up() {
         assert!(!message.contains('\n'), "one line: {message}");
     }
 }
+
+/// Text pairs store their second text as the text is stored; zero-shot requests store one row
+/// per input with the candidate labels' scores. A database at schema version 1 (the previous
+/// release's) gains the new columns, and its rows read as the text classification they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn pairs_and_zero_shot_answers_are_logged_with_their_task_on_an_upgraded_schema() {
+    let pg = Postgres::start();
+    let client = pg.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE sentiment_schema_migrations (version integer PRIMARY KEY, \
+             description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(sentiment_server::predlog::MIGRATIONS[0].2)
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO sentiment_schema_migrations (version, description) VALUES (1, 'v1'); \
+             INSERT INTO predictions (id, request_id, input_index, created_at, model_sha256, \
+             text_sha256, label, score, scores, latency_ms) VALUES (gen_random_uuid(), 'old', 0, \
+             now() - interval '1 minute', 'x', 'y', 'POSITIVE', 0.9, '{}', 1)",
+        )
+        .await
+        .unwrap();
+    let mut config = logged_config(&pg);
+    config.model_dir = Some(common::nli());
+    config.prediction_log_text = sentiment_server::config::LogText::Full;
+    let server = TestServer::start(config).await;
+    let (pair_request, _) = predict(
+        &server,
+        json!({"inputs": [{"text": "A man plays football.", "text_pair": "A person plays a sport."}, "Just one text."]}),
+    )
+    .await;
+    let response = server
+        .client
+        .post(server.url("/zero-shot-classification"))
+        .json(
+            &json!({"inputs": ["The match went to extra time.", "The vote was close."],
+                      "parameters": {"candidate_labels": "sports, politics"}}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let zero_shot_request = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answers: Value = response.json().await.unwrap();
+
+    let rows = pg
+        .wait_rows(
+            "SELECT request_id, input_index, text, text_pair, text_pair_sha256, task, label, scores \
+             FROM predictions ORDER BY created_at, input_index",
+            5,
+        )
+        .await;
+    let old = &rows[0];
+    assert_eq!(old.get::<_, String>(0), "old");
+    assert_eq!(old.get::<_, Option<String>>(3), None);
+    assert_eq!(old.get::<_, String>(5), "text-classification");
+    let nli = ["contradiction", "neutral", "entailment"];
+    for (row, text, pair) in [
+        (
+            &rows[1],
+            "A man plays football.",
+            Some("A person plays a sport."),
+        ),
+        (&rows[2], "Just one text.", None),
+    ] {
+        assert_eq!(row.get::<_, String>(0), pair_request);
+        assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some(text));
+        assert_eq!(row.get::<_, Option<String>>(3).as_deref(), pair);
+        assert_eq!(row.get::<_, Option<String>>(4), pair.map(sha256));
+        assert_eq!(row.get::<_, String>(5), "text-classification");
+        assert!(nli.contains(&row.get::<_, String>(6).as_str()));
+        let scores: Value = row.get(7);
+        assert_eq!(scores.as_object().map(|o| o.len()), Some(3), "{scores}");
+    }
+    for (i, (row, answer)) in rows[3..]
+        .iter()
+        .zip(answers.as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(row.get::<_, String>(0), zero_shot_request);
+        assert_eq!(row.get::<_, i32>(1), i as i32);
+        assert_eq!(
+            row.get::<_, Option<String>>(2).as_deref(),
+            answer["sequence"].as_str()
+        );
+        assert_eq!(row.get::<_, Option<String>>(3), None);
+        assert_eq!(row.get::<_, String>(5), "zero-shot-classification");
+        assert_eq!(
+            row.get::<_, String>(6),
+            answer["labels"][0].as_str().unwrap()
+        );
+        let scores: Value = row.get(7);
+        for (label, score) in answer["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(answer["scores"].as_array().unwrap())
+        {
+            let logged = scores[label.as_str().unwrap()]
+                .as_f64()
+                .expect("a logged score");
+            assert!(
+                (logged - score.as_f64().unwrap()).abs() < 1e-6,
+                "{scores} vs {answer}"
+            );
+        }
+    }
+    let migrations: i64 = client
+        .query_one("SELECT count(*) FROM sentiment_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        migrations as usize,
+        sentiment_server::predlog::MIGRATIONS.len()
+    );
+}

@@ -107,7 +107,10 @@ async fn server_and_model_metadata_health_and_readiness() {
         "name": MODEL,
         "versions": ["1"],
         "platform": "candle",
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [-1]},
+            {"name": "text_pair", "datatype": "BYTES", "shape": [-1]},
+        ],
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "score", "datatype": "FP32", "shape": [-1]},
@@ -277,7 +280,7 @@ async fn bad_infer_requests_are_json_errors_with_the_protocols_statuses() {
             json!({"inputs": [{"name": "sentence", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}),
             "text",
         ),
-        (json!({"inputs": []}), "exactly one"),
+        (json!({"inputs": []}), "got 0 input tensors"),
         (
             json!({"inputs": [{"name": "text", "datatype": "BYTES", "data": ["a"]}]}),
             "shape",
@@ -349,10 +352,7 @@ async fn an_inference_over_the_request_timeout_is_504() {
 
 #[tokio::test]
 async fn before_the_model_is_loaded_v2_readiness_and_inference_are_503() {
-    let state = Arc::new(AppState::new(
-        config_for(common::minilm()),
-        Default::default(),
-    ));
+    let state = Arc::new(AppState::new(config_for(common::minilm()), Default::default()).unwrap());
     let app = build_app(state);
     for (method, path, status) in [
         ("GET", "/v2", 200),
@@ -403,23 +403,13 @@ async fn v2_inferences_land_in_the_prediction_log_like_predict() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let client = pg.client().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let rows = loop {
-        let rows = client
-            .query(
-                "SELECT request_id, input_index, label, score, scores FROM predictions \
-                 ORDER BY input_index",
-                &[],
-            )
-            .await
-            .unwrap_or_default();
-        if rows.len() == 2 {
-            break rows;
-        }
-        assert!(std::time::Instant::now() < deadline, "rows: {}", rows.len());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let rows = pg
+        .wait_rows(
+            "SELECT request_id, input_index, label, score, scores FROM predictions \
+             ORDER BY input_index",
+            2,
+        )
+        .await;
     for (i, (row, label)) in rows.iter().zip(["NEGATIVE", "POSITIVE"]).enumerate() {
         assert_eq!(row.get::<_, String>(0), "v2-logged");
         assert_eq!(row.get::<_, i32>(1), i as i32);
@@ -448,12 +438,29 @@ async fn post_binary(
     binary: &[u8],
     length: Option<usize>,
 ) -> reqwest::Response {
+    post_binary_to(
+        server,
+        "/v2/models/minilm-sst2/infer",
+        header,
+        binary,
+        length,
+    )
+    .await
+}
+
+async fn post_binary_to(
+    server: &TestServer,
+    path: &str,
+    header: &Value,
+    binary: &[u8],
+    length: Option<usize>,
+) -> reqwest::Response {
     let json = header.to_string();
     let mut body = json.clone().into_bytes();
     body.extend_from_slice(binary);
     server
         .client
-        .post(server.url("/v2/models/minilm-sst2/infer"))
+        .post(server.url(path))
         .header(
             "inference-header-content-length",
             length.unwrap_or(json.len()).to_string(),
@@ -608,7 +615,10 @@ async fn model_config_repository_index_and_statistics_answer_as_documented() {
         assert_eq!(body["max_batch_size"], 0);
         assert_eq!(
             body["input"],
-            json!([{"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}])
+            json!([
+                {"name": "text", "data_type": "TYPE_STRING", "dims": [-1]},
+                {"name": "text_pair", "data_type": "TYPE_STRING", "dims": [-1], "optional": true},
+            ])
         );
         assert_eq!(
             body["output"][2],
@@ -646,4 +656,113 @@ async fn model_config_repository_index_and_statistics_answer_as_documented() {
     }
     let (status, body) = get(&server, "/v2/models/other/stats").await;
     assert_error(status, &body, 404, "model_not_found");
+}
+
+/// Text pairs through the optional `text_pair` input, in JSON and binary form, against
+/// PyTorch; a `text_pair` that does not match `text` is a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_pairs_travel_as_the_optional_text_pair_input() {
+    let server = TestServer::start(config_for(common::nli())).await;
+    let url = "/v2/models/bert-tiny-nli/infer";
+    let refs = common::pair_references();
+    let refs = &refs[..8];
+    let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
+    let seconds: Vec<&str> = refs.iter().map(|r| r.text_pair.as_str()).collect();
+    let n = refs.len();
+    let check = |labels: Vec<String>, scores: Vec<f32>| {
+        assert_eq!(scores.len(), n * 3);
+        for ((r, label), got) in refs.iter().zip(&labels).zip(scores.chunks_exact(3)) {
+            assert_eq!(label, &r.label);
+            for (g, want) in got.iter().zip(&r.scores) {
+                assert!(
+                    (g - want).abs() < 1e-4,
+                    "{:?}: {got:?} vs {:?}",
+                    r.text,
+                    r.scores
+                );
+            }
+        }
+    };
+    // `text_pair` first: inputs are found by name.
+    let body = json!({"inputs": [
+        {"name": "text_pair", "shape": [n], "datatype": "BYTES", "data": seconds},
+        {"name": "text", "shape": [n, 1], "datatype": "BYTES", "data": texts.iter().map(|t| [t]).collect::<Vec<_>>()},
+    ]});
+    let (status, answer) = infer(&server, url, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let labels = output(&answer, "label")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    check(labels, floats(&output(&answer, "scores")["data"]));
+
+    // Binary in, as tritonclient.http sends two BYTES inputs.
+    let (a, b) = (length_prefixed(&texts), length_prefixed(&seconds));
+    let header = json!({"inputs": [
+        {"name": "text", "shape": [n], "datatype": "BYTES", "parameters": {"binary_data_size": a.len()}},
+        {"name": "text_pair", "shape": [n], "datatype": "BYTES", "parameters": {"binary_data_size": b.len()}},
+    ]});
+    let r = post_binary_to(&server, url, &header, &[a, b].concat(), None).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let labels = output(&answer, "label")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    check(labels, floats(&output(&answer, "scores")["data"]));
+
+    let tensor = |name: &str, data: Value| {
+        let n = data.as_array().map_or(0, Vec::len);
+        json!({"name": name, "shape": [n], "datatype": "BYTES", "data": data})
+    };
+    for (inputs, needle) in [
+        (
+            json!([
+                tensor("text", json!(["a", "b"])),
+                tensor("text_pair", json!(["c"]))
+            ]),
+            "one second text per text",
+        ),
+        (
+            json!([tensor("text_pair", json!(["c"]))]),
+            "input `text` is missing",
+        ),
+        (
+            json!([tensor("text", json!(["a"])), tensor("text", json!(["b"]))]),
+            "given twice",
+        ),
+        (
+            json!([
+                tensor("text", json!(["a"])),
+                tensor("text_pair", json!(["b"])),
+                tensor("x", json!(["c"]))
+            ]),
+            "got 3",
+        ),
+        (
+            json!([
+                tensor("text", json!(["a", "b"])),
+                tensor("text_pair", json!(["c", " "]))
+            ]),
+            "text_pair of text[1]",
+        ),
+        (
+            json!([
+                tensor("text", json!(["a"])),
+                tensor("text_pair", json!([1]))
+            ]),
+            "input `text_pair` is BYTES",
+        ),
+    ] {
+        let (status, answer) = infer(&server, url, json!({ "inputs": inputs })).await;
+        assert_error(status, &answer, 400, "bad_request");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{inputs} -> {answer}"
+        );
+    }
 }

@@ -132,7 +132,11 @@ fn load(name: &'static str, fixture: &str, keyed: bool, tweak: impl FnOnce(&mut 
     } else {
         ApiKeys::default()
     };
-    let state = Arc::new(AppState::new(config, metrics).with_api_keys(keys));
+    let state = Arc::new(
+        AppState::new(config, metrics)
+            .expect("valid settings")
+            .with_api_keys(keys),
+    );
     state.set_engine(Arc::new(engine));
     App {
         router: build_app(state),
@@ -235,7 +239,8 @@ impl Sent {
                 || matches!(parts.as_slice(), [name, "versions", version, "infer"]
                     if !name.is_empty() && !version.is_empty())
         });
-        self.method == Method::POST && (path == "/predict" || v2)
+        let json_routes = ["/predict", "/", "/zero-shot-classification"];
+        self.method == Method::POST && (json_routes.contains(&path) || v2)
     }
 }
 
@@ -710,7 +715,10 @@ fn predict(h: &Harness, app: &App, headers: Headers, u: &mut Unstructured) {
             let bad = [
                 json!(null),
                 json!(7),
-                json!({"text": "a"}),
+                // An object needs `text` (a string) and may have `text_pair`, nothing else.
+                json!({"text_pair": "a"}),
+                json!({"text": 7}),
+                json!({"text": "a", "label": "b"}),
                 json!(["a", 1]),
                 json!([["a"]]),
             ];

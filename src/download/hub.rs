@@ -2,6 +2,7 @@
 //! `/api/models/{repo}/revision/{rev}?blobs=true`, files from `/{repo}/resolve/{commit}/{file}`
 //! (LFS files redirect to a CDN). `HF_ENDPOINT` points all of it at a mirror.
 
+use super::progress::Progress;
 use anyhow::{anyhow, bail, Context};
 use reqwest::{Client, Response, StatusCode};
 use serde::Deserialize;
@@ -125,6 +126,7 @@ impl Hub {
         let mut blob = Sha1::new();
         blob.update(format!("blob {}\0", expected.size));
         let mut written: u64 = 0;
+        let mut progress = Progress::start(file, expected.size);
         loop {
             let chunk = match response.chunk().await {
                 Ok(Some(chunk)) => chunk,
@@ -148,7 +150,9 @@ impl Hub {
             }
             out.write_all(&chunk)
                 .with_context(|| format!("cannot write {}", dest.display()))?;
+            progress.update(written);
         }
+        drop(progress);
         if written != expected.size {
             bail!(
                 "{file}: got {written} bytes, the Hub listed {} (truncated download)",

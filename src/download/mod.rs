@@ -3,6 +3,7 @@
 //! download cut short never looks like a model (Kubernetes init containers, air-gapped mirrors).
 
 mod hub;
+mod progress;
 
 use anyhow::{bail, Context};
 use hub::{Hub, RepoInfo, Sibling, Transient};
@@ -10,45 +11,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::config::DownloadArgs;
+
 /// Written last into a finished download: what it holds, so a rerun can tell it is current.
 pub const MANIFEST: &str = ".sentiment-server-download.json";
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct DownloadArgs {
-    /// Hub model id, e.g. distilbert/distilbert-base-uncased-finetuned-sst-2-english.
-    pub repo: String,
-
-    /// Directory to create (or replace, if an earlier download made it). Its parent must be
-    /// writable; the model appears there complete or not at all.
-    #[arg(long)]
-    pub to: PathBuf,
-
-    /// Branch, tag or commit to fetch. Pin a commit in production for reproducible pods.
-    #[arg(long, env = "HF_REVISION", default_value = "main")]
-    pub revision: String,
-
-    /// The Hub, or a mirror of it.
-    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
-    pub endpoint: String,
-
-    /// File holding an access token for private or gated models (a mounted secret). The
-    /// HF_TOKEN environment variable works too; the token never appears in logs.
-    #[arg(long, env = "HF_TOKEN_PATH")]
-    pub token_file: Option<PathBuf>,
-
-    /// Give up on a connection that is silent this long.
-    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
-    pub timeout: Duration,
-
-    /// Attempts per request after a network error, 429 or 5xx, with exponential back-off.
-    #[arg(long, default_value_t = 4)]
-    pub retries: u32,
-
-    /// Download again even if --to already holds this commit, and replace a directory that
-    /// an earlier download did not make.
-    #[arg(long)]
-    pub force: bool,
-}
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Manifest {
@@ -197,30 +163,29 @@ fn find<'a>(info: &'a RepoInfo, name: &str) -> anyhow::Result<&'a Sibling> {
         .with_context(|| format!("{name} is not in the repository listing"))
 }
 
-/// Shard names from a downloaded index, each a plain file name inside the repository.
+/// Shard names from a downloaded index, each a plain file name inside the repository (parsed
+/// as loading parses it).
 fn shard_names(index: &Path) -> anyhow::Result<Vec<String>> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(index)?)
-        .context("model.safetensors.index.json: invalid JSON")?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .context("model.safetensors.index.json: no weight_map")?;
-    let mut names: Vec<String> = map
-        .values()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    names.sort();
-    names.dedup();
-    if let Some(bad) = names
-        .iter()
-        .find(|n| n.contains('/') || n.contains('\\') || n.starts_with('.'))
-    {
-        bail!("model.safetensors.index.json names shard `{bad}`, which is not a plain file name");
-    }
-    Ok(names)
+    let text = std::fs::read_to_string(index)?;
+    crate::model::files::shard_names(&text)
+        .map_err(|e| anyhow::anyhow!("model.safetensors.index.json: {e}"))
 }
 
 /// True when `dir` holds a finished download of `commit`, every file at its recorded size.
+/// Whether `dir` holds a complete download of `repo` (any commit): what a start without
+/// --model-dir serves without asking the Hub again, so that it also starts offline.
+pub fn holds(dir: &Path, repo: &str) -> bool {
+    std::fs::read(dir.join(MANIFEST))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .is_some_and(|manifest| manifest.repo == repo)
+}
+
+/// Whether `dir` was made by `download` (of any model).
+pub fn made_by_download(dir: &Path) -> bool {
+    dir.join(MANIFEST).is_file()
+}
+
 fn is_current(dir: &Path, repo: &str, commit: &str) -> anyhow::Result<bool> {
     let Ok(bytes) = std::fs::read(dir.join(MANIFEST)) else {
         return Ok(false);

@@ -1,77 +1,14 @@
-//! Optional bearer API keys for the inference routes (`/predict`, `/v2/.../infer`). Health,
-//! probes, metrics and the model description stay open: orchestrators and scrapers carry no key.
+//! Optional bearer API keys for the inference routes (`/predict`, `POST /`,
+//! `/zero-shot-classification`, `/v2/.../infer`). Health, probes, metrics and the model
+//! description stay open: orchestrators and scrapers carry no key.
 
-use crate::error::ApiError;
+pub use crate::auth::ApiKeys;
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-
-/// The accepted keys, kept only as SHA-256 digests so comparisons take the same time whatever
-/// the guess, and the keys themselves are not kept in memory for a debugger or a core dump.
-#[derive(Clone, Default)]
-pub struct ApiKeys {
-    digests: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.digests.len())
-    }
-}
-
-impl ApiKeys {
-    /// Keys from `--api-key` and `--api-key-file` (one per line, blank lines and `#` comments
-    /// skipped: several keys let clients rotate without downtime).
-    pub fn load(key: Option<&str>, file: Option<&std::path::Path>) -> Result<Self, String> {
-        let mut keys: Vec<String> = key.map(str::to_string).into_iter().collect();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --api-key-file {}: {e}", path.display()))?;
-            keys.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string),
-            );
-            if keys.is_empty() {
-                return Err(format!("--api-key-file {} holds no key", path.display()));
-            }
-        }
-        if let Some(short) = keys.iter().find(|k| k.trim().len() < 16) {
-            return Err(format!(
-                "API keys must be at least 16 characters (one has {}); generate one with `openssl rand -hex 32`",
-                short.trim().len()
-            ));
-        }
-        Ok(Self {
-            digests: keys.iter().map(|k| digest(k.trim())).collect(),
-        })
-    }
-
-    pub fn enabled(&self) -> bool {
-        !self.digests.is_empty()
-    }
-
-    fn accepts(&self, presented: &str) -> bool {
-        let presented = digest(presented);
-        // No early exit: every key is compared in full.
-        self.digests.iter().fold(false, |found, key| {
-            let differs = key
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            found | (differs == 0)
-        })
-    }
-}
-
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
 
 /// Refuses requests without a valid `Authorization: Bearer <key>` when keys are configured.
 pub async fn require_key(
@@ -79,24 +16,12 @@ pub async fn require_key(
     request: Request,
     next: Next,
 ) -> Response {
-    let keys = &state.api_keys;
-    if !keys.enabled() {
-        return next.run(request).await;
-    }
-    let presented = request
+    let authorization = request
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    match presented {
-        Some(key) if keys.accepts(key.trim()) => next.run(request).await,
-        Some(_) => ApiError::Unauthorized("invalid API key").into_response(),
-        None => ApiError::Unauthorized(
-            "this server requires an API key: send `Authorization: Bearer <key>`",
-        )
-        .into_response(),
+        .and_then(|v| v.to_str().ok());
+    match state.api_keys.check(authorization) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
     }
 }

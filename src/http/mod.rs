@@ -1,19 +1,20 @@
 //! HTTP stage: routes, request ids, tracing, metrics, and JSON errors for everything.
 
 pub mod auth;
-pub mod cors;
 mod extract;
+pub mod inputs;
 mod observe;
 pub mod openapi;
 mod playground;
 pub mod predict;
 mod probes;
 pub mod v2;
+pub mod zero_shot;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, Uri};
+use axum::http::{Request, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,17 +29,25 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::logging::{REQUEST_ID, REQUEST_ID_KEY};
+
+/// The request's id for logs, `-` when it has none that is printable.
+pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("-")
+}
 
 /// The whole application, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn build_app(state: Arc<AppState>) -> Router {
     let payload_limit = state.config.payload_limit;
-    // Origins were checked at start-up (server::run); an invalid list here means none.
-    let cors = cors::layer(&state.config.cors_allow_origin).ok().flatten();
+    let cors = state.cors.clone();
     // The inference routes: behind the API key when one is configured.
     let inference = Router::new()
         .route("/predict", post(predict::predict))
         .route("/", post(predict::inference_api))
+        .route("/zero-shot-classification", post(zero_shot::zero_shot))
         .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",

@@ -1,46 +1,16 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of every route and schema.
 
-use super::{observe, playground, predict, probes, v2};
-use crate::error::ErrorBody;
+use super::{observe, playground, predict, probes, v2, zero_shot};
 use axum::Json;
 use utoipa::OpenApi;
 
-/// The error answers shared by every inference route (`/predict` and both v2 infer routes),
-/// listed once for their OpenAPI descriptions; each route adds its own 400/404/422.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)] // described in the document, never built: ApiError makes the answers
-pub enum InferenceErrors {
-    #[response(
-        status = 401,
-        description = "API key required (--api-key) and missing or wrong"
-    )]
-    Unauthorized(ErrorBody),
-    #[response(
-        status = 408,
-        description = "Body not received within --body-read-timeout"
-    )]
-    BodyTimeout(ErrorBody),
-    #[response(status = 413, description = "Body over the payload limit")]
-    PayloadTooLarge(ErrorBody),
-    #[response(status = 415, description = "Content-Type is not application/json")]
-    UnsupportedMediaType(ErrorBody),
-    #[response(
-        status = 429,
-        description = "Queue full; retry after the Retry-After header"
-    )]
-    QueueFull(ErrorBody),
-    #[response(status = 503, description = "Model loading or server shutting down")]
-    Unavailable(ErrorBody),
-    #[response(status = 504, description = "Request timed out")]
-    Timeout(ErrorBody),
-}
-
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sentiment-server", description = "Text classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2)"),
+    info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), and zero-shot classification with NLI models"),
     paths(
         predict::predict,
         predict::inference_api,
+        zero_shot::zero_shot,
         playground::page,
         probes::health,
         probes::ready,

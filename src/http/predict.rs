@@ -1,53 +1,22 @@
-//! `POST /predict`: validation, then the engine, then post-processing. TEI-compatible.
+//! `POST /predict` and `POST /`: texts and text pairs (shapes in [`super::inputs`]) through
+//! validation, the engine and post-processing. TEI-compatible; `POST /` hands zero-shot requests
+//! to [`zero_shot`].
 
 use super::extract::ApiJson;
-use crate::engine::Engine;
+use super::inputs::{CandidateLabels, Inputs, Sequences};
+use super::request_id;
+use super::zero_shot::{self, ZeroShotParameters};
 use crate::error::{ApiError, ErrorBody};
-use crate::model::ScoreFunction;
-use crate::postprocess::{ranked, scores, transformed, FunctionToApply, LabelScore};
+use crate::postprocess::zero_shot::ZeroShotOutput;
+use crate::postprocess::{ranked, transformed, FunctionToApply, LabelScore};
+use crate::service::{self, validate_inputs, Call};
 use crate::state::AppState;
+use crate::types::{ScoreFunction, TextInput, Truncation};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
-
-/// One text, or a batch of texts (each classified on its own, never as a pair).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Inputs {
-    One(String),
-    Batch(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for Inputs {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct InputsVisitor;
-        impl<'de> Visitor<'de> for InputsVisitor {
-            type Value = Inputs;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or a list of strings")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Inputs, E> {
-                Ok(Inputs::One(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Inputs, E> {
-                Ok(Inputs::One(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
-                let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(text) = seq.next_element::<String>()? {
-                    texts.push(text);
-                }
-                Ok(Inputs::Batch(texts))
-            }
-        }
-        deserializer.deserialize_any(InputsVisitor)
-    }
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PredictRequest {
@@ -55,7 +24,8 @@ pub struct PredictRequest {
     /// Return the logits instead of softmax/sigmoid scores.
     #[serde(default)]
     pub raw_scores: bool,
-    /// Cut inputs longer than the model's maximum length; if false they are refused with 422.
+    /// Cut inputs longer than the model's maximum length (a pair loses tokens from its longer
+    /// text first, transformers' `longest_first`); if false they are refused with 422.
     #[serde(default = "default_true")]
     pub truncate: bool,
     /// Return only the k best labels.
@@ -68,7 +38,9 @@ pub struct PredictRequest {
     pub parameters: Option<Parameters>,
 }
 
-/// The text-classification parameters of the Hugging Face Inference API (and TEI's `POST /`).
+/// The parameters of the Hugging Face Inference API (and TEI's `POST /`): text
+/// classification's, and on `POST /` zero-shot classification's: with `candidate_labels` the
+/// request is answered as `/zero-shot-classification` answers it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
@@ -80,18 +52,39 @@ pub struct Parameters {
     pub function_to_apply: Option<FunctionToApply>,
     /// Cut inputs longer than the model's maximum length (default); if false they are refused.
     pub truncation: Option<bool>,
+    /// Zero-shot, `POST /` only: the labels to choose from (see `/zero-shot-classification`).
+    pub candidate_labels: Option<CandidateLabels>,
+    /// Zero-shot, `POST /` only: `{}` marks where the label goes.
+    pub hypothesis_template: Option<String>,
+    /// Zero-shot, `POST /` only: score each label on its own.
+    pub multi_label: Option<bool>,
+}
+
+impl Parameters {
+    fn zero_shot(&self) -> bool {
+        self.candidate_labels.is_some()
+            || self.hypothesis_template.is_some()
+            || self.multi_label.is_some()
+    }
 }
 
 /// What a request asks for, the `parameters` object over the top-level fields.
 struct Options {
     function: FunctionToApply,
-    truncate: bool,
+    truncation: Truncation,
     top_k: Option<usize>,
 }
 
 impl Options {
     fn of(request: &PredictRequest, model_function: ScoreFunction) -> Result<Self, ApiError> {
         let parameters = request.parameters.as_ref();
+        if parameters.is_some_and(Parameters::zero_shot) {
+            return Err(ApiError::Validation(
+                "`candidate_labels`, `hypothesis_template` and `multi_label` are zero-shot \
+                 parameters: POST them to /zero-shot-classification (or /)"
+                    .into(),
+            ));
+        }
         let top_k = parameters.and_then(|p| p.top_k).or(request.top_k);
         if top_k == Some(0) {
             return Err(ApiError::Validation("`top_k` must be at least 1".into()));
@@ -101,11 +94,16 @@ impl Options {
             None if request.raw_scores => FunctionToApply::None,
             None => model_function.into(),
         };
+        let truncate = parameters
+            .and_then(|p| p.truncation)
+            .unwrap_or(request.truncate);
         Ok(Self {
             function,
-            truncate: parameters
-                .and_then(|p| p.truncation)
-                .unwrap_or(request.truncate),
+            truncation: if truncate {
+                Truncation::LongestFirst
+            } else {
+                Truncation::Refuse
+            },
             top_k,
         })
     }
@@ -115,7 +113,8 @@ fn default_true() -> bool {
     true
 }
 
-/// Labels with scores, highest first: one list for a string input, one list per text for a batch.
+/// Labels with scores, highest first: one list for a single input, one list per input for a
+/// list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum PredictResponse {
@@ -130,8 +129,8 @@ pub enum PredictResponse {
     responses(
         (status = 200, description = "Label scores, highest first", body = PredictResponse),
         (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 422, description = "Invalid request: empty text, too many inputs, wrong types, too long with truncate=false", body = ErrorBody),
-        crate::http::openapi::InferenceErrors,
+        (status = 422, description = "Invalid request: empty text or pair member, too many inputs, wrong types, zero-shot parameters, too long with truncate=false", body = ErrorBody),
+        crate::error::InferenceErrors,
     ),
     tag = "inference"
 )]
@@ -148,18 +147,34 @@ pub async fn predict(
     }))
 }
 
-/// `POST /`: the Hugging Face Inference API's text-classification route, as TEI answers it and
-/// `huggingface_hub.InferenceClient.text_classification` reads it: a list of label lists, one
-/// per text, also for a single string.
+/// What `POST /` answers. The two shapes are disjoint (so the OpenAPI `oneOf` holds): text
+/// classification and zero-shot on a list answer one list per input; zero-shot on a single
+/// string answers one flat list, as `InferenceClient.zero_shot_classification` reads it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum InferenceApiResponse {
+    /// One list of label scores per input, best first: text classification (also for a
+    /// single input), and zero-shot on a list of texts.
+    PerInput(Vec<Vec<LabelScore>>),
+    /// Zero-shot on a single text: the candidate labels with their scores, best first.
+    One(Vec<LabelScore>),
+}
+
+/// `POST /`: the Hugging Face Inference API's route, answered as TEI answers it and
+/// `huggingface_hub.InferenceClient` reads it. Text classification (`text_classification`): a
+/// list of label lists, one per input, also for a single string. With
+/// `parameters.candidate_labels`, zero-shot classification (`zero_shot_classification`),
+/// computed as `/zero-shot-classification` computes it, answered as the Inference API answers
+/// it today: `{label, score}` objects, best first.
 #[utoipa::path(
     post,
     path = "/",
     request_body = PredictRequest,
     responses(
-        (status = 200, description = "Label scores, highest first, one list per text", body = Vec<Vec<LabelScore>>),
+        (status = 200, description = "Label scores, highest first, one list per input; with candidate_labels, the candidate labels' scores, best first", body = InferenceApiResponse),
         (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 422, description = "Invalid request: empty text, too many inputs, wrong types or parameters, too long with truncation=false", body = ErrorBody),
-        crate::http::openapi::InferenceErrors,
+        (status = 422, description = "Invalid request: empty text or pair member, too many inputs, wrong types or parameters, too long with truncation=false; zero-shot's as /zero-shot-classification's", body = ErrorBody),
+        crate::error::InferenceErrors,
     ),
     tag = "inference"
 )]
@@ -167,104 +182,92 @@ pub async fn inference_api(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
-) -> Result<Json<Vec<Vec<LabelScore>>>, ApiError> {
+) -> Result<Json<InferenceApiResponse>, ApiError> {
+    if request
+        .parameters
+        .as_ref()
+        .is_some_and(Parameters::zero_shot)
+    {
+        let (inputs, parameters) = zero_shot_request(request)?;
+        let (outputs, single) = zero_shot::answer(&state, &headers, inputs, parameters).await?;
+        let mut lists: Vec<Vec<LabelScore>> = outputs.into_iter().map(label_scores).collect();
+        return Ok(Json(if single {
+            InferenceApiResponse::One(lists.pop().unwrap_or_default())
+        } else {
+            InferenceApiResponse::PerInput(lists)
+        }));
+    }
     let (results, _) = classify_request(&state, &headers, request).await?;
-    Ok(Json(results))
+    Ok(Json(InferenceApiResponse::PerInput(results)))
+}
+
+/// A zero-shot answer as `{label, score}` objects, best first.
+fn label_scores(output: ZeroShotOutput) -> Vec<LabelScore> {
+    output
+        .labels
+        .into_iter()
+        .zip(output.scores)
+        .map(|(label, score)| LabelScore { label, score })
+        .collect()
+}
+
+/// A `POST /` request with zero-shot parameters as `/zero-shot-classification`'s; text
+/// classification's own parameters have no meaning there and are refused.
+fn zero_shot_request(request: PredictRequest) -> Result<(Sequences, ZeroShotParameters), ApiError> {
+    let parameters = request.parameters.unwrap_or_default();
+    let text_classification = parameters.top_k.is_some()
+        || parameters.function_to_apply.is_some()
+        || parameters.truncation.is_some()
+        || request.top_k.is_some()
+        || request.raw_scores
+        || !request.truncate;
+    if text_classification {
+        return Err(ApiError::Validation(
+            "zero-shot classification (`candidate_labels`) takes no `top_k`, \
+             `function_to_apply`, `truncation`, `truncate` or `raw_scores`"
+                .into(),
+        ));
+    }
+    let Some(candidate_labels) = parameters.candidate_labels else {
+        return Err(ApiError::Validation(
+            "`hypothesis_template` and `multi_label` are zero-shot parameters: give \
+             `candidate_labels` too"
+                .into(),
+        ));
+    };
+    let inputs = Sequences::try_from(request.inputs).map_err(ApiError::Validation)?;
+    Ok((
+        inputs,
+        ZeroShotParameters {
+            candidate_labels,
+            hypothesis_template: parameters.hypothesis_template,
+            multi_label: parameters.multi_label,
+        },
+    ))
 }
 
 /// Validation, inference and post-processing of a `/predict`-shaped request: one ranked label
-/// list per text, and whether the input was a single string.
+/// list per input, and whether the request held a single input.
 async fn classify_request(
     state: &AppState,
     headers: &HeaderMap,
     request: PredictRequest,
 ) -> Result<(Vec<Vec<LabelScore>>, bool), ApiError> {
-    let started = Instant::now();
+    let call = Call::new(state, request_id(headers));
     let engine = state.ready_engine()?.clone();
     let options = Options::of(&request, engine.info.score_function)?;
-    let (texts, single) = match request.inputs {
-        Inputs::One(text) => (vec![text], true),
-        Inputs::Batch(texts) => (texts, false),
-    };
-    validate_texts(
-        &texts,
+    let (inputs, single) = request.inputs.into_list();
+    let inputs: Vec<TextInput> = inputs.into_iter().map(TextInput::from).collect();
+    validate_inputs(
+        &inputs,
         "inputs",
         state.config.max_client_batch_size as usize,
     )?;
-    let logits = classify_logged(state, &engine, headers, texts, options.truncate, started).await?;
+    let logits = service::classify(state, &engine, &call, inputs, options.truncation).await?;
     let labels = &engine.info.labels;
     let results = logits
         .iter()
         .map(|row| ranked(labels, &transformed(row, options.function), options.top_k))
         .collect();
     Ok((results, single))
-}
-
-/// Refuses an empty list, more than `max_inputs` texts, and empty or whitespace-only texts
-/// (422, `validation`); `field` names the texts in the messages.
-pub(super) fn validate_texts(
-    texts: &[String],
-    field: &str,
-    max_inputs: usize,
-) -> Result<(), ApiError> {
-    if texts.is_empty() {
-        return Err(ApiError::Validation(format!("`{field}` is an empty list")));
-    }
-    if texts.len() > max_inputs {
-        return Err(ApiError::Validation(format!(
-            "{} inputs exceed the limit of {max_inputs} per request (--max-client-batch-size)",
-            texts.len()
-        )));
-    }
-    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
-        return Err(ApiError::Validation(format!(
-            "{field}[{i}] is empty or only whitespace"
-        )));
-    }
-    Ok(())
-}
-
-/// The inference both APIs share: logits for validated `texts` within `--request-timeout`, and
-/// one prediction-log row per text (probabilities, whatever the client asked for), its latency
-/// counted from `started`.
-pub(super) async fn classify_logged(
-    state: &AppState,
-    engine: &Engine,
-    headers: &HeaderMap,
-    texts: Vec<String>,
-    truncate: bool,
-    started: Instant,
-) -> Result<Vec<Vec<f32>>, ApiError> {
-    let kept = state.prediction_log.as_ref().map(|log| log.keep(&texts));
-    let timeout = state.config.request_timeout;
-    let logits = tokio::time::timeout(timeout, engine.classify(texts, truncate))
-        .await
-        .map_err(|_| ApiError::Timeout(timeout))??;
-    if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {
-        let predictions: Vec<Vec<(String, f32)>> = logits
-            .iter()
-            .map(|row| {
-                let probabilities = scores(row, engine.info.score_function, false);
-                engine
-                    .info
-                    .labels
-                    .iter()
-                    .cloned()
-                    .zip(probabilities)
-                    .collect()
-            })
-            .collect();
-        let request_id = headers
-            .get("x-request-id")
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or("-");
-        log.record(
-            request_id,
-            &engine.info.weights_sha256,
-            kept,
-            &predictions,
-            started.elapsed(),
-        );
-    }
-    Ok(logits)
 }

@@ -43,6 +43,8 @@ pub struct BatchingInfo {
     pub max_queue_size: usize,
     pub max_queue_wait_ms: f64,
     pub max_client_batch_size: usize,
+    /// Most candidate labels in one zero-shot request.
+    pub max_candidate_labels: usize,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -50,7 +52,8 @@ pub struct Info {
     #[serde(flatten)]
     pub model: ModelInfo,
     pub batching: BatchingInfo,
-    /// `/predict` and `/v2/.../infer` need `Authorization: Bearer <key>` (never the key itself).
+    /// The inference routes (`/predict`, `POST /`, `/zero-shot-classification`, `/v2/.../infer`)
+    /// need `Authorization: Bearer <key>` (never the key itself).
     pub api_key_required: bool,
     /// Server version.
     pub version: &'static str,
@@ -60,9 +63,7 @@ pub struct Info {
 #[utoipa::path(get, path = "/info", tag = "probes",
     responses((status = 200, body = Info), (status = 503, body = ErrorBody)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiError> {
-    let engine = state
-        .engine()
-        .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))?;
+    let engine = state.loaded_engine()?;
     let limits = engine.limits();
     Ok(Json(Info {
         model: engine.info.clone(),
@@ -73,6 +74,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
             max_queue_size: limits.max_queue_size,
             max_queue_wait_ms: limits.max_queue_wait.as_secs_f64() * 1000.0,
             max_client_batch_size: state.config.max_client_batch_size as usize,
+            max_candidate_labels: state.config.max_candidate_labels as usize,
         },
         api_key_required: state.api_keys.enabled(),
         version: env!("CARGO_PKG_VERSION"),

@@ -1,7 +1,8 @@
 //! The Open Inference Protocol (KServe v2 REST) beside `/predict`: health, metadata and
 //! [`infer`]. One model, named as `/info`'s `model_id`, with the single version `1`.
 //!
-//! Tensors: one input `text` (BYTES, shape `[-1]`; one text per element); outputs `label`
+//! Tensors: the input `text` (BYTES, shape `[-1]`; one text per element) and the optional
+//! input `text_pair` (BYTES, the same shape; each text's second text); outputs `label`
 //! (BYTES, `[-1]`, the best label), `score` (FP32, `[-1]`, its probability) and `scores`
 //! (FP32, `[-1, labels]`, every label's probability in id order). Errors are our
 //! `{"error", "error_type"}`, whose `error` is the protocol's error object.
@@ -19,9 +20,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The one version every model has.
-pub const MODEL_VERSION: &str = "1";
-const PLATFORM: &str = "candle";
+use crate::service::v2::{check_model, model_tensors, EXTENSIONS, PLATFORM};
+pub use crate::service::v2::{MetadataTensor, MODEL_VERSION};
 
 /// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an
 /// undecodable path is a JSON 400 like every other error.
@@ -45,27 +45,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
 impl ModelPath {
     /// 404 unless the path names the served model (and, if given, its version).
     fn check(&self, engine: &Engine) -> Result<(), ApiError> {
-        let served = &engine.info.model_id;
-        if &self.name != served {
-            return Err(ApiError::ModelNotFound(format!(
-                "unknown model `{}`; this server serves `{served}`",
-                self.name
-            )));
-        }
-        match &self.version {
-            Some(version) if version != MODEL_VERSION => Err(ApiError::ModelNotFound(format!(
-                "model `{served}` has no version `{version}`; its only version is `{MODEL_VERSION}`"
-            ))),
-            _ => Ok(()),
-        }
+        check_model(engine, &self.name, self.version.as_deref())
     }
-}
-
-/// The engine once loaded (metadata stays available while draining); 503 before.
-fn loaded(state: &AppState) -> Result<&Arc<Engine>, ApiError> {
-    state
-        .engine()
-        .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -82,7 +63,7 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["binary_tensor_data".into(), "classification".into()],
+        extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
     })
 }
 
@@ -122,18 +103,10 @@ pub struct ModelList {
 #[utoipa::path(get, path = "/v2/models", tag = "v2",
     responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<ModelList>, ApiError> {
-    let engine = loaded(&state)?;
+    let engine = state.loaded_engine()?;
     Ok(Json(ModelList {
         models: vec![engine.info.model_id.clone()],
     }))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct MetadataTensor {
-    pub name: &'static str,
-    pub datatype: &'static str,
-    /// -1 for a dimension of any size.
-    pub shape: Vec<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -152,26 +125,6 @@ pub struct ModelMetadata {
     pub parameters: ModelParameters,
 }
 
-fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> MetadataTensor {
-    MetadataTensor {
-        name,
-        datatype,
-        shape,
-    }
-}
-
-/// The model's input and output tensors, for metadata and configuration alike.
-fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
-    (
-        vec![tensor(infer::INPUT, "BYTES", vec![-1])],
-        vec![
-            tensor("label", "BYTES", vec![-1]),
-            tensor("score", "FP32", vec![-1]),
-            tensor("scores", "FP32", vec![-1, labels as i64]),
-        ],
-    )
-}
-
 /// Model metadata: the input and output tensors, and the label names.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "the model id, as /info reports it")),
@@ -182,7 +135,7 @@ pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let engine = loaded(&state)?;
+    let engine = state.loaded_engine()?;
     path.check(engine)?;
     let labels = engine.info.labels.clone();
     let (inputs, outputs) = model_tensors(labels.len());
@@ -225,7 +178,7 @@ pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelReady>, ApiError> {
-    path.check(loaded(&state)?)?;
+    path.check(state.loaded_engine()?)?;
     state.ready_engine()?;
     Ok(Json(ModelReady {
         name: path.name,

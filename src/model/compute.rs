@@ -1,6 +1,8 @@
 //! How forward passes run: decided once, at load, from the device, the dtype, the CPU's
-//! features and `--cpu-kernels`, and held in one value that `/info` and the start-up log show.
+//! features, `--cpu-kernels` and the model's architecture, and held in one value that `/info`
+//! and the start-up log show.
 
+use super::config::Architecture;
 use super::cpu::{Avx512Bf16, Isa, Level, WeightFormat};
 use candle_core::{DType, Device};
 use std::fmt;
@@ -39,8 +41,14 @@ impl CpuKernels {
 /// The compute path.
 #[derive(Debug, Clone)]
 pub enum Compute {
-    /// candle's ops on `device` in `dtype`: GPUs, f16 on CPUs, and `--cpu-kernels candle`.
-    Candle { device: Device, dtype: DType },
+    /// candle's ops on `device` in `dtype`: GPUs, f16 on CPUs, `--cpu-kernels candle`, and
+    /// architectures the host encoder does not implement; `reason` says why a CPU runs it
+    /// here when the operator did not ask for it.
+    Candle {
+        device: Device,
+        dtype: DType,
+        reason: Option<&'static str>,
+    },
     /// The host encoder (unpadded rows, fused attention and layer norms) on this crate's CPU
     /// kernels at a level the CPU was checked to run.
     Host { isa: Isa, weights: WeightFormat },
@@ -54,15 +62,33 @@ pub struct Decision {
     pub warnings: Vec<String>,
 }
 
+/// Why a model of another architecture runs on candle's ops on a CPU.
+const HOST_ARCHITECTURES: &str =
+    "the host encoder runs bert, distilbert, roberta and xlm-roberta only";
+
 impl Compute {
-    /// Decides how to run a model in `dtype` on `device`. Asking for a CPU level this CPU
-    /// lacks is an error that names the missing features.
-    pub fn decide(device: &Device, dtype: DType, kernels: CpuKernels) -> Result<Decision, String> {
-        let mut warnings = Vec::new();
-        let candle = Compute::Candle {
-            device: device.clone(),
+    /// candle's ops, asked for (or the only path, on a GPU).
+    pub fn candle(device: Device, dtype: DType) -> Self {
+        Compute::Candle {
+            device,
             dtype,
-        };
+            reason: None,
+        }
+    }
+
+    /// Decides how to run a model of `architecture` in `dtype` on `device`. Asking for a CPU
+    /// level this CPU lacks is an error that names the missing features. Architectures the
+    /// host encoder does not implement run on candle's ops; a kernel level asked for them has
+    /// no effect and is warned about, as on a GPU, rather than refused: the flag chooses
+    /// among the paths a model has, and these have one.
+    pub fn decide(
+        device: &Device,
+        dtype: DType,
+        kernels: CpuKernels,
+        architecture: Architecture,
+    ) -> Result<Decision, String> {
+        let mut warnings = Vec::new();
+        let candle = Compute::candle(device.clone(), dtype);
         if !device.is_cpu() {
             if kernels != CpuKernels::Auto {
                 warnings.push(format!(
@@ -85,6 +111,29 @@ impl Compute {
             }
             return Ok(Decision {
                 compute: candle,
+                warnings,
+            });
+        }
+        if !architecture.runs_on_host() {
+            if kernels != CpuKernels::Auto {
+                warnings.push(format!(
+                    "--cpu-kernels {} has no effect: {HOST_ARCHITECTURES}, so this {} model runs on candle's ops",
+                    kernels.to_possible_value_name(),
+                    architecture.as_str()
+                ));
+            }
+            if dtype != DType::F32 {
+                warnings.push(format!(
+                    "--dtype {} on candle's CPU path converts every operation to f32 and back: about half the f32 speed. Use --dtype f32",
+                    dtype_name(dtype)
+                ));
+            }
+            return Ok(Decision {
+                compute: Compute::Candle {
+                    device: device.clone(),
+                    dtype,
+                    reason: Some(HOST_ARCHITECTURES),
+                },
                 warnings,
             });
         }
@@ -134,15 +183,26 @@ impl Compute {
 }
 
 impl fmt::Display for Compute {
-    /// For `/info` and the start-up log, e.g. `host encoder, avx2 kernels (AVX2 + FMA), f32`.
+    /// For `/info` and the start-up log, e.g. `host encoder, avx2 kernels (AVX2 + FMA), f32`,
+    /// or `candle (the host encoder runs ... only), cpu f32`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Compute::Candle { device, dtype } => write!(
-                f,
-                "candle, {} {}",
-                crate::device::describe(device),
-                dtype_name(*dtype)
-            ),
+            Compute::Candle {
+                device,
+                dtype,
+                reason,
+            } => {
+                write!(f, "candle")?;
+                if let Some(reason) = reason {
+                    write!(f, " ({reason})")?;
+                }
+                write!(
+                    f,
+                    ", {} {}",
+                    crate::device::describe(device),
+                    dtype_name(*dtype)
+                )
+            }
             Compute::Host { isa, weights } => {
                 let level = isa.level();
                 let weights = match weights {
@@ -185,12 +245,14 @@ impl<T: clap::ValueEnum> PossibleValueName for T {
 mod tests {
     use super::*;
 
+    const BERT: Architecture = Architecture::Bert;
+
     #[test]
     fn auto_picks_the_best_level_and_candle_is_candle() {
-        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto).unwrap();
+        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto, BERT).unwrap();
         assert_eq!(d.compute.kernels(), Isa::best().level().name());
         assert!(d.warnings.is_empty());
-        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle).unwrap();
+        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle, BERT).unwrap();
         assert_eq!(d.compute.kernels(), "candle");
     }
 
@@ -202,7 +264,7 @@ mod tests {
             (CpuKernels::Neon, Level::Neon),
         ] {
             match (
-                Compute::decide(&Device::Cpu, DType::F32, kernels),
+                Compute::decide(&Device::Cpu, DType::F32, kernels, BERT),
                 Isa::detect(level),
             ) {
                 (Ok(d), Ok(_)) => assert_eq!(d.compute.kernels(), level.name()),
@@ -218,7 +280,7 @@ mod tests {
 
     #[test]
     fn dtypes_without_hardware_warn_and_say_what_to_use() {
-        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Portable).unwrap();
+        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Portable, BERT).unwrap();
         assert!(matches!(
             d.compute,
             Compute::Host {
@@ -231,23 +293,56 @@ mod tests {
             "{:?}",
             d.warnings
         );
-        let d = Compute::decide(&Device::Cpu, DType::F16, CpuKernels::Auto).unwrap();
+        let d = Compute::decide(&Device::Cpu, DType::F16, CpuKernels::Auto, BERT).unwrap();
         assert_eq!(d.compute.kernels(), "candle");
         assert!(
             d.warnings[0].contains("Use --dtype f32"),
             "{:?}",
             d.warnings
         );
-        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Candle).unwrap();
+        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Candle, BERT).unwrap();
         assert!(
             d.warnings[0].contains("half the f32 speed"),
             "{:?}",
             d.warnings
         );
-        let bf16 = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Auto).unwrap();
+        let bf16 = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Auto, BERT).unwrap();
         match Avx512Bf16::detect() {
             Some(_) => assert!(bf16.warnings.is_empty(), "{:?}", bf16.warnings),
             None => assert_eq!(bf16.warnings.len(), 1),
+        }
+    }
+
+    #[test]
+    fn other_architectures_run_on_candle_and_say_why() {
+        for architecture in [
+            Architecture::Electra,
+            Architecture::DebertaV2,
+            Architecture::ModernBert,
+        ] {
+            let d =
+                Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto, architecture).unwrap();
+            assert_eq!(d.compute.kernels(), "candle");
+            assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+            assert_eq!(
+                d.compute.to_string(),
+                format!("candle ({HOST_ARCHITECTURES}), cpu f32")
+            );
+            // A level asked for explicitly, even one this CPU lacks, is warned about, not refused.
+            for kernels in [CpuKernels::Portable, CpuKernels::Neon, CpuKernels::Avx512] {
+                let d = Compute::decide(&Device::Cpu, DType::F32, kernels, architecture).unwrap();
+                assert_eq!(d.compute.kernels(), "candle");
+                assert!(
+                    d.warnings[0].contains("has no effect")
+                        && d.warnings[0].contains(architecture.as_str()),
+                    "{:?}",
+                    d.warnings
+                );
+            }
+            // Asked for by name: no reason to give.
+            let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle, architecture)
+                .unwrap();
+            assert_eq!(d.compute.to_string(), "candle, cpu f32");
         }
     }
 }

@@ -175,33 +175,36 @@ pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
         .map_err(|e| LoadError::new(show(path), format!("cannot read: {e}")))
 }
 
-/// Shard files named by `model.safetensors.index.json`'s `weight_map`, in name order.
-fn shards(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let index = dir.join("model.safetensors.index.json");
-    let text = read_text(&index)?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| LoadError::new(show(&index), format!("invalid JSON: {e}")))?;
+/// The shard file names a `model.safetensors.index.json` lists in its `weight_map`, sorted and
+/// without repeats; each must be a plain file name (shards sit inside the model directory).
+/// Shared by loading and by `download`, which fetches them.
+pub fn shard_names(index_json: &str) -> Result<Vec<String>, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(index_json).map_err(|e| format!("invalid JSON: {e}"))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| LoadError::new(show(&index), "no `weight_map` object"))?;
+        .ok_or("no `weight_map` object")?;
     let mut names = BTreeSet::new();
     for file in map.values() {
         let name = file
             .as_str()
-            .ok_or_else(|| LoadError::new(show(&index), "weight_map values must be file names"))?;
-        // Shards must sit inside the model directory.
+            .ok_or("weight_map values must be file names")?;
         if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-            return Err(LoadError::new(
-                show(&index),
-                format!("shard name `{name}` is not a plain file name"),
-            ));
+            return Err(format!("shard name `{name}` is not a plain file name"));
         }
         names.insert(name.to_string());
     }
     if names.is_empty() {
-        return Err(LoadError::new(show(&index), "weight_map is empty"));
+        return Err("weight_map is empty".into());
     }
+    Ok(names.into_iter().collect())
+}
+
+/// Shard files named by `model.safetensors.index.json`'s `weight_map`, in name order.
+fn shards(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let index = dir.join("model.safetensors.index.json");
+    let names = shard_names(&read_text(&index)?).map_err(|e| LoadError::new(show(&index), e))?;
     names
         .into_iter()
         .map(|name| {

@@ -12,12 +12,13 @@ mod names;
 
 pub use batch::Batch;
 pub use compute::{Compute, CpuKernels, Decision};
-pub use config::{Architecture, ModelConfig, ScoreFunction};
+pub use config::{Activation, Architecture, ModelConfig, ScoreFunction};
 pub use files::{LoadError, ModelFiles};
 
 use candle::CandleClassifier;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use files::show;
 use host::HostClassifier;
 
 /// The classifier on its compute path.
@@ -44,13 +45,26 @@ pub struct LoadedModel {
     pub files: ModelFiles,
 }
 
-/// Reads `config.json` and the safetensors weights of `files` for `compute`.
-pub fn load(files: ModelFiles, compute: &Compute) -> Result<LoadedModel, LoadError> {
-    let config = files.read_config()?;
+/// Reads the safetensors weights of `files` for the model `config` describes (read from
+/// `files` with [`ModelFiles::read_config`]), on `compute` (decided for that architecture).
+pub fn load(
+    files: ModelFiles,
+    config: ModelConfig,
+    compute: &Compute,
+) -> Result<LoadedModel, LoadError> {
+    if matches!(compute, Compute::Host { .. }) && !config.architecture.runs_on_host() {
+        return Err(LoadError::new(
+            show(&files.config),
+            format!(
+                "{} models run on candle's ops only, not on the host encoder",
+                config.architecture.as_str()
+            ),
+        ));
+    }
     let tensors = files.open_weights()?;
     let error = |e: candle_core::Error| LoadError::new(files.weights_display(), e.to_string());
     let classifier = match compute {
-        Compute::Candle { device, dtype } => {
+        Compute::Candle { device, dtype, .. } => {
             let vb = VarBuilder::from_backend(Box::new(tensors), *dtype, device.clone());
             SequenceClassifier::Candle(CandleClassifier::load(&vb, &config).map_err(error)?)
         }
@@ -75,8 +89,8 @@ pub struct ModelBackend {
     pub classifier: SequenceClassifier,
 }
 
-impl crate::batcher::Backend for ModelBackend {
-    fn forward(&self, batch: &[&crate::tokenize::Encoded]) -> Result<Vec<Vec<f32>>, String> {
+impl crate::types::Backend for ModelBackend {
+    fn forward(&self, batch: &[&crate::types::Encoded]) -> Result<Vec<Vec<f32>>, String> {
         let mut input = Batch::default();
         for e in batch {
             input.push(&e.ids, &e.type_ids);

@@ -6,12 +6,14 @@
 //! connection, runs the migrations ([`schema`]) on every (re)connect, inserts in batches and
 //! reconnects with backoff.
 
+mod dburl;
 mod schema;
+mod tls;
 mod writer;
 
 use crate::config::{Config, LogText};
+use crate::error::StartupError;
 use crate::metrics::Metrics;
-use crate::model::LoadError;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -21,7 +23,26 @@ use tokio_util::sync::CancellationToken;
 
 pub use schema::MIGRATIONS;
 
-/// One stored prediction: one input text of one request.
+/// What a row's prediction answered: its `task` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A text or a text pair through the model: `label` and `scores` are the model's labels.
+    TextClassification,
+    /// One zero-shot input: `label` and `scores` are the request's candidate labels, scored as
+    /// the answer scored them (the model's pairs with each hypothesis are not stored).
+    ZeroShotClassification,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TextClassification => "text-classification",
+            Self::ZeroShotClassification => "zero-shot-classification",
+        }
+    }
+}
+
+/// One stored prediction: one input (a text or a text pair) of one request.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Unique per row, so that retrying a write whose outcome is unknown stores it once.
@@ -33,6 +54,10 @@ pub struct Row {
     /// The text itself, only with `--prediction-log-text full`.
     pub text: Option<String>,
     pub text_sha256: String,
+    /// A pair's second text, stored as `text` is; `None` for a single text.
+    pub text_pair: Option<String>,
+    pub text_pair_sha256: Option<String>,
+    pub task: Task,
     pub label: String,
     pub score: f32,
     /// `{"label": probability, ...}` for every label.
@@ -41,7 +66,16 @@ pub struct Row {
 }
 
 /// What a request keeps of its texts until the prediction is known.
-pub struct PendingTexts(Vec<(Option<String>, String)>);
+pub struct PendingTexts {
+    task: Task,
+    inputs: Vec<Kept>,
+}
+
+/// One input's texts as the log stores them: the text itself or not, and its hash.
+struct Kept {
+    text: (Option<String>, String),
+    text_pair: Option<(Option<String>, String)>,
+}
 
 /// Handle of the prediction log, shared by the request handlers.
 pub struct PredictionLog {
@@ -55,21 +89,24 @@ pub struct PredictionLog {
 impl PredictionLog {
     /// Starts the writer when `--database-url` is set. A bad URL or an unreadable password file
     /// stops start-up; an unreachable database does not (the writer keeps retrying).
-    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Self>, LoadError> {
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Option<Self>, StartupError> {
         let Some(url) = config.database_url.as_deref() else {
             return Ok(None);
         };
-        let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
-            LoadError::new(
-                "--database-url",
-                format!("not a PostgreSQL URL or key=value string: {e}"),
-            )
-        })?;
+        let url =
+            tls::DatabaseUrl::parse(url).map_err(|e| StartupError::setting("--database-url", e))?;
+        let connector = url
+            .connector()
+            .map_err(|e| StartupError::setting("--database-url", e))?;
+        let mut pg = url.pg;
         if let Some(path) = &config.database_password_file {
             let password = std::fs::read_to_string(path).map_err(|e| {
-                LoadError::new(
-                    path.display().to_string(),
-                    format!("cannot read the database password: {e}"),
+                StartupError::setting(
+                    "--database-password-file",
+                    format!(
+                        "cannot read the database password from {}: {e}",
+                        path.display()
+                    ),
                 )
             })?;
             pg.password(password.trim_end_matches(['\r', '\n']));
@@ -82,6 +119,7 @@ impl PredictionLog {
             hosts = ?hosts,
             dbname = pg.get_dbname().unwrap_or("-"),
             user = pg.get_user().unwrap_or("-"),
+            sslmode = url.ssl_mode.as_str(),
             text = ?config.prediction_log_text,
             buffer = config.prediction_log_buffer,
             "prediction log enabled"
@@ -90,6 +128,7 @@ impl PredictionLog {
         let stop = CancellationToken::new();
         let writer = tokio::spawn(writer::run(
             pg,
+            connector,
             receiver,
             config.prediction_log_batch as usize,
             metrics.clone(),
@@ -104,21 +143,30 @@ impl PredictionLog {
         }))
     }
 
-    /// Keeps what the log needs of the texts before they are handed to the engine.
-    pub fn keep(&self, texts: &[String]) -> PendingTexts {
-        PendingTexts(
-            texts
-                .iter()
-                .map(|text| {
-                    let hash = hex::encode(Sha256::digest(text.as_bytes()));
-                    let kept = (self.text == LogText::Full).then(|| text.clone());
-                    (kept, hash)
+    /// Keeps what the log needs of the inputs (each a text and perhaps a pair's second text)
+    /// before they are handed to the engine.
+    pub fn keep<'a>(
+        &self,
+        task: Task,
+        inputs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> PendingTexts {
+        let keep = |text: &str| {
+            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            ((self.text == LogText::Full).then(|| text.to_owned()), hash)
+        };
+        PendingTexts {
+            task,
+            inputs: inputs
+                .into_iter()
+                .map(|(text, pair)| Kept {
+                    text: keep(text),
+                    text_pair: pair.map(keep),
                 })
                 .collect(),
-        )
+        }
     }
 
-    /// Queues one row per text without waiting; rows that do not fit are dropped and counted.
+    /// Queues one row per input without waiting; rows that do not fit are dropped and counted.
     pub fn record(
         &self,
         request_id: &str,
@@ -129,9 +177,7 @@ impl PredictionLog {
     ) {
         let created_at = SystemTime::now();
         let latency_ms = latency.as_secs_f32() * 1000.0;
-        for (index, ((text, text_sha256), labels)) in
-            texts.0.into_iter().zip(predictions).enumerate()
-        {
+        for (index, (kept, labels)) in texts.inputs.into_iter().zip(predictions).enumerate() {
             let Some((label, score)) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()
             else {
                 continue;
@@ -140,6 +186,11 @@ impl PredictionLog {
                 .iter()
                 .map(|(l, s)| (l.clone(), serde_json::Value::from(*s)))
                 .collect::<serde_json::Map<_, _>>();
+            let (text, text_sha256) = kept.text;
+            let (text_pair, text_pair_sha256) = match kept.text_pair {
+                Some((pair, hash)) => (pair, Some(hash)),
+                None => (None, None),
+            };
             let row = Row {
                 id: uuid::Uuid::new_v4(),
                 request_id: request_id.to_owned(),
@@ -148,6 +199,9 @@ impl PredictionLog {
                 model_sha256: model_sha256.to_owned(),
                 text,
                 text_sha256,
+                text_pair,
+                text_pair_sha256,
+                task: texts.task,
                 label,
                 score,
                 scores: serde_json::Value::Object(scores),

@@ -3,7 +3,8 @@
 use tokio_postgres::Client;
 
 /// (version, description, SQL). Append only: a released migration is never edited.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
     1,
     "predictions table",
     "CREATE TABLE predictions (
@@ -22,7 +23,20 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
     CREATE INDEX predictions_created_at ON predictions (created_at);
     CREATE INDEX predictions_request_id ON predictions (request_id);
     COMMENT ON COLUMN predictions.id IS 'Made by the server per row: a write retried after an ambiguous failure is not stored twice';",
-)];
+    ),
+    (
+        2,
+        "text pairs and zero-shot rows",
+        // IF NOT EXISTS: harmless where someone added the columns by hand. Old rows get NULL
+        // pairs and the task they had, text classification.
+        "ALTER TABLE predictions
+        ADD COLUMN IF NOT EXISTS text_pair        text,
+        ADD COLUMN IF NOT EXISTS text_pair_sha256 text,
+        ADD COLUMN IF NOT EXISTS task             text NOT NULL DEFAULT 'text-classification';
+    COMMENT ON COLUMN predictions.text_pair IS 'Second text of a text pair (with --prediction-log-text full); NULL for a single text';
+    COMMENT ON COLUMN predictions.task IS 'text-classification: label and scores are the model''s labels; zero-shot-classification: the request''s candidate labels, one row per input';",
+    ),
+];
 
 /// Any constant: serialises replicas that migrate the same database at the same time.
 const MIGRATION_LOCK: i64 = 0x5e27_1e47;

@@ -5,7 +5,8 @@ use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
@@ -14,13 +15,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const INSERT: &str = "INSERT INTO predictions \
-    (id, request_id, input_index, created_at, model_sha256, text, text_sha256, label, score, scores, latency_ms) \
+    (id, request_id, input_index, created_at, model_sha256, text, text_sha256, label, score, scores, latency_ms, \
+    text_pair, text_pair_sha256, task) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::timestamptz[], $5::text[], \
-    $6::text[], $7::text[], $8::text[], $9::float4[], $10::jsonb[], $11::float4[]) \
+    $6::text[], $7::text[], $8::text[], $9::float4[], $10::jsonb[], $11::float4[], \
+    $12::text[], $13::text[], $14::text[]) \
     ON CONFLICT (id) DO NOTHING";
 
 pub(super) async fn run(
     pg: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     mut rows: mpsc::Receiver<Row>,
     batch: usize,
     metrics: Arc<Metrics>,
@@ -31,7 +35,7 @@ pub(super) async fn run(
     let mut backoff = MIN_BACKOFF;
     loop {
         let client = tokio::select! {
-            client = connect(&pg) => client,
+            client = connect(&pg, &tls) => client,
             () = stop.cancelled() => break,
         };
         let client = match client {
@@ -69,8 +73,11 @@ pub(super) async fn run(
     }
 }
 
-async fn connect(pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = pg.connect(NoTls).await?;
+async fn connect(
+    pg: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = pg.connect(tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(error = %error, "prediction log: connection lost");
@@ -188,6 +195,10 @@ async fn insert(client: &Client, rows: &[Row]) -> Result<(), tokio_postgres::Err
     let scores: Vec<f32> = rows.iter().map(|r| r.score).collect();
     let all_scores: Vec<&serde_json::Value> = rows.iter().map(|r| &r.scores).collect();
     let latencies: Vec<f32> = rows.iter().map(|r| r.latency_ms).collect();
+    let pairs: Vec<Option<&str>> = rows.iter().map(|r| r.text_pair.as_deref()).collect();
+    let pair_hashes: Vec<Option<&str>> =
+        rows.iter().map(|r| r.text_pair_sha256.as_deref()).collect();
+    let tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
     client
         .execute(
             INSERT,
@@ -203,6 +214,9 @@ async fn insert(client: &Client, rows: &[Row]) -> Result<(), tokio_postgres::Err
                 &scores,
                 &all_scores,
                 &latencies,
+                &pairs,
+                &pair_hashes,
+                &tasks,
             ],
         )
         .await?;

@@ -79,7 +79,15 @@ pub async fn serve(
             drop(slot);
         });
     }
+    let address = listener.local_addr().ok();
     drop(listener);
+    // Said so that a drain that runs into --shutdown-timeout shows what it waited for.
+    let open = limits.max_connections - slots.available_permits();
+    tracing::info!(
+        ?address,
+        open_connections = open,
+        "stopped accepting connections"
+    );
     graceful.shutdown().await;
 }
 

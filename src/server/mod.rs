@@ -2,82 +2,150 @@
 //! serve, and on shutdown drain in-flight work within `--shutdown-timeout`.
 
 mod accept;
+mod fetch;
 
+use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::http::auth::ApiKeys;
+use crate::error::StartupError;
 use crate::http::build_app;
 use crate::metrics::Metrics;
 use crate::model::LoadError;
 use crate::predlog::PredictionLog;
 use crate::state::AppState;
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::Router;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// How long the prediction log may take to store its buffered rows at shutdown.
 const PREDICTION_LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Binds `--host:--port`.
-pub async fn bind(config: &Config) -> Result<TcpListener, LoadError> {
-    let address = format!("{}:{}", config.host, config.port);
-    TcpListener::bind(&address)
-        .await
-        .map_err(|e| LoadError::new("--host/--port", format!("cannot listen on {address}: {e}")))
+/// The server's sockets: HTTP always, gRPC with `--grpc-port` (on the HTTP socket when
+/// `--grpc-port` equals `--port`).
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: Option<TcpListener>,
+    /// gRPC is served on the HTTP socket, told apart by its `application/grpc` content type.
+    pub grpc_on_http: bool,
 }
 
-/// Runs the server on `listener` until `shutdown` completes, then drains. Returns an error
+impl Listeners {
+    /// The HTTP address (with the port the system chose for `--port 0`).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The gRPC address, when `--grpc-port` is set.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        match &self.grpc {
+            Some(listener) => listener.local_addr().ok(),
+            None if self.grpc_on_http => self.http.local_addr().ok(),
+            None => None,
+        }
+    }
+}
+
+/// Binds `--host:--port`, and `--host:--grpc-port` when set.
+pub async fn bind(config: &Config) -> Result<Listeners, StartupError> {
+    let open = |port: u16, flag: &'static str| async move {
+        let address = format!("{}:{port}", config.host);
+        TcpListener::bind(&address)
+            .await
+            .map_err(|e| StartupError::setting(flag, format!("cannot listen on {address}: {e}")))
+    };
+    let http = open(config.port, "--host/--port").await?;
+    // One port for both (Knative, e.g. KServe's serverless mode, allows a container one port).
+    let grpc_on_http = config.port != 0 && config.grpc_port == Some(config.port);
+    let grpc = match config.grpc_port {
+        Some(port) if !grpc_on_http => Some(open(port, "--host/--grpc-port").await?),
+        _ => None,
+    };
+    Ok(Listeners {
+        http,
+        grpc,
+        grpc_on_http,
+    })
+}
+
+/// Runs the server on `listeners` until `shutdown` completes, then drains. Returns an error
 /// only for start-up failures (the model cannot be loaded).
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), LoadError> {
+) -> Result<(), StartupError> {
     let metrics = Arc::new(Metrics::new());
-    let api_keys = ApiKeys::load(config.api_key.as_deref(), config.api_key_file.as_deref())
-        .map_err(|e| LoadError::new("--api-key", e))?;
-    crate::http::cors::layer(&config.cors_allow_origin)
-        .map_err(|e| LoadError::new("--cors-allow-origin", e))?;
+    // Taken out of the config: from here on only the keys' digests are kept.
+    let mut config = config;
+    let api_keys = ApiKeys::load(
+        config.api_key.take().as_deref(),
+        config.api_key_file.as_deref(),
+    )
+    .map_err(|e| StartupError::setting("--api-key", e))?;
+    let state = AppState::new(config.clone(), metrics.clone())?;
     let prediction_log = PredictionLog::start(&config, metrics.clone())?;
     let state = Arc::new(
-        AppState::new(config.clone(), metrics.clone())
+        state
             .with_prediction_log(prediction_log)
             .with_api_keys(api_keys),
     );
-    if let Ok(address) = listener.local_addr() {
+    if let Ok(address) = listeners.local_addr() {
         tracing::info!(%address, "listening; probes answer 503 until the model is loaded");
+    }
+    if let Some(address) = listeners.grpc_addr() {
+        tracing::info!(%address, "listening for gRPC (Open Inference Protocol, grpc.health.v1)");
     }
 
     let stop = CancellationToken::new();
-    let app = build_app(state.clone());
-    let config_limits = (config.header_read_timeout, config.max_connections as usize);
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let limits = accept::ConnectionLimits {
-                header_read_timeout: config_limits.0,
-                max_connections: config_limits.1,
-            };
-            accept::serve(listener, app, limits, stop).await
+    let limits = accept::ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections as usize,
+    };
+    // Both protocols drain together: `stop` ends both accept loops, each waits for its own
+    // open requests.
+    let mut app = build_app(state.clone());
+    if listeners.grpc_on_http {
+        app = by_content_type(app, crate::grpc::build_service(state.clone()));
+    }
+    let http = accept::serve(listeners.http, app, limits, stop.clone());
+    let grpc = listeners.grpc.map(|listener| {
+        let service = crate::grpc::build_service(state.clone());
+        accept::serve(listener, service, limits, stop.clone())
+    });
+    let server = tokio::spawn(async move {
+        match grpc {
+            Some(grpc) => {
+                tokio::join!(http, grpc);
+            }
+            None => http.await,
         }
     });
     let mut shutdown = std::pin::pin!(shutdown);
 
-    let loading = tokio::task::spawn_blocking({
+    let loading = {
         let config = config.clone();
-        move || Engine::load(&config, metrics)
-    });
+        async move {
+            fetch::default_model(&config).await?;
+            match tokio::task::spawn_blocking(move || Engine::load(&config, metrics)).await {
+                Ok(loaded) => loaded.map_err(StartupError::from),
+                Err(join) => {
+                    Err(LoadError::new("model", format!("loading panicked: {join}")).into())
+                }
+            }
+        }
+    };
     let engine = tokio::select! {
         loaded = loading => match loaded {
-            Ok(Ok(engine)) => Arc::new(engine),
-            Ok(Err(error)) => {
+            Ok(engine) => Arc::new(engine),
+            Err(error) => {
                 stop.cancel();
                 return Err(error);
-            }
-            Err(join) => {
-                stop.cancel();
-                return Err(LoadError::new("model", format!("loading panicked: {join}")));
             }
         },
         () = &mut shutdown => {
@@ -122,6 +190,20 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One router that sends gRPC requests (`content-type: application/grpc...`) to `grpc` and
+/// everything else to `http`.
+fn by_content_type(http: Router, grpc: Router) -> Router {
+    Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        let is_grpc = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        let target = if is_grpc { grpc.clone() } else { http.clone() };
+        target.oneshot(request)
+    }))
 }
 
 /// Completes on SIGTERM (docker stop, Kubernetes) or SIGINT (Ctrl-C).

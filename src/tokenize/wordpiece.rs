@@ -3,8 +3,8 @@
 //! Hub, e.g. distilbert-base-uncased-finetuned-sst-2-english). It is assembled the way
 //! transformers converts a slow BertTokenizer into a fast one, so ids match tokenizer.json.
 
-use crate::model::files::{read_text, show};
-use crate::model::{LoadError, ModelFiles};
+use crate::model::files::show;
+use crate::model::LoadError;
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
@@ -28,12 +28,8 @@ struct BertSettings {
 }
 
 impl BertSettings {
-    fn read(files: &ModelFiles) -> Result<Self, LoadError> {
-        let config = match &files.tokenizer_config {
-            Some(path) => serde_json::from_str(&read_text(path)?)
-                .map_err(|e| LoadError::new(show(path), format!("invalid JSON: {e}")))?,
-            None => Value::Null,
-        };
+    /// From tokenizer_config.json's contents (`null` when there is none).
+    fn read(config: &Value) -> Self {
         let flag =
             |key: &str, default: bool| config.get(key).and_then(Value::as_bool).unwrap_or(default);
         // Special tokens are strings, or AddedToken objects with a `content` field.
@@ -47,7 +43,7 @@ impl BertSettings {
                 .unwrap_or(default)
                 .to_string()
         };
-        Ok(Self {
+        Self {
             lowercase: flag("do_lower_case", true),
             handle_chinese_chars: flag("tokenize_chinese_chars", true),
             strip_accents: config.get("strip_accents").and_then(Value::as_bool),
@@ -56,13 +52,13 @@ impl BertSettings {
             pad: token("pad_token", "[PAD]"),
             cls: token("cls_token", "[CLS]"),
             mask: token("mask_token", "[MASK]"),
-        })
+        }
     }
 }
 
 /// Builds the tokenizer from `vocab` (one token per line, the line number is its id).
-pub fn from_vocab(vocab: &Path, files: &ModelFiles) -> Result<Tokenizer, LoadError> {
-    let settings = BertSettings::read(files)?;
+pub fn from_vocab(vocab: &Path, config: &Value) -> Result<Tokenizer, LoadError> {
+    let settings = BertSettings::read(config);
     let invalid = |e: &dyn std::fmt::Display| {
         LoadError::new(show(vocab), format!("invalid WordPiece vocabulary: {e}"))
     };

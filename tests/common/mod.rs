@@ -32,7 +32,20 @@ pub fn fixture(name: &str) -> PathBuf {
     shared_dir().join("fixtures").join(name)
 }
 
-/// Every model with reference outputs.
+/// A model in `more-fixtures/` (features added after `fixtures/`).
+pub fn more_fixture(name: &str) -> PathBuf {
+    shared_dir().join("more-fixtures").join(name)
+}
+
+/// The `more-fixtures/` models of the architectures beyond the BERT family: the candle path
+/// runs them on every device.
+pub const MORE_ARCHITECTURES: [&str; 3] = [
+    "deberta-v2-tiny-3class",
+    "electra-tiny-2class",
+    "modernbert-tiny-3class",
+];
+
+/// Every single-text classifier with reference outputs.
 pub fn reference_models() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(shared_dir().join("fixtures"))
         .expect("fixtures directory")
@@ -44,8 +57,29 @@ pub fn reference_models() -> Vec<PathBuf> {
         dirs.len() >= 4,
         "expected at least 4 fixtures, found {dirs:?}"
     );
+    dirs.extend(MORE_ARCHITECTURES.map(more_fixture));
     dirs.push(minilm());
     dirs
+}
+
+/// A copy of a shared model directory with `edit` applied to its files: settings no fixture
+/// has, broken models.
+pub fn model_copy(dir: &std::path::Path, edit: impl FnOnce(&std::path::Path)) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(dir).expect("model dir") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).expect("copy");
+    }
+    edit(copy.path());
+    copy
+}
+
+/// Rewrites a JSON file of a model copy.
+pub fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(path, json.to_string()).unwrap();
 }
 
 #[derive(serde::Deserialize, Debug, Clone)]
@@ -63,6 +97,59 @@ pub fn references(model_dir: &std::path::Path) -> Vec<Reference> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("reference line"))
         .collect()
+}
+
+/// The NLI fixture (contradiction/neutral/entailment), kept in `more-fixtures/` so that the
+/// tests iterating over `fixtures/` do not take it: text pairs and zero-shot classification.
+pub fn nli() -> PathBuf {
+    shared_dir().join("more-fixtures/bert-tiny-nli")
+}
+
+/// A text pair through PyTorch/transformers (`kind: pair`).
+#[derive(serde::Deserialize, Debug, Clone)]
+pub struct PairReference {
+    pub text: String,
+    pub text_pair: String,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub logits: Vec<f32>,
+    pub scores: Vec<f32>,
+    pub label: String,
+}
+
+/// A call of transformers' zero-shot pipeline (`kind: zero-shot`): `labels` and `scores` in
+/// the pipeline's order.
+#[derive(serde::Deserialize, Debug, Clone)]
+pub struct ZeroShotReference {
+    pub sequence: String,
+    pub candidate_labels: Vec<String>,
+    pub hypothesis_template: String,
+    pub multi_label: bool,
+    pub labels: Vec<String>,
+    pub scores: Vec<f32>,
+}
+
+/// The NLI fixture's references of one `kind`.
+fn nli_references<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
+    let text = std::fs::read_to_string(nli().join("reference.jsonl")).expect("reference.jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("reference line"))
+        .filter(|v| v["kind"] == kind)
+        .map(|v| serde_json::from_value(v).expect("reference fields"))
+        .collect()
+}
+
+pub fn pair_references() -> Vec<PairReference> {
+    let refs = nli_references("pair");
+    assert!(refs.len() >= 20, "too few pair references");
+    refs
+}
+
+pub fn zero_shot_references() -> Vec<ZeroShotReference> {
+    let refs = nli_references("zero-shot");
+    assert!(refs.len() >= 15, "too few zero-shot references");
+    refs
 }
 
 /// SST-2 validation: (label, sentence).
@@ -89,10 +176,12 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 pub struct TestServer {
     _exclusive: tokio::sync::MutexGuard<'static, ()>,
     pub addr: SocketAddr,
+    /// The gRPC address, when the config set `grpc_port`.
+    pub grpc_addr: Option<SocketAddr>,
     pub base: String,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
-    pub handle: Option<tokio::task::JoinHandle<Result<(), sentiment_server::model::LoadError>>>,
+    pub handle: Option<tokio::task::JoinHandle<Result<(), sentiment_server::error::StartupError>>>,
 }
 
 impl TestServer {
@@ -107,6 +196,7 @@ impl TestServer {
         config.port = 0;
         let listener = sentiment_server::server::bind(&config).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let grpc_addr = listener.grpc_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(sentiment_server::server::run(
             config,
@@ -118,6 +208,7 @@ impl TestServer {
         Self {
             _exclusive: exclusive,
             addr,
+            grpc_addr,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             stop: Some(stop),
@@ -158,6 +249,18 @@ impl TestServer {
     }
 
     /// `GET path`, body as text (whatever the status).
+    /// POSTs `body` as JSON to `path`: the status and the JSON answer, whatever the status.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        (r.status().as_u16(), r.json().await.expect("json body"))
+    }
+
     pub async fn get_text(&self, path: &str) -> String {
         let response = self
             .client
@@ -171,7 +274,7 @@ impl TestServer {
     /// Begins a graceful shutdown (like SIGTERM) and returns the server task.
     pub fn shutdown(
         &mut self,
-    ) -> tokio::task::JoinHandle<Result<(), sentiment_server::model::LoadError>> {
+    ) -> tokio::task::JoinHandle<Result<(), sentiment_server::error::StartupError>> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -213,8 +316,13 @@ pub fn load_model(
     device: &candle_core::Device,
     dtype: candle_core::DType,
 ) -> TestModel {
-    use sentiment_server::model::{Compute, CpuKernels};
-    let decision = Compute::decide(device, dtype, CpuKernels::Auto).expect("compute decision");
+    use sentiment_server::model::{Compute, CpuKernels, ModelFiles};
+    let config = ModelFiles::locate(dir)
+        .expect("locate")
+        .read_config()
+        .expect("config");
+    let decision = Compute::decide(device, dtype, CpuKernels::Auto, config.architecture)
+        .expect("compute decision");
     load_model_with(dir, &decision.compute)
 }
 
@@ -225,7 +333,8 @@ pub fn load_model_with(
 ) -> TestModel {
     use sentiment_server::model::{self, ModelBackend, ModelFiles};
     let files = ModelFiles::locate(dir).expect("locate");
-    let loaded = model::load(files, compute).expect("load");
+    let config = files.read_config().expect("config");
+    let loaded = model::load(files, config, compute).expect("load");
     let tokenizer = sentiment_server::tokenize::TextTokenizer::load(&loaded.files, &loaded.config)
         .expect("tokenizer");
     TestModel {

@@ -15,8 +15,17 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
     }
 }
 
+/// Largest absolute difference between two logit rows.
+fn max_difference(got: &[f32], want: &[f32]) -> f32 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Token ids equal the references exactly; logits, scores and labels match one text at a
-/// time and in batches of 7 that mix lengths (up to 512 tokens), within `tolerance`.
+/// time and in batches of 7 that mix lengths (up to 512 tokens), within `tolerance`. Prints
+/// the largest logit difference seen each way.
 pub fn check_references(m: &TestModel, dir: &std::path::Path, tolerance: f32) {
     let name = dir.file_name().unwrap().to_string_lossy().to_string();
     let refs = references(dir);
@@ -29,8 +38,10 @@ pub fn check_references(m: &TestModel, dir: &std::path::Path, tolerance: f32) {
     for (r, e) in refs.iter().zip(&encoded) {
         assert_eq!(e.ids, r.input_ids, "{name}: token ids of {:?}", r.text);
     }
+    let (mut single, mut batched) = (0f32, 0f32);
     for (r, e) in refs.iter().zip(&encoded) {
         let logits = m.backend.forward(&[e]).expect("forward").remove(0);
+        single = single.max(max_difference(&logits, &r.logits));
         let what = format!("{name} single {:?}", r.text);
         assert_close(&what, &logits, &r.logits, tolerance);
         let s = scores(&logits, function, false);
@@ -48,11 +59,15 @@ pub fn check_references(m: &TestModel, dir: &std::path::Path, tolerance: f32) {
         let batch: Vec<&Encoded> = chunk.iter().collect();
         let rows = m.backend.forward(&batch).expect("batch forward");
         for (r, row) in chunk_refs.iter().zip(&rows) {
+            batched = batched.max(max_difference(row, &r.logits));
             let what = format!("{name} batch {lens:?} {:?}", r.text);
             assert_close(&what, row, &r.logits, tolerance);
             assert_close(&what, &scores(row, function, false), &r.scores, tolerance);
         }
     }
+    eprintln!(
+        "{name}: largest logit difference from PyTorch {single:.1e} one text at a time, {batched:.1e} in mixed batches"
+    );
 }
 
 /// Top labels (1 = positive) of the 872 SST-2 validation sentences, in batches of 32.

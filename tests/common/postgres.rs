@@ -3,7 +3,9 @@
 //! It can be stopped and started again on the same port to play a database outage.
 #![allow(dead_code)]
 
-use std::os::unix::fs::MetadataExt;
+use std::fs::Permissions;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -14,11 +16,23 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     running: bool,
+    tls_only: bool,
 }
 
 impl Postgres {
     /// Creates a cluster (user `postgres`, password [`PASSWORD`]) and starts it.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that takes TCP clients over TLS only, with this certificate chain and key
+    /// (PEM); plaintext TCP connections are refused by pg_hba.conf. Assertions connect over
+    /// the Unix socket.
+    pub fn start_tls_only(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = server_bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pwfile"), PASSWORD).expect("pwfile");
@@ -34,6 +48,7 @@ impl Postgres {
             bin,
             port,
             running: false,
+            tls_only: tls.is_some(),
         };
         let data = pg.data_dir();
         pg.run_as_owner(
@@ -49,8 +64,39 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            pg.enable_tls_only(cert, key);
+        }
         pg.start_again();
         pg
+    }
+
+    fn enable_tls_only(&self, cert: &str, key: &str) {
+        let data = std::path::Path::new(&self.data_dir()).to_path_buf();
+        std::fs::write(data.join("server.crt"), cert).expect("server.crt");
+        std::fs::write(data.join("server.key"), key).expect("server.key");
+        // PostgreSQL refuses a key that others can read.
+        std::fs::set_permissions(data.join("server.key"), Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .expect("write postgresql.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        if running_as_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data));
+        }
     }
 
     fn path(&self, name: &str) -> String {
@@ -116,10 +162,31 @@ impl Postgres {
     }
 
     /// A client connection for assertions.
+    /// The rows of `query` once it returns `n` of them (the prediction log writes in the
+    /// background); fails after 20 s.
+    pub async fn wait_rows(&self, query: &str, n: usize) -> Vec<tokio_postgres::Row> {
+        let client = self.client().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let rows = client.query(query, &[]).await.unwrap_or_default();
+            if rows.len() == n {
+                return rows;
+            }
+            assert!(std::time::Instant::now() < deadline, "rows: {}", rows.len());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
+        // A TLS-only server takes plaintext on its Unix socket alone.
+        let host = if self.tls_only {
+            self.dir.path().display().to_string()
+        } else {
+            "127.0.0.1".to_string()
+        };
         let (client, connection) = tokio_postgres::connect(
             &format!(
-                "host=127.0.0.1 port={} user=postgres password={PASSWORD}",
+                "host={host} port={} user=postgres password={PASSWORD}",
                 self.port
             ),
             tokio_postgres::NoTls,

@@ -1,23 +1,28 @@
 """The real client libraries against a running server (tests/e2e/clients.sh starts it).
 
-    clients.py BASE_URL API_KEY
+    clients.py BASE_URL API_KEY GRPC_ADDRESS NLI_BASE_URL NLI_GRPC_ADDRESS
 
-Checks huggingface_hub's InferenceClient.text_classification and tritonclient.http, both
-unchanged, against /predict's answers for the same texts: labels, order and scores; with top_k
-and function_to_apply; binary and JSON tensors and the classification extension; and that the
-API key is required and accepted as each client sends it.
+Checks huggingface_hub's InferenceClient.text_classification, tritonclient.http and
+tritonclient.grpc, all unchanged, against /predict's answers for the same texts: labels, order
+and scores; with top_k and function_to_apply; binary and JSON tensors and the classification
+extension; and that the API key is required and accepted as each client sends it. Against a
+server of the NLI fixture: InferenceClient.zero_shot_classification (POST /) against
+/zero-shot-classification, and text pairs over plain HTTP and both Triton clients (the
+optional `text_pair` input) against the PyTorch references.
 """
 import json
+import os
 import sys
 import urllib.request
 
 import numpy as np
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from tritonclient.utils import InferenceServerException
 
-base, key = sys.argv[1], sys.argv[2]
+base, key, grpc_address, nli_base, nli_grpc = sys.argv[1:6]
 TEXTS = [
     "I love it",
     "This movie was terrible",
@@ -26,9 +31,9 @@ TEXTS = [
 ]
 
 
-def predict(body):
+def predict(body, url=None):
     request = urllib.request.Request(
-        f"{base}/predict",
+        url or f"{base}/predict",
         data=json.dumps(body).encode(),
         headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
     )
@@ -78,7 +83,8 @@ model = server.get_model_metadata("minilm-sst2")
 assert model["name"] == "minilm-sst2", model
 assert server.is_model_ready("minilm-sst2")
 config = server.get_model_config("minilm-sst2")
-assert [t["name"] for t in config["input"]] == ["text"], config
+assert [t["name"] for t in config["input"]] == ["text", "text_pair"], config
+assert config["input"][1].get("optional") is True, config
 assert [t["name"] for t in config["output"]] == ["label", "score", "scores"], config
 index = server.get_model_repository_index()
 assert index == [{"name": "minilm-sst2", "version": "1", "state": "READY"}], index
@@ -114,6 +120,112 @@ except InferenceServerException as error:
     checks += 1
 else:
     raise AssertionError("tritonclient: the server answered without a key")
+
+# Triton's gRPC client: health, metadata, infer (raw BYTES in, raw outputs back), the
+# classification extension, the API key as `authorization` metadata, and UNIMPLEMENTED for the
+# Triton-only RPCs this server does not have.
+server = triton_grpc.InferenceServerClient(grpc_address)
+assert server.is_server_live() and server.is_server_ready()
+assert server.is_model_ready("minilm-sst2")
+metadata = server.get_server_metadata(as_json=True)
+assert "classification" in metadata["extensions"], metadata
+model = server.get_model_metadata("minilm-sst2", as_json=True)
+assert [t["name"] for t in model["outputs"]] == ["label", "score", "scores"], model
+checks += 1
+text = triton_grpc.InferInput("text", [len(TEXTS)], "BYTES")
+text.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=object))
+result = server.infer("minilm-sst2", [text], headers=dict(auth), request_id="grpc-1")
+assert result.get_response().id == "grpc-1"
+labels = [l.decode() for l in result.as_numpy("label")]
+assert labels == [e[0]["label"] for e in expected], labels
+for got, want in zip(result.as_numpy("score"), expected):
+    assert abs(got - want[0]["score"]) < 1e-5, (got, want)
+assert result.as_numpy("scores").shape == (len(TEXTS), 2)
+outputs = [triton_grpc.InferRequestedOutput("scores", class_count=1)]
+result = server.infer("minilm-sst2", [text], outputs=outputs, headers=dict(auth))
+for row, want in zip(result.as_numpy("scores"), expected):
+    score, _, label = row[0].decode().split(":")
+    assert label == want[0]["label"] and abs(float(score) - want[0]["score"]) < 1e-5, row
+checks += 2
+for name, headers in [("no key", {}), ("wrong key", {"authorization": "Bearer " + "x" * 32})]:
+    try:
+        server.infer("minilm-sst2", [text], headers=headers)
+    except InferenceServerException as error:
+        assert error.status() == "StatusCode.UNAUTHENTICATED", (name, error.status(), error)
+        checks += 1
+    else:
+        raise AssertionError(f"tritonclient.grpc ({name}): the server answered without a valid key")
+try:
+    server.infer("other-model", [text], headers=dict(auth))
+except InferenceServerException as error:
+    assert error.status() == "StatusCode.NOT_FOUND", error
+    checks += 1
+else:
+    raise AssertionError("tritonclient.grpc: an unknown model answered")
+try:
+    server.get_model_config("minilm-sst2")
+except InferenceServerException as error:
+    assert error.status() == "StatusCode.UNIMPLEMENTED", error
+    checks += 1
+else:
+    raise AssertionError("tritonclient.grpc: ModelConfig is documented as not implemented")
+
+# The NLI fixture: zero-shot through InferenceClient (it POSTs to / with
+# parameters.candidate_labels), compared with /zero-shot-classification's transformers shape.
+nli = InferenceClient(nli_base, token=key)
+for text, labels, multi, template in [
+    ("The match went to extra time after a late equaliser.", ["sports", "politics", "cooking"], False, None),
+    ("The match went to extra time after a late equaliser.", ["sports", "politics", "cooking"], True, None),
+    ("I could not put this book down.", ["joy", "anger"], False, "The writer feels {}."),
+    ("Prices rose again this quarter.", ["economy"], False, None),
+]:
+    got = nli.zero_shot_classification(text, labels, multi_label=multi, hypothesis_template=template)
+    parameters = {"candidate_labels": labels, "multi_label": multi}
+    if template:
+        parameters["hypothesis_template"] = template
+    want = predict({"inputs": text, "parameters": parameters}, f"{nli_base}/zero-shot-classification")
+    assert want["sequence"] == text, want
+    assert [e.label for e in got] == want["labels"], (text, got, want)
+    assert all(abs(e.score - s) < 1e-5 for e, s in zip(got, want["scores"])), (text, got, want)
+    checks += 1
+try:
+    InferenceClient(base, token=key).zero_shot_classification("I love it", ["a", "b"])
+except HfHubHTTPError as error:
+    assert error.response.status_code == 422 and "entail" in error.response.text, error.response.text
+    checks += 1
+else:
+    raise AssertionError("zero-shot on a sentiment model answered")
+
+# Text pairs against PyTorch: /predict and POST / over plain HTTP, then the optional
+# `text_pair` input of both Triton clients.
+shared = os.environ.get("SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
+with open(os.path.join(shared, "more-fixtures/bert-tiny-nli/reference.jsonl")) as f:
+    pairs = [r for r in map(json.loads, f) if r["kind"] == "pair"][:4]
+nli_labels = ["contradiction", "neutral", "entailment"]
+body = {"inputs": [{"text": r["text"], "text_pair": r["text_pair"]} for r in pairs]}
+for url in (f"{nli_base}/predict", f"{nli_base}/"):
+    for r, got in zip(pairs, predict(body, url)):
+        scores = {e["label"]: e["score"] for e in got}
+        assert got[0]["label"] == r["label"], (url, got, r)
+        assert all(abs(scores[l] - s) < 1e-4 for l, s in zip(nli_labels, r["scores"])), (url, got, r)
+    checks += 1
+texts = np.array([r["text"].encode() for r in pairs], dtype=object)
+seconds = np.array([r["text_pair"].encode() for r in pairs], dtype=object)
+want = np.array([r["scores"] for r in pairs], dtype=np.float32)
+for binary in (True, False):
+    inputs = [triton.InferInput("text", [len(pairs)], "BYTES"), triton.InferInput("text_pair", [len(pairs)], "BYTES")]
+    inputs[0].set_data_from_numpy(texts, binary_data=binary)
+    inputs[1].set_data_from_numpy(seconds, binary_data=binary)
+    client = triton.InferenceServerClient(nli_base.removeprefix("http://"))
+    result = client.infer("bert-tiny-nli", inputs, headers=dict(auth))
+    assert np.abs(result.as_numpy("scores") - want).max() < 1e-4, (binary, result.as_numpy("scores"), want)
+    checks += 1
+inputs = [triton_grpc.InferInput("text", [len(pairs)], "BYTES"), triton_grpc.InferInput("text_pair", [len(pairs)], "BYTES")]
+inputs[0].set_data_from_numpy(texts)
+inputs[1].set_data_from_numpy(seconds)
+result = triton_grpc.InferenceServerClient(nli_grpc).infer("bert-tiny-nli", inputs, headers=dict(auth))
+assert np.abs(result.as_numpy("scores") - want).max() < 1e-4, (result.as_numpy("scores"), want)
+checks += 1
 
 from importlib.metadata import version  # noqa: E402
 

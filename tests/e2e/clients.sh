@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The real client libraries from PyPI against the real server: huggingface_hub's
-# InferenceClient drives POST / and Triton's tritonclient.http the Open Inference Protocol
-# (versions pinned below); their answers are compared with /predict's.
+# InferenceClient drives POST /, Triton's tritonclient.http and tritonclient.grpc the Open
+# Inference Protocol over HTTP and gRPC (versions pinned below); their answers are compared
+# with /predict's. A second server with the NLI fixture answers InferenceClient's
+# zero_shot_classification (compared with /zero-shot-classification) and text pairs (plain HTTP
+# and both Triton clients, compared with the PyTorch references).
 #   SERVER_BIN=path   a prebuilt server (default: `cargo build`, target/debug)
 #   VENV=.venv-clients  where the clients are installed (git-ignored)
 set -euo pipefail
@@ -12,13 +15,14 @@ TRITONCLIENT_VERSION=2.73.0
 VENV="${VENV:-.venv-clients}"
 export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"
 MODEL_DIR="${MODEL_DIR:-$SHARED_DIR/models/minilm-sst2}"
+NLI_DIR="${NLI_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-nli}"
 
-want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient==$TRITONCLIENT_VERSION"
+want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient[http,grpc]==$TRITONCLIENT_VERSION"
 if [ "$(cat "$VENV/.clients" 2>/dev/null)" != "$want" ]; then
     echo "==> installing $want into $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tritonclient[http]==$TRITONCLIENT_VERSION"
+        "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tritonclient[http,grpc]==$TRITONCLIENT_VERSION"
     echo "$want" > "$VENV/.clients"
 fi
 
@@ -28,28 +32,43 @@ if [ -z "${SERVER_BIN:-}" ]; then
 fi
 
 work=$(mktemp -d)
-server=""
+servers=()
 cleanup() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
+    for server in "${servers[@]}"; do
+        if kill -0 "$server" 2>/dev/null; then
+            kill "$server" 2>/dev/null || true
+            wait "$server" 2>/dev/null || true
+        fi
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 key=$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
 printf '%s\n' "$key" > "$work/keys"
-port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-env -u DATABASE_URL -u DATABASE_PASSWORD_FILE -u API_KEY "$SERVER_BIN" --model-dir "$MODEL_DIR" \
-    --host 127.0.0.1 --port "$port" --api-key-file "$work/keys" --log-level warn >"$work/log" 2>&1 &
-server=$!
-for _ in $(seq 120); do
-    curl -sf "$base/ready" >/dev/null && break
-    kill -0 "$server" 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-    sleep 0.5
-done
-curl -sf "$base/ready" >/dev/null || { echo "server not ready" >&2; cat "$work/log" >&2; exit 1; }
+free_port() {
+    "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# serve <model dir> <log>: starts a server on free ports; sets base and grpc_address.
+serve() {
+    local port grpc_port server
+    port=$(free_port)
+    grpc_port=$(free_port)
+    base="http://127.0.0.1:$port"
+    grpc_address="127.0.0.1:$grpc_port"
+    env -u DATABASE_URL -u DATABASE_PASSWORD_FILE -u API_KEY "$SERVER_BIN" --model-dir "$1" \
+        --host 127.0.0.1 --port "$port" --grpc-port "$grpc_port" --api-key-file "$work/keys" --log-level warn >"$2" 2>&1 &
+    server=$!
+    servers+=("$server")
+    for _ in $(seq 120); do
+        curl -sf "$base/ready" >/dev/null && break
+        kill -0 "$server" 2>/dev/null || { cat "$2" >&2; exit 1; }
+        sleep 0.5
+    done
+    curl -sf "$base/ready" >/dev/null || { echo "server not ready" >&2; cat "$2" >&2; exit 1; }
+}
+serve "$NLI_DIR" "$work/nli.log"
+nli_base=$base nli_grpc=$grpc_address
+serve "$MODEL_DIR" "$work/log"
 
-"$VENV/bin/python" tests/e2e/clients.py "$base" "$key"
+"$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc"

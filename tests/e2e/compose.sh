@@ -32,7 +32,10 @@ API=$(compose ps -q api)
 wait_healthy "$(compose ps -q postgres)" 120
 wait_healthy "$API" 180
 expect "api user" "$(docker exec "$API" id -u)" "10001"
-if docker logs "$API" 2>&1 | grep -qF "$(cat "$TMP/postgres_password.txt")"; then fail "the password is in the API's logs"; fi
+# Read whole first: with grep -q under pipefail, a match could kill docker logs with SIGPIPE
+# and turn the pipeline false, hiding the leak.
+api_logs=$(docker logs "$API" 2>&1)
+if grep -qF "$(cat "$TMP/postgres_password.txt")" <<<"$api_logs"; then fail "the password is in the API's logs"; fi
 ok "password not in the logs"
 info=$(curl -sS --max-time 10 "$BASE/info")
 case "$info" in *model_id*) ;; *) fail "/info did not answer: $info" ;; esac

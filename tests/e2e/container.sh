@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of the real CPU image: non-root, read-only root filesystem, model mounted
-# read-only, HEALTHCHECK turns healthy, /predict answers as PyTorch does, and `docker stop`
-# answers in-flight requests and exits 0. Needs the image (scripts/build-image.sh) and ../shared.
+# read-only, HEALTHCHECK turns healthy, /predict answers as PyTorch does, gRPC answers on the
+# image's port 8001 (with tritonclient.grpc from .venv-clients, which tests/e2e/clients.sh
+# makes; reported as not run without it), and `docker stop` answers in-flight requests and
+# exits 0. Needs the image (scripts/build-image.sh) and ../shared.
 source "$(dirname "$0")/lib.sh"
 NAME=sentiment-e2e-$$
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
@@ -24,7 +26,7 @@ ok "image size $((size / 1000000)) MB"
 
 step "run locked down"
 docker run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
-    -p 127.0.0.1::8000 -v "$MODEL:/models/model:ro" "$IMAGE" --log-format json \
+    -p 127.0.0.1::8000 -p 127.0.0.1::8001 -v "$MODEL:/models/model:ro" "$IMAGE" --log-format json \
     --max-queue-wait 30s >/dev/null
 # (The drain check below queues 12 x 32 texts at once, about 2 s of work on 2 CPU cores: the
 # default 2 s queue bound could refuse some of them with 429 before the stop, which is not what
@@ -45,17 +47,45 @@ expect "label of the reference sentence" "$top" "$(reference_label)"
 read -r code body < <(predict "$BASE" '{"inputs": ""}')
 expect "empty text" "$code" 422
 
+step "gRPC on the image's port 8001"
+clients_python="${VENV_CLIENTS:-$(cd "$(dirname "$0")/../.." && pwd)/.venv-clients}/bin/python"
+if [ -x "$clients_python" ] && "$clients_python" -c 'import tritonclient.grpc' 2>/dev/null; then
+    label=$("$clients_python" - "127.0.0.1:$(host_port "$NAME" 8001)" "$(reference_text)" <<'PY'
+import json, sys
+import numpy as np
+import tritonclient.grpc as triton
+client = triton.InferenceServerClient(sys.argv[1])
+assert client.is_server_live() and client.is_server_ready()
+text = triton.InferInput("text", [1], "BYTES")
+text.set_data_from_numpy(np.array([json.loads(sys.argv[2]).encode()], dtype=object))
+print(client.infer("model", [text]).as_numpy("label")[0].decode())
+PY
+)
+    expect "gRPC label of the reference sentence" "$label" "$(reference_label)"
+else
+    echo "NOT RUN: gRPC in the container (no tritonclient.grpc in ${VENV_CLIENTS:-.venv-clients}; tests/e2e/clients.sh makes it)"
+fi
+
 step "docker stop answers in-flight requests"
 batch=$(python3 -c 'import json; print(json.dumps({"inputs": ["an honest, moving and often very funny film about growing up in a small town %d" % i for i in range(32)]}))')
 for i in $(seq 1 12); do
     ( predict "$BASE" "$batch" | cut -d' ' -f1 >"$TMP/$i" ) &
 done
 sleep 0.5
+stop_started=$(date +%s)
 docker stop -t 60 "$NAME" >/dev/null
 wait
+ok "docker stop took $(( $(date +%s) - stop_started )) s"
 codes=$(cat "$TMP"/* | sort | uniq -c | awk '{ printf "%s x%s ", $2, $1 }')
 expect "answers to the 12 in-flight requests" "$codes" "200 x12 "
 expect "exit code" "$(docker inspect -f '{{.State.ExitCode}}' "$NAME")" "0"
-docker logs "$NAME" 2>&1 | grep -q 'all requests answered' || fail "no drain message in the logs"
+# Read whole, then searched: `docker logs | grep -q` under pipefail fails whenever grep's early
+# exit kills docker with SIGPIPE, which made this check fail at random with the message there.
+logs=$(docker logs "$NAME" 2>&1)
+if ! grep -q 'all requests answered' <<<"$logs"; then
+    # What the server said while stopping: a timeout names the connections still open.
+    tail -n 25 <<<"$logs" >&2
+    fail "no drain message in the logs"
+fi
 ok "drained before exit"
 echo "container e2e: passed"

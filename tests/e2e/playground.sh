@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The playground page in a real browser: headless Chromium loads GET /?text=..., the page asks
-# /info and /predict, and we check the rendered DOM (labels, scores equal to the API's) and a
-# screenshot (the winning bar drawn green, as wide as its score). No network but this server.
+# The playground page in a real browser: headless Chromium loads GET /?text=... (and, for
+# zero-shot classification with an NLI model, &labels=...), the page asks /info and /predict
+# (or /zero-shot-classification), and we check the rendered DOM (labels, scores equal to the
+# API's) and a screenshot (the winning bar drawn green, as wide as its score). No network but
+# this server.
 # Needs: chromium, python3-pil, a built binary (BIN, default target/debug/sentiment-server).
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
@@ -32,10 +34,11 @@ browser=("$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usa
     --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
     --window-size=1000,700 --virtual-time-budget=10000)
 
-# check_model <model dir> <text>: serve the model, load the page, check DOM and screenshot.
+# check_model <model dir> <text> [<labels>]: serve the model, load the page (zero-shot when
+# comma-separated candidate labels are given), check DOM and screenshot.
 check_model() {
-    local model=$1 text=$2 name
-    name=$(basename "$model")
+    local model=$1 text=$2 labels=${3:-} name
+    name=$(basename "$model")${labels:+-zero-shot}
     step "$name: server on a free port"
     "$BIN" --host 127.0.0.1 --port 0 --log-format json --model-dir "$model" >"$work/server.log" 2>&1 &
     server_pid=$!
@@ -53,9 +56,17 @@ for l in open(sys.argv[1]):
     local base="http://$addr"
     ok "serving at $base"
 
-    local api url
-    api=$(curl -sS -H 'content-type: application/json' -d "{\"inputs\": \"$text\"}" "$base/predict")
-    url="$base/?text=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$text")"
+    local api url quote='import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))'
+    url="$base/?text=$(python3 -c "$quote" "$text")"
+    if [ -n "$labels" ]; then
+        # POST / with candidate_labels answers {label, score} objects, best first: the rows the
+        # page draws from /zero-shot-classification's answer.
+        api=$(curl -sS -H 'content-type: application/json' \
+            -d "{\"inputs\": \"$text\", \"parameters\": {\"candidate_labels\": \"$labels\"}}" "$base/")
+        url="$url&labels=$(python3 -c "$quote" "$labels")"
+    else
+        api=$(curl -sS -H 'content-type: application/json' -d "{\"inputs\": \"$text\"}" "$base/predict")
+    fi
 
     step "$name: rendered DOM"
     "${browser[@]}" --dump-dom "$url" >"$work/dom.html" 2>"$work/chromium.log" \
@@ -63,15 +74,18 @@ for l in open(sys.argv[1]):
     python3 - "$work/dom.html" "$api" "$name" <<'PY' || fail "the page did not render the API's answer"
 import html.parser, json, sys
 dom, api, name = open(sys.argv[1]).read(), json.loads(sys.argv[2]), sys.argv[3]
-rows = []
+rows, zero_shot_fields = [], {}
 class P(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if a.get("id") == "zs":
+            zero_shot_fields.update(a)
         if "data-label" in a:
             rows.append((a["data-label"], float(a["data-score"]), "top" in a.get("class", "")))
 P().feed(dom)
 assert 'data-state="done"' in dom, "classification did not finish"
-assert name in dom, "model name missing"
+assert name.removesuffix("-zero-shot") in dom, "model name missing"
+assert ("hidden" in zero_shot_fields) != name.endswith("-zero-shot"), "zero-shot fields shown in the wrong mode"
 want = [(s["label"], s["score"]) for s in api]
 got = [(label, score) for label, score, _ in rows]
 assert [l for l, _ in got] == [l for l, _ in want], (got, want)
@@ -129,3 +143,5 @@ PY
 check_model "$MODEL" "A gripping, beautifully acted film that I will not forget."
 # Scores spread over three labels: every bar's width is checked against its score.
 check_model "$SHARED_DIR/fixtures/bert-tiny-3class" "An ordinary afternoon."
+# Zero-shot mode with an NLI model: the page's bars are /zero-shot-classification's scores.
+check_model "$SHARED_DIR/more-fixtures/bert-tiny-nli" "The match went to extra time." "sports, politics, cooking"

@@ -6,6 +6,7 @@
 use super::infer::InferRequest;
 use crate::error::ApiError;
 use crate::http::extract::{is_json, parse_json, read_body};
+use crate::service::v2::decode_strings;
 use crate::state::AppState;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -124,48 +125,6 @@ fn binary_size(
     }
 }
 
-/// BYTES elements in the extension's form: each a 4-byte little-endian length, then its bytes.
-fn decode_strings(mut data: &[u8], name: &str) -> Result<Vec<String>, ApiError> {
-    let mut strings = Vec::new();
-    while !data.is_empty() {
-        let truncated = || {
-            ApiError::BadRequest(format!(
-                "input `{name}`: binary BYTES data ends inside an element"
-            ))
-        };
-        let (length, rest) = data.split_first_chunk::<4>().ok_or_else(truncated)?;
-        let length = u32::from_le_bytes(*length) as usize;
-        if length > rest.len() {
-            return Err(truncated());
-        }
-        let (element, rest) = rest.split_at(length);
-        let text = std::str::from_utf8(element).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "input `{name}`: element {} is not valid UTF-8: {e}",
-                strings.len()
-            ))
-        })?;
-        strings.push(text.to_owned());
-        data = rest;
-    }
-    Ok(strings)
-}
-
-/// BYTES elements in the extension's form (see [`decode_strings`]).
-pub fn encode_strings<'a>(strings: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for s in strings {
-        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    out
-}
-
-/// FP32 elements in the extension's form: little-endian, row-major.
-pub fn encode_floats(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 /// The extension's response: the JSON header, then the binary outputs' bytes in order.
 pub fn response(
     header: &impl serde::Serialize,
@@ -188,20 +147,4 @@ pub fn response(
         body,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strings_round_trip_and_truncation_is_refused() {
-        let encoded = encode_strings(["I love it", "", "naïve"]);
-        assert_eq!(&encoded[..4], &9u32.to_le_bytes());
-        let decoded = decode_strings(&encoded, "text").unwrap();
-        assert_eq!(decoded, ["I love it", "", "naïve"]);
-        assert!(decode_strings(&encoded[..encoded.len() - 1], "text").is_err());
-        assert!(decode_strings(&[1, 0, 0], "text").is_err());
-        assert!(decode_strings(&[1, 0, 0, 0, 0xff], "text").is_err());
-    }
 }

@@ -4,8 +4,11 @@
 use super::binary::{self, V2Request};
 use super::ModelPath;
 use crate::error::{ApiError, ErrorBody};
-use crate::http::predict::{classify_logged, validate_texts};
-use crate::postprocess::{ranked, scores};
+use crate::http::request_id;
+use crate::service::v2::{
+    self, check_shape, flag, requested, text_inputs, TensorData, INPUT, PAIR_INPUT,
+};
+use crate::service::Call;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -14,10 +17,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::Instant;
-
-/// The model's one input tensor.
-pub const INPUT: &str = "text";
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InferRequest {
@@ -26,7 +25,9 @@ pub struct InferRequest {
     /// Accepted and ignored.
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
-    /// Exactly one tensor: `text`, BYTES, one text per element.
+    /// `text` (BYTES, one text per element) and optionally `text_pair` (BYTES, the second
+    /// text of each text, same shape): pairs are read as one sequence, as transformers'
+    /// `text`/`text_pair`.
     pub inputs: Vec<RequestInput>,
     /// The outputs to return, in this order; all of them when absent or empty.
     pub outputs: Option<Vec<RequestOutput>>,
@@ -78,33 +79,6 @@ pub struct ResponseOutput {
     pub data: Option<TensorData>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum TensorData {
-    Bytes(Vec<String>),
-    Fp32(Vec<f32>),
-}
-
-/// The model's outputs, in the default order.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Output {
-    Label,
-    Score,
-    Scores,
-}
-
-impl Output {
-    const ALL: [Output; 3] = [Output::Label, Output::Score, Output::Scores];
-
-    fn name(self) -> &'static str {
-        match self {
-            Output::Label => "label",
-            Output::Score => "score",
-            Output::Scores => "scores",
-        }
-    }
-}
-
 #[utoipa::path(
     post,
     path = "/v2/models/{name}/infer",
@@ -112,9 +86,9 @@ impl Output {
     request_body = InferRequest,
     responses(
         (status = 200, description = "The requested output tensors (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)", body = InferResponse),
-        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, empty text, too many texts", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
-        crate::http::openapi::InferenceErrors,
+        crate::error::InferenceErrors,
     ),
     tag = "v2"
 )]
@@ -124,9 +98,8 @@ pub async fn infer(
     headers: HeaderMap,
     V2Request(request): V2Request,
 ) -> Result<Response, ApiError> {
-    let (response, binary) = run(&state, &path, &headers, request)
-        .await
-        .map_err(ApiError::validation_as_bad_request)?;
+    // Validation errors are already the protocol's 400 (service::v2::infer).
+    let (response, binary) = run(&state, &path, &headers, request).await?;
     if binary.is_empty() {
         Ok(Json(response).into_response())
     } else {
@@ -140,9 +113,9 @@ pub async fn infer(
     request_body = InferRequest,
     responses(
         (status = 200, description = "The requested output tensors (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)", body = InferResponse),
-        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, empty text, too many texts", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
-        crate::http::openapi::InferenceErrors,
+        crate::error::InferenceErrors,
     ),
     tag = "v2")]
 pub async fn infer_version(
@@ -161,235 +134,97 @@ async fn run(
     headers: &HeaderMap,
     request: InferRequest,
 ) -> Result<(InferResponse, Vec<Vec<u8>>), ApiError> {
-    let started = Instant::now();
+    let call = Call::new(state, request_id(headers));
     let engine = state.ready_engine()?.clone();
     path.check(&engine)?;
     let binary_default = flag(request.parameters.as_ref(), "binary_data_output")?;
-    let outputs = requested(request.outputs.unwrap_or_default(), binary_default)?;
-    let texts = input_texts(request.inputs)?;
-    let max_inputs = state.config.max_client_batch_size as usize;
-    validate_texts(&texts, "inputs[0].data", max_inputs)?;
-    let logits = classify_logged(state, &engine, headers, texts, true, started).await?;
-
-    let info = &engine.info;
-    let probabilities: Vec<Vec<f32>> = logits
-        .iter()
-        .map(|row| scores(row, info.score_function, false))
-        .collect();
-    let best = probabilities
-        .iter()
-        .map(|p| ranked(&info.labels, p, Some(1)).pop())
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| ApiError::Internal("the model has no labels".into()))?;
-    let n = probabilities.len();
+    let outputs = request.outputs.unwrap_or_default();
+    let wanted = requested(
+        outputs
+            .into_iter()
+            .map(|o| (o.name, o.parameters))
+            .collect(),
+        binary_default,
+    )?;
+    let (texts, pairs) = input_texts(request.inputs)?;
+    let computed = v2::infer(state, &engine, &call, texts, pairs, wanted).await?;
     let mut binary = Vec::new();
-    let outputs = outputs
+    let outputs = computed
         .into_iter()
-        .map(|wanted| {
-            let (datatype, shape, data) = match (wanted.output, wanted.classification) {
-                (Output::Label, _) => (
-                    "BYTES",
-                    vec![n],
-                    TensorData::Bytes(best.iter().map(|b| b.label.clone()).collect()),
-                ),
-                (Output::Score, _) => (
-                    "FP32",
-                    vec![n],
-                    TensorData::Fp32(best.iter().map(|b| b.score).collect()),
-                ),
-                (Output::Scores, None) => (
-                    "FP32",
-                    vec![n, info.labels.len()],
-                    TensorData::Fp32(probabilities.concat()),
-                ),
-                (Output::Scores, Some(k)) => {
-                    let k = k.min(info.labels.len());
-                    let classes = probabilities
-                        .iter()
-                        .flat_map(|p| top_classes(&info.labels, p, k));
-                    ("BYTES", vec![n, k], TensorData::Bytes(classes.collect()))
-                }
-            };
-            if !wanted.binary {
+        .map(|tensor| {
+            if !tensor.binary {
                 return ResponseOutput {
-                    name: wanted.output.name(),
-                    shape,
-                    datatype,
+                    name: tensor.name,
+                    shape: tensor.shape,
+                    datatype: tensor.datatype,
                     parameters: None,
-                    data: Some(data),
+                    data: Some(tensor.data),
                 };
             }
-            let bytes = match &data {
-                TensorData::Bytes(strings) => {
-                    binary::encode_strings(strings.iter().map(String::as_str))
-                }
-                TensorData::Fp32(values) => binary::encode_floats(values),
-            };
+            let bytes = tensor.data.raw();
             let parameters = serde_json::json!({ "binary_data_size": bytes.len() });
             binary.push(bytes);
             ResponseOutput {
-                name: wanted.output.name(),
-                shape,
-                datatype,
+                name: tensor.name,
+                shape: tensor.shape,
+                datatype: tensor.datatype,
                 parameters: Some(parameters),
                 data: None,
             }
         })
         .collect();
     let response = InferResponse {
-        model_name: info.model_id.clone(),
-        model_version: super::MODEL_VERSION,
+        model_name: engine.info.model_id.clone(),
+        model_version: v2::MODEL_VERSION,
         id: request.id,
         outputs,
     };
     Ok((response, binary))
 }
 
-/// The classification extension's strings for one text: its `k` best classes as
-/// `score:index:label`, best first.
-fn top_classes(labels: &[String], probabilities: &[f32], k: usize) -> Vec<String> {
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
-    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| {
-            let label = labels.get(i).map_or("", String::as_str);
-            format!("{:.6}:{i}:{label}", probabilities[i])
-        })
-        .collect()
+/// The texts of the input `text` and, when given, the second texts of `text_pair`, after each
+/// input's name, datatype and shape are checked.
+fn input_texts(inputs: Vec<RequestInput>) -> Result<(Vec<String>, Option<Vec<String>>), ApiError> {
+    let (text, pair) = text_inputs(inputs, |i| (i.name.as_str(), i.datatype.as_str()))?;
+    let texts = strings(text, INPUT)?;
+    let pairs = pair.map(|p| strings(p, PAIR_INPUT)).transpose()?;
+    Ok((texts, pairs))
 }
 
-/// One requested output: which, in binary form or not, and the classification extension's
-/// `k` when asked for.
-struct Wanted {
-    output: Output,
-    binary: bool,
-    classification: Option<usize>,
-}
-
-/// A boolean parameter (`binary_data_output`, `binary_data`); absent is false.
-fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<bool, ApiError> {
-    match parameters.and_then(|p| p.get(name)) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "parameter `{name}` must be a boolean, found {other}"
-        ))),
-    }
-}
-
-/// The requested outputs in order (all when none are named), each binary when it asks for
-/// `binary_data` or the request for `binary_data_output`; unknown or repeated names are 400.
-fn requested(outputs: Vec<RequestOutput>, binary_default: bool) -> Result<Vec<Wanted>, ApiError> {
-    if outputs.is_empty() {
-        return Ok(Output::ALL
-            .into_iter()
-            .map(|output| Wanted {
-                output,
-                binary: binary_default,
-                classification: None,
-            })
-            .collect());
-    }
-    let mut chosen: Vec<Wanted> = Vec::with_capacity(outputs.len());
-    for RequestOutput { name, parameters } in outputs {
-        let output = Output::ALL
-            .into_iter()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "unknown output `{name}`; this model has `label`, `score` and `scores`"
-                ))
-            })?;
-        if chosen.iter().any(|w| w.output == output) {
-            return Err(ApiError::BadRequest(format!(
-                "output `{name}` is requested twice"
-            )));
-        }
-        let parameters = parameters.as_ref();
-        let binary = match parameters.and_then(|p| p.get("binary_data")) {
-            None => binary_default,
-            Some(_) => flag(parameters, "binary_data")?,
-        };
-        let classification = match parameters.and_then(|p| p.get("classification")) {
-            None => None,
-            Some(k) => match (output, k.as_u64()) {
-                (Output::Scores, Some(k)) if k >= 1 => Some(k as usize),
-                (Output::Scores, _) => {
-                    return Err(ApiError::BadRequest(
-                        "`classification` must be a count of classes, at least 1".into(),
-                    ))
-                }
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                        "`classification` applies to the `scores` output, not `{name}`"
-                    )))
-                }
-            },
-        };
-        chosen.push(Wanted {
-            output,
-            binary,
-            classification,
-        });
-    }
-    Ok(chosen)
-}
-
-/// The texts of the one input tensor, after its name, datatype and shape are checked.
-fn input_texts(inputs: Vec<RequestInput>) -> Result<Vec<String>, ApiError> {
-    let [input] = <[RequestInput; 1]>::try_from(inputs).map_err(|inputs| {
-        ApiError::BadRequest(format!(
-            "expected exactly one input tensor (`{INPUT}`), got {}",
-            inputs.len()
-        ))
-    })?;
-    if input.name != INPUT {
-        return Err(ApiError::BadRequest(format!(
-            "unknown input `{}`; this model takes one input named `{INPUT}`",
-            input.name
-        )));
-    }
-    if input.datatype != "BYTES" {
-        return Err(ApiError::BadRequest(format!(
-            "input `{INPUT}` has datatype `{}`; it must be `BYTES` (strings)",
-            input.datatype
-        )));
-    }
+/// The strings of one BYTES input, flat or nested as its shape says.
+fn strings(input: RequestInput, name: &str) -> Result<Vec<String>, ApiError> {
     let Value::Array(items) = input.data else {
         return Err(ApiError::BadRequest(format!(
-            "input `{INPUT}`: `data` must be a list"
+            "input `{name}`: `data` must be a list"
         )));
     };
     let shape = &input.shape;
     let mut texts = Vec::with_capacity(items.len());
     if items.iter().any(Value::is_array) {
-        nested(items, shape, &mut texts).map_err(|e| {
+        nested(items, shape, name, &mut texts).map_err(|e| {
             e.unwrap_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "input `{INPUT}`: nested `data` does not match shape {shape:?}"
+                    "input `{name}`: nested `data` does not match shape {shape:?}"
                 ))
             })
         })?;
     } else {
         for item in items {
-            texts.push(string(item)?);
+            texts.push(string(item, name)?);
         }
-        let elements = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
-        if elements != Some(texts.len() as u64) {
-            return Err(ApiError::BadRequest(format!(
-                "input `{INPUT}`: shape {shape:?} does not hold the {} elements of `data`",
-                texts.len()
-            )));
-        }
+        check_shape(name, shape, texts.len())?;
     }
     Ok(texts)
 }
 
 /// Collects nested row-major data whose every level has the length `shape` gives; `Err(None)`
 /// for a structure that does not match.
-fn nested(items: Vec<Value>, shape: &[u64], out: &mut Vec<String>) -> Result<(), Option<ApiError>> {
+fn nested(
+    items: Vec<Value>,
+    shape: &[u64],
+    name: &str,
+    out: &mut Vec<String>,
+) -> Result<(), Option<ApiError>> {
     let Some((&dim, inner)) = shape.split_first() else {
         return Err(None);
     };
@@ -398,16 +233,16 @@ fn nested(items: Vec<Value>, shape: &[u64], out: &mut Vec<String>) -> Result<(),
     }
     for item in items {
         match item {
-            Value::Array(items) if !inner.is_empty() => nested(items, inner, out)?,
+            Value::Array(items) if !inner.is_empty() => nested(items, inner, name, out)?,
             Value::Array(_) => return Err(None),
             _ if !inner.is_empty() => return Err(None),
-            item => out.push(string(item).map_err(Some)?),
+            item => out.push(string(item, name).map_err(Some)?),
         }
     }
     Ok(())
 }
 
-fn string(item: Value) -> Result<String, ApiError> {
+fn string(item: Value, name: &str) -> Result<String, ApiError> {
     match item {
         Value::String(text) => Ok(text),
         other => {
@@ -418,7 +253,7 @@ fn string(item: Value) -> Result<String, ApiError> {
                 _ => "an object",
             };
             Err(ApiError::BadRequest(format!(
-                "input `{INPUT}` is BYTES: every element must be a string, found {found}"
+                "input `{name}` is BYTES: every element must be a string, found {found}"
             )))
         }
     }

@@ -2,8 +2,9 @@
 //! index, and inference statistics, which this server does not keep per model (a documented
 //! 400 that points to `/metrics`).
 
-use super::{loaded, model_tensors, MetadataTensor, ModelPath, MODEL_VERSION, PLATFORM};
+use super::ModelPath;
 use crate::error::{ApiError, ErrorBody};
+use crate::service::v2::{model_tensors, MetadataTensor, MODEL_VERSION, PAIR_INPUT, PLATFORM};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -28,6 +29,9 @@ pub struct ConfigTensor {
     pub name: &'static str,
     pub data_type: &'static str,
     pub dims: Vec<i64>,
+    /// An input a request may leave out (`text_pair`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl From<MetadataTensor> for ConfigTensor {
@@ -42,6 +46,7 @@ impl From<MetadataTensor> for ConfigTensor {
             name: t.name,
             data_type,
             dims: t.shape,
+            optional: t.name == PAIR_INPUT,
         }
     }
 }
@@ -56,7 +61,7 @@ pub async fn model_config(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelConfig>, ApiError> {
-    let engine = loaded(&state)?;
+    let engine = state.loaded_engine()?;
     path.check(engine)?;
     let (inputs, outputs) = model_tensors(engine.info.labels.len());
     Ok(Json(ModelConfig {
@@ -97,7 +102,7 @@ pub struct RepositoryModel {
 pub async fn repository_index(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
-    let engine = loaded(&state)?;
+    let engine = state.loaded_engine()?;
     let ready = state.ready_engine().is_ok();
     Ok(Json(vec![RepositoryModel {
         name: engine.info.model_id.clone(),
@@ -127,7 +132,7 @@ pub async fn statistics() -> ApiError {
     responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_statistics(State(state): State<Arc<AppState>>, path: ModelPath) -> ApiError {
-    match loaded(&state).and_then(|engine| path.check(engine)) {
+    match state.loaded_engine().and_then(|engine| path.check(engine)) {
         Ok(()) => no_statistics(),
         Err(error) => error,
     }

@@ -1,47 +1,13 @@
-//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa and DistilBERT,
-//! on candle's ops. The architectures differ only in tensor names, token types and position
-//! numbering.
+//! The post-LayerNorm transformer encoder shared by BERT, RoBERTa, XLM-RoBERTa, DistilBERT and
+//! ELECTRA, on candle's ops. The architectures differ only in tensor names, token types,
+//! position numbering and (ELECTRA) narrower embeddings projected up to the hidden size.
 
-use super::super::batch::Batch;
 use super::super::config::{Activation, ModelConfig};
 use super::super::names;
+use super::input::BatchInput;
 use super::layers::{activate, LayerNorm, Linear};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-
-/// A padded batch, laid out row-major as `[batch, seq_len]` on the host.
-#[derive(Debug, Clone)]
-pub struct BatchInput {
-    pub ids: Vec<u32>,
-    pub type_ids: Vec<u32>,
-    pub lengths: Vec<usize>,
-    pub seq_len: usize,
-}
-
-impl BatchInput {
-    /// Right-pads every sequence to the longest one.
-    pub fn pad(batch: &Batch, pad_id: u32) -> Self {
-        let seq_len = batch.lengths.iter().copied().max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * seq_len);
-        let mut type_ids = Vec::with_capacity(batch.len() * seq_len);
-        for (start, &len) in batch.starts().into_iter().zip(&batch.lengths) {
-            ids.extend_from_slice(&batch.ids[start..start + len]);
-            ids.resize(ids.len() + seq_len - len, pad_id);
-            type_ids.extend_from_slice(&batch.type_ids[start..start + len]);
-            type_ids.resize(type_ids.len() + seq_len - len, 0);
-        }
-        Self {
-            ids,
-            type_ids,
-            lengths: batch.lengths.clone(),
-            seq_len,
-        }
-    }
-
-    pub fn batch_size(&self) -> usize {
-        self.lengths.len()
-    }
-}
 
 struct Layer {
     qkv: Linear,
@@ -57,6 +23,8 @@ pub struct Encoder {
     position_embeddings: Tensor,
     token_type_embeddings: Option<Tensor>,
     embedding_norm: LayerNorm,
+    /// ELECTRA's `embeddings_project`, where `embedding_size` differs from `hidden_size`.
+    embedding_project: Option<Linear>,
     layers: Vec<Layer>,
     num_heads: usize,
     head_dim: usize,
@@ -68,15 +36,15 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`).
+    /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`, `electra`).
     pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
         let names = names::layers(config.architecture);
-        let h = config.hidden_size;
+        let (h, e) = (config.hidden_size, config.embedding_size);
         let emb = vb.pp(names.embeddings);
         let token_type_embeddings = if config.type_vocab_size > 0 {
             Some(
                 emb.pp("token_type_embeddings")
-                    .get((config.type_vocab_size, h), "weight")?,
+                    .get((config.type_vocab_size, e), "weight")?,
             )
         } else {
             None
@@ -99,12 +67,17 @@ impl Encoder {
         Ok(Self {
             word_embeddings: emb
                 .pp("word_embeddings")
-                .get((config.vocab_size, h), "weight")?,
+                .get((config.vocab_size, e), "weight")?,
             position_embeddings: emb
                 .pp("position_embeddings")
-                .get((config.max_position_embeddings, h), "weight")?,
+                .get((config.max_position_embeddings, e), "weight")?,
             token_type_embeddings,
-            embedding_norm: LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            embedding_norm: LayerNorm::load(&emb.pp("LayerNorm"), e, config.layer_norm_eps)?,
+            embedding_project: if e != h {
+                Some(Linear::load(&vb.pp("embeddings_project"), e, h)?)
+            } else {
+                None
+            },
             layers,
             num_heads: config.num_heads,
             head_dim: h / config.num_heads,
@@ -123,7 +96,7 @@ impl Encoder {
     pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
         let mut x = self.embed(input)?;
-        let mask = self.attention_mask(input)?;
+        let mask = input.padding_mask(&self.device, self.dtype)?;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             x = self.layer_forward(layer, &x, &mask, b, l, i == last)?;
@@ -134,10 +107,11 @@ impl Encoder {
         Ok(x)
     }
 
-    /// Word + position (+ token type) embeddings, layer-normed: `[batch * seq_len, hidden]`.
+    /// Word + position (+ token type) embeddings, layer-normed (and projected):
+    /// `[batch * seq_len, hidden]`.
     fn embed(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
-        let ids = Tensor::from_slice(&input.ids, b * l, &self.device)?;
+        let ids = input.ids_tensor(&self.device)?;
         let positions = self.position_ids(input);
         let positions = Tensor::from_vec(positions, b * l, &self.device)?;
         let mut x = self
@@ -148,7 +122,11 @@ impl Encoder {
             let type_ids = Tensor::from_slice(&input.type_ids, b * l, &self.device)?;
             x = x.add(&types.index_select(&type_ids, 0)?)?;
         }
-        self.embedding_norm.forward(&x)
+        let x = self.embedding_norm.forward(&x)?;
+        match &self.embedding_project {
+            Some(project) => project.forward(&x),
+            None => Ok(x),
+        }
     }
 
     fn position_ids(&self, input: &BatchInput) -> Vec<u32> {
@@ -164,23 +142,6 @@ impl Encoder {
             }
         }
         positions
-    }
-
-    /// Additive mask `[batch, 1, 1, seq_len]`: 0 for real tokens, the dtype's lowest finite
-    /// value for padding. Built on the host in f32 and converted once, so half precision
-    /// never sees `-inf * 0 = NaN`.
-    fn attention_mask(&self, input: &BatchInput) -> Result<Tensor> {
-        let l = input.seq_len;
-        let min = match self.dtype {
-            DType::F16 => f32::from(half::f16::MIN),
-            DType::BF16 => f32::from(half::bf16::MIN),
-            _ => f32::MIN,
-        };
-        let mut mask = Vec::with_capacity(input.batch_size() * l);
-        for &len in &input.lengths {
-            mask.extend((0..l).map(|i| if i < len { 0.0 } else { min }));
-        }
-        Tensor::from_vec(mask, (input.batch_size(), 1, 1, l), &self.device)?.to_dtype(self.dtype)
     }
 
     fn layer_forward(

@@ -1,34 +1,73 @@
 //! The classifier on candle's ops: any device candle runs (CUDA GPUs, the CPU), any dtype.
 //! Batches are padded to their longest sequence, as transformers does.
 
+mod deberta;
 mod encoder;
+mod input;
 mod layers;
+mod modernbert;
 
 use super::batch::Batch;
-use super::config::ModelConfig;
+use super::config::{Activation, Architecture, ModelConfig};
 use super::names;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use encoder::{BatchInput, Encoder};
-use layers::Linear;
+use deberta::DebertaV2;
+use encoder::Encoder;
+use input::BatchInput;
+use layers::{activate, LayerNorm, Linear};
+use modernbert::ModernBert;
 
-/// `out(act(dense(first token)))` (see [`names::Head`]).
+/// `out(norm(act(dense(pooled))))`, the norm only in ModernBERT (see [`names::Head`]).
 struct Head {
     dense: Linear,
+    activation: Activation,
+    norm: Option<LayerNorm>,
     out: Linear,
-    tanh: bool,
 }
 
 impl Head {
-    fn forward(&self, first_token: &Tensor) -> Result<Tensor> {
-        let x = self.dense.forward(first_token)?;
-        let x = if self.tanh { x.tanh()? } else { x.relu()? };
+    fn load(vb: &VarBuilder<'static>, head: names::Head, config: &ModelConfig) -> Result<Self> {
+        let (h, n) = (config.hidden_size, config.labels.len());
+        let (dense_bias, norm) = match &config.modernbert {
+            Some(m) => (
+                m.classifier_bias,
+                Some(LayerNorm::load_with_bias(
+                    &vb.pp("head.norm"),
+                    h,
+                    config.layer_norm_eps,
+                    m.norm_bias,
+                )?),
+            ),
+            None => (true, None),
+        };
+        Ok(Self {
+            dense: Linear::load_with_bias(&head.dense, h, h, dense_bias)?,
+            activation: head.activation,
+            norm,
+            out: Linear::load(&head.out, h, n)?,
+        })
+    }
+
+    fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
+        let mut x = activate(&self.dense.forward(pooled)?, self.activation)?;
+        if let Some(norm) = &self.norm {
+            x = norm.forward(&x)?;
+        }
         self.out.forward(&x)
     }
 }
 
+/// The encoder of each family, returning the pooled vector the head reads, `[batch, hidden]`.
+enum Body {
+    /// BERT, DistilBERT, RoBERTa, XLM-RoBERTa, ELECTRA.
+    Bert(Encoder),
+    DebertaV2(Box<DebertaV2>),
+    ModernBert(Box<ModernBert>),
+}
+
 pub struct CandleClassifier {
-    encoder: Encoder,
+    body: Body,
     head: Head,
     pad_token_id: u32,
 }
@@ -36,15 +75,20 @@ pub struct CandleClassifier {
 impl CandleClassifier {
     /// `vb` is the checkpoint's root on the target device and dtype.
     pub fn load(vb: &VarBuilder<'static>, config: &ModelConfig) -> Result<Self> {
-        let located = names::locate(vb, config);
-        let (h, n) = (config.hidden_size, config.labels.len());
+        let names::Located {
+            encoder: root,
+            head,
+        } = names::locate(vb, config);
+        let body = match config.architecture {
+            Architecture::DebertaV2 => Body::DebertaV2(Box::new(DebertaV2::load(&root, config)?)),
+            Architecture::ModernBert => {
+                Body::ModernBert(Box::new(ModernBert::load(&root, config)?))
+            }
+            _ => Body::Bert(Encoder::load(&root, config)?),
+        };
         Ok(Self {
-            encoder: Encoder::load(&located.encoder, config)?,
-            head: Head {
-                dense: Linear::load(&located.head.dense, h, h)?,
-                out: Linear::load(&located.head.out, h, n)?,
-                tanh: located.head.tanh,
-            },
+            body,
+            head: Head::load(vb, head, config)?,
             pad_token_id: config.pad_token_id,
         })
     }
@@ -52,9 +96,13 @@ impl CandleClassifier {
     /// Logits `[sequences][labels]` in f32, whatever the compute dtype.
     pub fn forward(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
         let input = BatchInput::pad(batch, self.pad_token_id);
-        let first = self.encoder.forward_first_token(&input)?;
+        let pooled = match &self.body {
+            Body::Bert(encoder) => encoder.forward_first_token(&input)?,
+            Body::DebertaV2(model) => model.forward_first_token(&input)?,
+            Body::ModernBert(model) => model.forward_pooled(&input)?,
+        };
         self.head
-            .forward(&first)?
+            .forward(&pooled)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()
     }

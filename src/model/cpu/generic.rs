@@ -1,4 +1,6 @@
-//! The CPU kernels, written once as plain loops over slices.
+//! The CPU row operations (softmax, layer norm, attention, activations, bf16 rounding),
+//! written once as plain loops over slices; the matrix-product tiles built on them are in
+//! `tile.rs`.
 //!
 //! Every function here is `#[inline(always)]` and compiled into each level's
 //! `#[target_feature]` wrapper (see `mod.rs`), where the compiler vectorises it for that
@@ -345,7 +347,7 @@ fn activate_one<M: MulAdd>(v: f32, act: Act) -> f32 {
 /// slice of unknown length can fall entirely into the scalar remainder loop). One loop per
 /// activation, so the `match` is not inside the loop.
 #[inline(always)]
-fn activate_block<M: MulAdd, const N: usize>(x: &mut [f32; N], act: Act) {
+pub(super) fn activate_block<M: MulAdd, const N: usize>(x: &mut [f32; N], act: Act) {
     macro_rules! each {
         ($act:expr) => {
             for v in x.iter_mut() {
@@ -404,172 +406,5 @@ pub fn to_bf16_pairs<M: MulAdd>(x: &[f32], out: &mut [u32]) {
 pub fn round_bf16<M: MulAdd>(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = f32::from_bits((bf16_bits(*v) as u32) << 16);
-    }
-}
-
-/// The plain-loop f32 micro-kernel (the portable and neon levels; x86 has hand-written ones
-/// in `x86.rs`): `R` rows of `x` (row-major, `k` wide, from `row0`) times one panel of `NR`
-/// packed weight columns (`[k][NR]`), then bias and activation, stored to columns
-/// `c0..c0 + cols` of `out[row0..row0 + R]`. `R` and `NR` are constants, so the accumulators
-/// stay in registers from the first product to the store.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
-    x: &[f32],
-    k: usize,
-    row0: usize,
-    panel: &[f32],
-    bias: &[f32; NR],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-    (c0, cols): (usize, usize),
-) {
-    let rows: [&[f32]; R] = std::array::from_fn(|i| &x[(row0 + i) * k..][..k]);
-    let mut a = [[0f32; NR]; R];
-    for (b, kk) in panel[..k * NR].chunks_exact(NR).zip(0..k) {
-        let b: &[f32; NR] = b.try_into().expect("NR values");
-        for i in 0..R {
-            let xv = rows[i][kk];
-            for j in 0..NR {
-                a[i][j] = M::mul_add(xv, b[j], a[i][j]);
-            }
-        }
-    }
-    // A copy for the epilogue: references into `a` itself would keep the accumulators in
-    // memory (on the stack) through the loop above instead of in registers.
-    let mut done = [[0f32; NR]; R];
-    done.copy_from_slice(&a);
-    for (i, acc) in done.iter_mut().enumerate() {
-        epilogue::<M, NR>(acc, bias, act);
-        store(&mut out[row0 + i][c0..c0 + cols], acc);
-    }
-}
-
-/// `dst = src[..dst.len()]`: a whole panel as fixed-size vector stores (a copy of unknown
-/// length would be a `memcpy` call per tile row), a partial last panel element by element.
-#[inline(always)]
-pub fn store<const NR: usize>(dst: &mut [f32], src: &[f32; NR]) {
-    match <&mut [f32; NR]>::try_from(&mut *dst) {
-        Ok(full) => *full = *src,
-        Err(_) => {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = *s;
-            }
-        }
-    }
-}
-
-/// Rows of the f32 micro-kernel's tile, up to 8: `$call!(R)` with R a constant.
-macro_rules! by_rows {
-    ($rows:expr, $call:ident) => {
-        match $rows {
-            8 => $call!(8),
-            7 => $call!(7),
-            6 => $call!(6),
-            5 => $call!(5),
-            4 => $call!(4),
-            3 => $call!(3),
-            2 => $call!(2),
-            _ => $call!(1),
-        }
-    };
-}
-// Used by the AVX512-BF16 kernel, which exists on x86-64 only.
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-pub(crate) use by_rows;
-
-/// Rows of the next tile when `left` rows remain, for tiles of at most `mr`: the rows are
-/// spread evenly over the tiles still needed (25 rows at 6 make 5 tiles of 5, not 4 of 6 and
-/// a single-row tile that costs as much time as a full one).
-#[inline(always)]
-pub fn tile_rows(left: usize, mr: usize) -> usize {
-    left.div_ceil(left.div_ceil(mr))
-}
-
-/// With few rows (one or two short sentences) a product waits on weights coming from memory,
-/// not on arithmetic, and prefetching the next panel measured 10-20% faster at 25 rows; with
-/// hundreds of rows the panel is reused by many tiles and the prefetch only crowded the
-/// cache (5-8% slower at 800 rows).
-pub const PREFETCH_MAX_ROWS: usize = 64;
-
-/// Walks one task's share of a packed product: for each panel of `NR` columns (`span`
-/// values of `panels` each) and each tile of at most `mr` rows, calls
-/// `tile(rows, row0, (panel, next), bias, (c0, cols))`. `next` is the following panel, given
-/// to the first tile of each panel only, for kernels that prefetch it, and only when the
-/// product has at most [`PREFETCH_MAX_ROWS`] rows. The columns of the task
-/// are `0..width` of each output row; `bias` is `[panel][NR]`, zero-padded. The panel stays
-/// in cache while every row of the task passes over it.
-#[inline(always)]
-pub fn walk_panels<P, const NR: usize>(
-    m: usize,
-    mr: usize,
-    (panels, span): (&[P], usize),
-    bias: &[f32],
-    width: usize,
-    mut tile: impl FnMut(usize, usize, (&[P], Option<&[P]>), &[f32; NR], (usize, usize)),
-) {
-    for ((p, panel), bias) in panels
-        .chunks_exact(span)
-        .enumerate()
-        .zip(bias.chunks_exact(NR))
-    {
-        let bias: &[f32; NR] = bias.try_into().expect("NR values");
-        let c0 = p * NR;
-        let cols = NR.min(width.saturating_sub(c0));
-        let next = (m <= PREFETCH_MAX_ROWS)
-            .then(|| panels.get((p + 1) * span..(p + 2) * span))
-            .flatten();
-        let mut row = 0;
-        while row < m {
-            let rows = tile_rows(m - row, mr);
-            let next = if row == 0 { next } else { None };
-            tile(rows, row, (panel, next), bias, (c0, cols));
-            row += rows;
-        }
-    }
-}
-
-/// One task's share of a packed product with the plain-loop kernel:
-/// `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])` for every row `r < out.len()` and the
-/// columns of `panels` (`[panel][k][NR]`; `out[r]` holds exactly those columns).
-#[inline(always)]
-pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
-    walk_panels::<f32, NR>(
-        m,
-        MR.min(8),
-        (panels, k * NR),
-        bias,
-        width,
-        |rows, row, (panel, _), bias, cols| {
-            macro_rules! call {
-                ($r:literal) => {
-                    tile::<M, $r, NR>(x, k, row, panel, bias, act, out, cols)
-                };
-            }
-            by_rows!(rows, call)
-        },
-    );
-}
-
-/// `acc = act(acc + bias)` over one tile row, in registers.
-#[inline(always)]
-pub fn epilogue<M: MulAdd, const NR: usize>(
-    acc: &mut [f32; NR],
-    bias: &[f32; NR],
-    act: Option<Act>,
-) {
-    for j in 0..NR {
-        acc[j] += bias[j];
-    }
-    if let Some(act) = act {
-        activate_block::<M, NR>(acc, act);
     }
 }

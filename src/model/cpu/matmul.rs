@@ -6,6 +6,7 @@
 //! width, and each product runs the level's micro-kernel with bias and activation fused.
 
 use super::generic::{self, Act};
+use super::tile;
 use super::{Avx512Bf16, Isa};
 use rayon::prelude::*;
 
@@ -292,7 +293,7 @@ fn f32_panels(
         Isa::Avx2(t) => match t.never {},
         #[cfg(not(target_arch = "aarch64"))]
         Isa::Neon(t) => match t.never {},
-        Isa::Portable => generic::f32_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(
+        Isa::Portable => tile::f32_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(
             x, k, panels, bias, act, out,
         ),
     }
@@ -309,5 +310,5 @@ fn neon_f32(
     act: Option<Act>,
     out: &mut [&mut [f32]],
 ) {
-    generic::f32_panels::<generic::Fused, NEON_MR, NEON_NR>(x, k, panels, bias, act, out)
+    tile::f32_panels::<generic::Fused, NEON_MR, NEON_NR>(x, k, panels, bias, act, out)
 }

@@ -11,6 +11,7 @@
 pub mod generic;
 mod isa;
 mod matmul;
+mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -125,7 +126,7 @@ mod tests {
             for m in 1..200 {
                 let (mut row, mut sizes) = (0, Vec::new());
                 while row < m {
-                    let rows = generic::tile_rows(m - row, mr);
+                    let rows = tile::tile_rows(m - row, mr);
                     assert!((1..=mr).contains(&rows), "{m} at {mr}: {rows}");
                     sizes.push(rows);
                     row += rows;

@@ -1,14 +1,15 @@
 //! Hand-written x86-64 micro-kernels for the packed products: f32 at avx512 (8 rows x 32
 //! columns: 16 of the 32 zmm registers accumulate) and at avx2 (6 x 16: 12 of 16 ymm), and
 //! bf16 pairs with AVX512-BF16's `vdpbf16ps` (8 x 32), which no compiler emits on its own.
-//! The plain-loop kernel (`generic::tile`) computes the same thing, but the compiler's code
+//! The plain-loop kernel (`tile::tile`) computes the same thing, but the compiler's code
 //! for it was slower here and changed shape between builds (BENCHMARKS.md).
 //!
 //! Each entry point takes the token of its instruction set, so it cannot run on a CPU without
 //! it. Inside, every pointer read is bounded by a slice that was cut, with a checked bound,
 //! before the loop.
 
-use super::generic::{self, by_rows, Act, Fused};
+use super::generic::{self, Act, Fused};
+use super::tile::{self, by_rows};
 use super::{Avx2, Avx512, Avx512Bf16};
 use std::arch::x86_64::*;
 
@@ -26,7 +27,7 @@ pub const AVX512_NR: usize = 32;
 pub const AVX2_NR: usize = 16;
 
 /// The f32 product over this task's panels (`[panel][k][32]`) at avx512; see
-/// [`generic::f32_panels`] for the arguments.
+/// [`tile::f32_panels`] for the arguments.
 pub fn avx512_f32(
     token: Avx512,
     x: &[f32],
@@ -78,7 +79,7 @@ pub fn avx512_bf16(
 macro_rules! walk {
     ($tile:ident, $x:expr, $k:expr, $panels:expr, $nr:expr, $mr:expr, $bias:expr, $act:expr, $out:expr) => {{
         let (m, width) = ($out.len(), $out.first().map_or(0, |r| r.len()));
-        generic::walk_panels::<_, $nr>(
+        tile::walk_panels::<_, $nr>(
             m,
             $mr,
             ($panels, $k * $nr),
@@ -180,8 +181,8 @@ fn finish<const R: usize, const NR: usize>(
     let Some(act) = act else {
         // Without an activation, row by row keeps the values in registers.
         for (i, mut row) in acc.into_iter().enumerate() {
-            generic::epilogue::<Fused, NR>(&mut row, bias, None);
-            generic::store(&mut out[row0 + i][c0..c0 + cols], &row);
+            tile::epilogue::<Fused, NR>(&mut row, bias, None);
+            tile::store(&mut out[row0 + i][c0..c0 + cols], &row);
         }
         return;
     };
@@ -192,7 +193,7 @@ fn finish<const R: usize, const NR: usize>(
     }
     generic::activate::<Fused>(acc.as_flattened_mut(), act);
     for (i, row) in acc.iter().enumerate() {
-        generic::store(&mut out[row0 + i][c0..c0 + cols], row);
+        tile::store(&mut out[row0 + i][c0..c0 + cols], row);
     }
 }
 

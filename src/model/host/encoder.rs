@@ -99,6 +99,7 @@ pub(super) fn act(activation: Activation) -> Act {
         Activation::GeluTanh => Act::GeluTanh,
         Activation::Relu => Act::Relu,
         Activation::Silu => Act::Silu,
+        Activation::Tanh => Act::Tanh,
     }
 }
 

@@ -37,7 +37,7 @@ impl HostClassifier {
             encoder: HostEncoder::load(&located.encoder, config, isa, format)?,
             head: Head {
                 dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, format)?,
-                act: if head.tanh { Act::Tanh } else { Act::Relu },
+                act: encoder::act(head.activation),
                 out: encoder::pack(encoder::read_linear(&head.out, h, labels)?, isa, format)?,
             },
         })

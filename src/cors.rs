@@ -1,5 +1,7 @@
-//! CORS for browser clients on other origins (`--cors-allow-origin`).
+//! CORS for browser clients on other origins (`--cors-allow-origin`): the origin list is
+//! parsed once, where the server state is made, into the layer the HTTP stage applies.
 
+use crate::logging::REQUEST_ID;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -41,10 +43,10 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
-                HeaderName::from_static("x-request-id"),
+                REQUEST_ID,
                 HeaderName::from_static("traceparent"),
             ])
-            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+            .expose_headers([REQUEST_ID, header::RETRY_AFTER])
             // Browsers cache the preflight answer this long.
             .max_age(Duration::from_secs(3600)),
     ))

@@ -1,0 +1,78 @@
+//! Admission: what the queue takes. A request's sequences are queued all or none, bounded by
+//! `--max-queue-size` places and by `--max-queue-wait` of work at the measured throughput.
+
+use super::{Batcher, Job, Reply};
+use crate::types::{Encoded, InferenceError};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+impl Batcher {
+    /// Queues every sequence of one request, or none of them: a full queue refuses the whole
+    /// request (429) rather than answering part of it.
+    pub fn submit(
+        &self,
+        sequences: Vec<Encoded>,
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
+        let n = sequences.len();
+        let queued = self.limits.max_queue_size - self.permits.available_permits();
+        if let Some(limit) = self.wait_limit() {
+            if queued + n > limit {
+                let rate = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+                return Err(InferenceError::Overloaded(format!(
+                    "the queue holds about {:.1}s of work ({queued} sequences at {rate:.0}/s; --max-queue-wait {:?})",
+                    queued as f64 / rate,
+                    self.limits.max_queue_wait
+                )));
+            }
+        }
+        let full = || {
+            InferenceError::Overloaded(format!(
+                "the queue is full ({queued} of --max-queue-size {} sequences waiting)",
+                self.limits.max_queue_size
+            ))
+        };
+        let mut permit = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(full)?;
+        let guard = self
+            .sender
+            .lock()
+            .map_err(|_| InferenceError::Internal("queue lock poisoned".into()))?;
+        let sender = guard
+            .as_ref()
+            .ok_or_else(|| InferenceError::Stopped("the server is shutting down".into()))?;
+        let now = Instant::now();
+        let mut receivers = Vec::with_capacity(sequences.len());
+        for encoded in sequences {
+            let (reply, rx) = oneshot::channel();
+            let one = permit
+                .split(1)
+                .ok_or_else(|| InferenceError::Internal("queue permit accounting".into()))?;
+            let job = Job {
+                encoded,
+                enqueued: now,
+                reply,
+                _permit: one,
+            };
+            sender
+                .send(job)
+                .map_err(|_| InferenceError::Stopped("the inference worker has stopped".into()))?;
+            self.metrics.queue_depth.inc();
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+
+    /// Most sequences the queue may hold for --max-queue-wait at the measured throughput (at
+    /// least one full batch); `None` until there is a measurement, or when disabled.
+    fn wait_limit(&self) -> Option<usize> {
+        let rate = f64::from_bits(self.throughput.load(Ordering::Relaxed));
+        if self.limits.max_queue_wait.is_zero() || rate <= 0.0 {
+            return None;
+        }
+        let limit = (rate * self.limits.max_queue_wait.as_secs_f64()) as usize;
+        Some(limit.max(self.limits.max_batch_size))
+    }
+}

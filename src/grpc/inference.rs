@@ -1,0 +1,267 @@
+//! `inference.GRPCInferenceService`: health, metadata and `ModelInfer`, answered from the same
+//! state and through the same [`crate::service::v2`] as the HTTP form. Outputs always travel in
+//! `raw_output_contents`, as Triton sends them and its clients read them.
+
+use super::proto::grpc_inference_service_server::GrpcInferenceService;
+use super::proto::model_infer_request::InferInputTensor;
+use super::proto::model_infer_response::InferOutputTensor;
+use super::proto::model_metadata_response::TensorMetadata;
+use super::proto::{infer_parameter::ParameterChoice, InferParameter};
+use super::proto::{
+    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
+    ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
+    ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
+};
+use super::{deadline, observed, request_id};
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::service::v2::{
+    self, check_model, check_shape, decode_strings, model_tensors, requested, text_inputs, utf8,
+    EXTENSIONS, INPUT, MODEL_VERSION, PAIR_INPUT, PLATFORM,
+};
+use crate::service::Call;
+use crate::state::AppState;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct Inference {
+    state: Arc<AppState>,
+}
+
+impl Inference {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+/// An empty version string means "the server's choice": the one version.
+fn version(version: &str) -> Option<&str> {
+    (!version.is_empty()).then_some(version)
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Inference {
+    async fn server_live(
+        &self,
+        request: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        let id = request_id(request.metadata());
+        observed(&self.state, "ServerLive", &id, async {
+            Ok(ServerLiveResponse { live: true })
+        })
+        .await
+    }
+
+    async fn server_ready(
+        &self,
+        request: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let id = request_id(request.metadata());
+        observed(&self.state, "ServerReady", &id, async {
+            Ok(ServerReadyResponse {
+                ready: self.state.ready_engine().is_ok(),
+            })
+        })
+        .await
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let id = request_id(request.metadata());
+        let request = request.into_inner();
+        observed(&self.state, "ModelReady", &id, async {
+            // Before the model is loaded its name is unknown; it is simply not ready.
+            let Some(engine) = self.state.engine() else {
+                return Ok(ModelReadyResponse { ready: false });
+            };
+            check_model(engine, &request.name, version(&request.version))?;
+            Ok(ModelReadyResponse {
+                ready: self.state.ready_engine().is_ok(),
+            })
+        })
+        .await
+    }
+
+    async fn server_metadata(
+        &self,
+        request: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        let id = request_id(request.metadata());
+        observed(&self.state, "ServerMetadata", &id, async {
+            Ok(ServerMetadataResponse {
+                name: env!("CARGO_PKG_NAME").into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                extensions: EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let id = request_id(request.metadata());
+        let request = request.into_inner();
+        observed(&self.state, "ModelMetadata", &id, async {
+            let engine = self.state.loaded_engine()?;
+            check_model(engine, &request.name, version(&request.version))?;
+            let metadata = |tensors: Vec<v2::MetadataTensor>| {
+                tensors
+                    .into_iter()
+                    .map(|t| TensorMetadata {
+                        name: t.name.into(),
+                        datatype: t.datatype.into(),
+                        shape: t.shape,
+                    })
+                    .collect()
+            };
+            let (inputs, outputs) = model_tensors(engine.info.labels.len());
+            Ok(ModelMetadataResponse {
+                name: engine.info.model_id.clone(),
+                versions: vec![MODEL_VERSION.into()],
+                platform: PLATFORM.into(),
+                inputs: metadata(inputs),
+                outputs: metadata(outputs),
+            })
+        })
+        .await
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let id = request_id(request.metadata());
+        let state = &self.state;
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let client_deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        observed(state, "ModelInfer", &id, async {
+            state.api_keys.check(authorization.as_deref())?;
+            let call = Call::new(state, &id).with_deadline(client_deadline?);
+            let engine = state.ready_engine()?.clone();
+            check_model(
+                &engine,
+                &request.model_name,
+                version(&request.model_version),
+            )?;
+            infer(state, &engine, &call, request).await
+        })
+        .await
+    }
+}
+
+async fn infer(
+    state: &AppState,
+    engine: &Engine,
+    call: &Call<'_>,
+    mut request: ModelInferRequest,
+) -> Result<ModelInferResponse, ApiError> {
+    let wanted = requested(
+        std::mem::take(&mut request.outputs)
+            .into_iter()
+            .map(|o| (o.name, Some(parameters(o.parameters))))
+            .collect(),
+        false,
+    )?;
+    let (texts, pairs) = input_texts(request.inputs, request.raw_input_contents)?;
+    let computed = v2::infer(state, engine, call, texts, pairs, wanted).await?;
+    let mut response = ModelInferResponse {
+        model_name: engine.info.model_id.clone(),
+        model_version: MODEL_VERSION.into(),
+        id: request.id,
+        ..Default::default()
+    };
+    for tensor in computed {
+        response.raw_output_contents.push(tensor.data.raw());
+        response.outputs.push(InferOutputTensor {
+            name: tensor.name.into(),
+            datatype: tensor.datatype.into(),
+            shape: tensor.shape.iter().map(|&d| d as i64).collect(),
+            ..Default::default()
+        });
+    }
+    Ok(response)
+}
+
+/// The texts of the input `text` and, when given, the second texts of `text_pair`, each from
+/// `contents.bytes_contents` or from its entry in `raw_input_contents` (one entry per input, in
+/// the inputs' order, or none), after each input's name, datatype and shape are checked.
+fn input_texts(
+    inputs: Vec<InferInputTensor>,
+    raw: Vec<Vec<u8>>,
+) -> Result<(Vec<String>, Option<Vec<String>>), ApiError> {
+    if !raw.is_empty() && raw.len() != inputs.len() {
+        return Err(ApiError::BadRequest(format!(
+            "`raw_input_contents` has {} entries for {} inputs",
+            raw.len(),
+            inputs.len()
+        )));
+    }
+    let mut raw = raw.into_iter().map(Some);
+    let inputs: Vec<(InferInputTensor, Option<Vec<u8>>)> = inputs
+        .into_iter()
+        .map(|input| (input, raw.next().flatten()))
+        .collect();
+    let (text, pair) = text_inputs(inputs, |(i, _)| (i.name.as_str(), i.datatype.as_str()))?;
+    let texts = strings(text, INPUT)?;
+    let pairs = pair.map(|p| strings(p, PAIR_INPUT)).transpose()?;
+    Ok((texts, pairs))
+}
+
+/// One BYTES input's strings, typed or raw (never both).
+fn strings(
+    (input, raw): (InferInputTensor, Option<Vec<u8>>),
+    name: &str,
+) -> Result<Vec<String>, ApiError> {
+    let typed = input
+        .contents
+        .map(|c| c.bytes_contents)
+        .filter(|b| !b.is_empty());
+    let texts = match (typed, raw) {
+        (Some(elements), None) => elements
+            .iter()
+            .enumerate()
+            .map(|(i, element)| utf8(element, name, i))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(raw)) => decode_strings(&raw, name)?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(format!(
+                "input `{name}` has both `contents` and `raw_input_contents`; send one"
+            )))
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(format!(
+                "input `{name}` has no data: send it in `contents.bytes_contents` or `raw_input_contents`"
+            )))
+        }
+    };
+    check_shape(name, &input.shape, texts.len())?;
+    Ok(texts)
+}
+
+/// Protobuf parameters in the JSON form the shared output checks read.
+fn parameters(parameters: HashMap<String, InferParameter>) -> Map<String, Value> {
+    parameters
+        .into_iter()
+        .filter_map(|(name, p)| {
+            let value = match p.parameter_choice? {
+                ParameterChoice::BoolParam(b) => Value::Bool(b),
+                ParameterChoice::Int64Param(i) => Value::from(i),
+                ParameterChoice::StringParam(s) => Value::String(s),
+                ParameterChoice::DoubleParam(d) => Value::from(d),
+                ParameterChoice::Uint64Param(u) => Value::from(u),
+            };
+            Some((name, value))
+        })
+        .collect()
+}

@@ -1,0 +1,312 @@
+//! The Open Inference Protocol's view of the model, shared by its HTTP (`http::v2`) and gRPC
+//! (`grpc`) forms: one model with the single version `1`, the input `text` (BYTES, one text
+//! per element), the optional input `text_pair` (BYTES, the second text of each pair, one per
+//! text) and the outputs `label` (BYTES, the best label), `score` (FP32, its
+//! probability) and `scores` (FP32 `[n, labels]`, every label's probability in id order; with
+//! the classification extension, BYTES `[n, k]` strings `score:index:label`).
+//!
+//! Each form parses its request into texts (and second texts; [`inputs`]) and [`Wanted`]
+//! outputs, [`infer`] runs them, and each form renders the [`OutputTensor`]s (JSON, binary, or
+//! protobuf raw contents; [`raw`]).
+
+mod inputs;
+mod raw;
+
+pub use inputs::{check_shape, text_inputs};
+pub use raw::{decode_strings, encode_floats, encode_strings, utf8};
+
+use super::{classify, validate_inputs, Call};
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::postprocess::{ranked, scores};
+use crate::state::AppState;
+use crate::types::{TextInput, Truncation};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The one version every model has.
+pub const MODEL_VERSION: &str = "1";
+/// What metadata and configuration report as the model's platform.
+pub const PLATFORM: &str = "candle";
+/// Protocol extensions this server implements.
+pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "classification"];
+
+/// The model's input tensor: the texts.
+pub const INPUT: &str = "text";
+/// The optional second input: each text's second text, making text pairs.
+pub const PAIR_INPUT: &str = "text_pair";
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MetadataTensor {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    /// -1 for a dimension of any size.
+    pub shape: Vec<i64>,
+}
+
+fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> MetadataTensor {
+    MetadataTensor {
+        name,
+        datatype,
+        shape,
+    }
+}
+
+/// The model's input and output tensors, for metadata and configuration alike. `text_pair`
+/// is optional (the protocol's metadata cannot say so; Triton's configuration can).
+pub fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
+    (
+        vec![
+            tensor(INPUT, "BYTES", vec![-1]),
+            tensor(PAIR_INPUT, "BYTES", vec![-1]),
+        ],
+        vec![
+            tensor("label", "BYTES", vec![-1]),
+            tensor("score", "FP32", vec![-1]),
+            tensor("scores", "FP32", vec![-1, labels as i64]),
+        ],
+    )
+}
+
+/// 404 unless `name` is the served model and `version`, when given, its version.
+pub fn check_model(engine: &Engine, name: &str, version: Option<&str>) -> Result<(), ApiError> {
+    let served = &engine.info.model_id;
+    if name != served {
+        return Err(ApiError::ModelNotFound(format!(
+            "unknown model `{name}`; this server serves `{served}`"
+        )));
+    }
+    match version {
+        Some(version) if version != MODEL_VERSION => Err(ApiError::ModelNotFound(format!(
+            "model `{served}` has no version `{version}`; its only version is `{MODEL_VERSION}`"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The model's outputs, in the default order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Output {
+    Label,
+    Score,
+    Scores,
+}
+
+impl Output {
+    pub const ALL: [Output; 3] = [Output::Label, Output::Score, Output::Scores];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Label => "label",
+            Output::Score => "score",
+            Output::Scores => "scores",
+        }
+    }
+}
+
+/// One requested output: which, in binary form or not (HTTP only; gRPC answers in raw form
+/// always), and the classification extension's `k` when asked for.
+#[derive(Debug)]
+pub struct Wanted {
+    pub output: Output,
+    pub binary: bool,
+    pub classification: Option<usize>,
+}
+
+/// A boolean parameter (`binary_data_output`, `binary_data`); absent is false.
+pub fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<bool, ApiError> {
+    match parameters.and_then(|p| p.get(name)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "parameter `{name}` must be a boolean, found {other}"
+        ))),
+    }
+}
+
+/// The requested outputs (name and parameters) in order, all when none are named, each binary
+/// when it asks for `binary_data` or the request for `binary_data_output`; unknown or repeated
+/// names and misplaced `classification` are 400.
+pub fn requested(
+    outputs: Vec<(String, Option<Map<String, Value>>)>,
+    binary_default: bool,
+) -> Result<Vec<Wanted>, ApiError> {
+    if outputs.is_empty() {
+        return Ok(Output::ALL
+            .into_iter()
+            .map(|output| Wanted {
+                output,
+                binary: binary_default,
+                classification: None,
+            })
+            .collect());
+    }
+    let mut chosen: Vec<Wanted> = Vec::with_capacity(outputs.len());
+    for (name, parameters) in outputs {
+        let output = Output::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown output `{name}`; this model has `label`, `score` and `scores`"
+                ))
+            })?;
+        if chosen.iter().any(|w| w.output == output) {
+            return Err(ApiError::BadRequest(format!(
+                "output `{name}` is requested twice"
+            )));
+        }
+        let parameters = parameters.as_ref();
+        let binary = match parameters.and_then(|p| p.get("binary_data")) {
+            None => binary_default,
+            Some(_) => flag(parameters, "binary_data")?,
+        };
+        let classification = match parameters.and_then(|p| p.get("classification")) {
+            None => None,
+            Some(k) => match (output, k.as_u64()) {
+                (Output::Scores, Some(k)) if k >= 1 => Some(k as usize),
+                (Output::Scores, _) => {
+                    return Err(ApiError::BadRequest(
+                        "`classification` must be a count of classes, at least 1".into(),
+                    ))
+                }
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "`classification` applies to the `scores` output, not `{name}`"
+                    )))
+                }
+            },
+        };
+        chosen.push(Wanted {
+            output,
+            binary,
+            classification,
+        });
+    }
+    Ok(chosen)
+}
+
+/// An output tensor's data, flat and row-major.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum TensorData {
+    Bytes(Vec<String>),
+    Fp32(Vec<f32>),
+}
+
+impl TensorData {
+    /// The raw (binary) form: what the HTTP binary extension and gRPC's raw contents carry.
+    pub fn raw(&self) -> Vec<u8> {
+        match self {
+            TensorData::Bytes(strings) => encode_strings(strings.iter().map(String::as_str)),
+            TensorData::Fp32(values) => encode_floats(values),
+        }
+    }
+}
+
+/// One computed output.
+#[derive(Debug)]
+pub struct OutputTensor {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+    /// Asked for in binary form (HTTP's binary tensor data extension).
+    pub binary: bool,
+}
+
+/// Validates `texts` and their second texts `pairs`, when given (every error 400, as the
+/// protocol's clients expect), classifies them and computes the `wanted` outputs in order.
+pub async fn infer(
+    state: &AppState,
+    engine: &Engine,
+    call: &Call<'_>,
+    texts: Vec<String>,
+    pairs: Option<Vec<String>>,
+    wanted: Vec<Wanted>,
+) -> Result<Vec<OutputTensor>, ApiError> {
+    let inputs: Vec<TextInput> = match pairs {
+        None => texts.into_iter().map(TextInput::from).collect(),
+        Some(pairs) if pairs.len() == texts.len() => texts
+            .into_iter()
+            .zip(pairs)
+            .map(|(text, pair)| TextInput::pair(text, pair))
+            .collect(),
+        Some(pairs) => {
+            return Err(ApiError::BadRequest(format!(
+                "input `{PAIR_INPUT}` has {} elements and `{INPUT}` {}: give one second text \
+                 per text",
+                pairs.len(),
+                texts.len()
+            )))
+        }
+    };
+    let max_inputs = state.config.max_client_batch_size as usize;
+    validate_inputs(&inputs, INPUT, max_inputs).map_err(ApiError::validation_as_bad_request)?;
+    let logits = classify(state, engine, call, inputs, Truncation::LongestFirst)
+        .await
+        .map_err(ApiError::validation_as_bad_request)?;
+    let info = &engine.info;
+    let probabilities: Vec<Vec<f32>> = logits
+        .iter()
+        .map(|row| scores(row, info.score_function, false))
+        .collect();
+    let best = probabilities
+        .iter()
+        .map(|p| ranked(&info.labels, p, Some(1)).pop())
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ApiError::Internal("the model has no labels".into()))?;
+    let n = probabilities.len();
+    let outputs = wanted
+        .into_iter()
+        .map(|wanted| {
+            let (datatype, shape, data) = match (wanted.output, wanted.classification) {
+                (Output::Label, _) => (
+                    "BYTES",
+                    vec![n],
+                    TensorData::Bytes(best.iter().map(|b| b.label.clone()).collect()),
+                ),
+                (Output::Score, _) => (
+                    "FP32",
+                    vec![n],
+                    TensorData::Fp32(best.iter().map(|b| b.score).collect()),
+                ),
+                (Output::Scores, None) => (
+                    "FP32",
+                    vec![n, info.labels.len()],
+                    TensorData::Fp32(probabilities.concat()),
+                ),
+                (Output::Scores, Some(k)) => {
+                    let k = k.min(info.labels.len());
+                    let classes = probabilities
+                        .iter()
+                        .flat_map(|p| top_classes(&info.labels, p, k));
+                    ("BYTES", vec![n, k], TensorData::Bytes(classes.collect()))
+                }
+            };
+            OutputTensor {
+                name: wanted.output.name(),
+                datatype,
+                shape,
+                data,
+                binary: wanted.binary,
+            }
+        })
+        .collect();
+    Ok(outputs)
+}
+
+/// The classification extension's strings for one text: its `k` best classes as
+/// `score:index:label`, best first.
+fn top_classes(labels: &[String], probabilities: &[f32], k: usize) -> Vec<String> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| {
+            let label = labels.get(i).map_or("", String::as_str);
+            format!("{:.6}:{i}:{label}", probabilities[i])
+        })
+        .collect()
+}
