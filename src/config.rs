@@ -166,6 +166,18 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// On SIGTERM/SIGINT, how long to keep serving before the drain starts: /ready, /health and
+    /// gRPC health `ready` answer 503 at once, while connections are still accepted and requests
+    /// answered, so that a load balancer that health-checks /ready takes this replica out of
+    /// rotation before it stops accepting. Set it above the balancer's check interval x the
+    /// failed checks it needs plus one check timeout (HAProxy: inter x fall + timeout check;
+    /// deploy/swarm uses 1s x 1 + 1s, so 3s). 0 (the default) drains at once: right where the
+    /// orchestrator removes the replica from its endpoints before the signal (the Kubernetes
+    /// manifests' preStop sleep does that). The process may take --shutdown-delay +
+    /// --shutdown-timeout after the signal: keep the orchestrator's grace period above both.
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
     /// Threads for the model's matrix kernels. Default: all cores. Lower it when several
     /// servers share a machine.
     #[arg(long, env = "INFERENCE_THREADS")]

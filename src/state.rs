@@ -1,4 +1,5 @@
-//! Shared server state: configuration, metrics, the engine once loaded, and the drain flag.
+//! Shared server state: configuration, metrics, the engine once loaded, and the shutdown flags
+//! (withdrawn from rotation, draining).
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
@@ -20,6 +21,9 @@ pub struct AppState {
     /// The CORS layer for `--cors-allow-origin`; none when no origin is configured.
     pub cors: Option<CorsLayer>,
     engine: OnceLock<Arc<Engine>>,
+    /// Readiness answers 503 (set on SIGTERM); requests are still served until `draining`.
+    withdrawn: AtomicBool,
+    /// New work is refused (503); set once the listeners stop accepting.
     draining: AtomicBool,
 }
 
@@ -38,6 +42,7 @@ impl AppState {
             prediction_log: None,
             api_keys: ApiKeys::default(),
             engine: OnceLock::new(),
+            withdrawn: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
     }
@@ -75,7 +80,25 @@ impl AppState {
         self.loaded_engine()
     }
 
+    /// What the readiness probes (`/ready`, `/health`, the v2 ready routes, gRPC health
+    /// `ready`) answer: the engine when this server should get new work; 503 while loading,
+    /// draining, or withdrawn from rotation while still serving (`--shutdown-delay`).
+    pub fn readiness(&self) -> Result<&Arc<Engine>, ApiError> {
+        if self.withdrawn.load(Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
+        self.ready_engine()
+    }
+
+    /// Readiness turns 503 so that load balancers stop sending work, while requests are still
+    /// answered (the first step of a shutdown with `--shutdown-delay`).
+    pub fn withdraw(&self) {
+        self.withdrawn.store(true, Ordering::SeqCst);
+    }
+
+    /// Readiness turns 503 and new work is refused with 503.
     pub fn start_draining(&self) {
+        self.withdraw();
         self.draining.store(true, Ordering::SeqCst);
     }
 

@@ -383,6 +383,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
         ("--payload-limit", "PAYLOAD_LIMIT"),
         ("--request-timeout", "REQUEST_TIMEOUT"),
         ("--shutdown-timeout", "SHUTDOWN_TIMEOUT"),
+        ("--shutdown-delay", "SHUTDOWN_DELAY"),
         ("--log-format", "LOG_FORMAT"),
     ] {
         assert!(
@@ -440,4 +441,115 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         assert_eq!(task.await.unwrap().expect("answered despite SIGTERM"), 200);
     }
     assert_eq!(status.code(), Some(0), "graceful exit");
+}
+
+/// `--shutdown-delay`: after SIGTERM readiness is 503 at once, while new connections, pooled
+/// keep-alive connections (a proxy's) and their requests are still served for the delay; then
+/// the drain closes idle keep-alive connections instead of waiting for them (the process exits
+/// long before --header-read-timeout would close them), and the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_delay_keeps_serving_with_readiness_503_then_closes_idle_connections() {
+    let _exclusive = common::exclusive().await;
+    let delay = Duration::from_secs(3);
+    let (mut child, base) = common::spawn_binary(
+        &common::minilm(),
+        &[
+            "--shutdown-delay",
+            "3s",
+            "--shutdown-timeout",
+            "300s",
+            "--header-read-timeout",
+            "60s",
+        ],
+    );
+    // One client whose pooled connection stays open throughout, as a proxy's would.
+    let pooled = reqwest::Client::new();
+    common::wait_healthy(&pooled, &base).await;
+    let predict = |client: &reqwest::Client| {
+        client
+            .post(format!("{base}/predict"))
+            .json(&json!({"inputs": "a warm and funny film"}))
+            .send()
+    };
+    assert_eq!(predict(&pooled).await.unwrap().status(), 200);
+
+    let signalled = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let exited = tokio::task::spawn_blocking(move || child.wait());
+
+    // Readiness turns 503 at once (a fresh connection for each probe: new connections are
+    // still accepted).
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    loop {
+        let status = fresh()
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "/ready still {status} 1 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Until shortly before the delay ends, everything but readiness is served: on new
+    // connections and on the pooled one.
+    let mut rounds = 0;
+    while signalled.elapsed() < delay - Duration::from_millis(1000) {
+        let client = fresh();
+        assert_eq!(
+            predict(&client).await.unwrap().status(),
+            200,
+            "new connection"
+        );
+        assert_eq!(
+            predict(&pooled).await.unwrap().status(),
+            200,
+            "pooled connection"
+        );
+        let live = client.get(format!("{base}/live")).send().await.unwrap();
+        assert_eq!(live.status(), 200);
+        let ready = pooled.get(format!("{base}/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["error_type"], "unavailable", "{body}");
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 503, "the container HEALTHCHECK's route");
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rounds >= 3,
+        "only {rounds} rounds of requests during the delay"
+    );
+
+    // The pooled connection is idle now: the drain closes it rather than waiting for it.
+    let status = tokio::time::timeout(delay + Duration::from_secs(20), exited)
+        .await
+        .expect("exited within the delay + 20 s (an idle keep-alive connection held the drain?)")
+        .expect("join")
+        .expect("wait");
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    assert!(
+        took >= delay,
+        "exited {took:?} after SIGTERM, before the delay"
+    );
+    assert!(
+        fresh().get(format!("{base}/live")).send().await.is_err(),
+        "no longer listening after shutdown"
+    );
 }

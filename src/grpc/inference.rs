@@ -61,7 +61,7 @@ impl GrpcInferenceService for Inference {
         let id = request_id(request.metadata());
         observed(&self.state, "ServerReady", &id, async {
             Ok(ServerReadyResponse {
-                ready: self.state.ready_engine().is_ok(),
+                ready: self.state.readiness().is_ok(),
             })
         })
         .await
@@ -80,7 +80,7 @@ impl GrpcInferenceService for Inference {
             };
             check_model(engine, &request.name, version(&request.version))?;
             Ok(ModelReadyResponse {
-                ready: self.state.ready_engine().is_ok(),
+                ready: self.state.readiness().is_ok(),
             })
         })
         .await

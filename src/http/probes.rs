@@ -18,7 +18,7 @@ pub struct Status {
 #[utoipa::path(get, path = "/health", tag = "probes",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
-    state.ready_engine()?;
+    state.readiness()?;
     Ok(Json(Status { status: "ok" }))
 }
 

@@ -90,7 +90,7 @@ pub struct ServerReady {
 pub async fn server_ready(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<ServerReady>, ApiError> {
-    state.ready_engine()?;
+    state.readiness()?;
     Ok(Json(ServerReady { ready: true }))
 }
 
@@ -179,7 +179,7 @@ pub async fn model_ready(
     path: ModelPath,
 ) -> Result<Json<ModelReady>, ApiError> {
     path.check(state.loaded_engine()?)?;
-    state.ready_engine()?;
+    state.readiness()?;
     Ok(Json(ModelReady {
         name: path.name,
         ready: true,

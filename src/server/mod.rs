@@ -1,5 +1,6 @@
 //! Serving lifecycle: listen first (probes answer 503 while the model loads), load the model,
-//! serve, and on shutdown drain in-flight work within `--shutdown-timeout`.
+//! serve, and on shutdown turn readiness to 503, keep serving for `--shutdown-delay`, then drain
+//! in-flight work within `--shutdown-timeout`.
 
 mod accept;
 mod fetch;
@@ -174,7 +175,16 @@ pub async fn run(
     state.set_engine(engine.clone());
 
     shutdown.await;
-    // Readiness turns 503 at once; the listener stops accepting; in-flight requests finish.
+    // Readiness turns 503 at once. With --shutdown-delay, connections are still accepted and
+    // requests served meanwhile, so that a load balancer checking /ready takes this server out
+    // of rotation before it stops accepting (without a preStop hook, as on Docker Swarm).
+    state.withdraw();
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?config.shutdown_delay, "shutting down: readiness is 503; still serving until the delay ends");
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    // New work is refused; the listeners stop accepting; idle connections are closed and
+    // in-flight requests finish.
     state.start_draining();
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: draining in-flight requests");
     stop.cancel();

@@ -103,7 +103,7 @@ pub async fn repository_index(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
     let engine = state.loaded_engine()?;
-    let ready = state.ready_engine().is_ok();
+    let ready = state.readiness().is_ok();
     Ok(Json(vec![RepositoryModel {
         name: engine.info.model_id.clone(),
         version: MODEL_VERSION,
