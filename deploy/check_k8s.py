@@ -18,7 +18,7 @@ file under deploy/kserve it:
      container's environment, else the image's ENV, else the defaults in src/config.rs);
   4. checks the "restricted" Pod Security Standard on every pod spec, and the project's own
      rules (read-only root filesystem and model mount, grace period longer than preStop +
-     SHUTDOWN_TIMEOUT, CUDA images only on containers with a GPU, references that resolve).
+     SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT, CUDA images only on containers with a GPU, references that resolve).
 
 Exits 0 when everything passes, 1 otherwise; the last line is "k8s: N passed, N failed".
 """
@@ -435,12 +435,25 @@ def check_server(report: Report, where: str, pod: dict, annotations: dict, knati
             continue
         pre_stop = ((c.get("lifecycle") or {}).get("preStop") or {})
         drain += (pre_stop.get("sleep") or {}).get("seconds", 0)
+        # --shutdown-delay (default 0s): serving on after SIGTERM, before the drain starts.
+        delay = seconds(env.get("SHUTDOWN_DELAY", "0s"))
+        if not report.check(delay is not None, cw,
+                            f"SHUTDOWN_DELAY {env.get('SHUTDOWN_DELAY')!r} unparsable"):
+            continue
+        drain += delay
+        # Endpoints must drop the pod before it stops accepting (Knative's queue-proxy drains
+        # instead): a preStop sleep, or the server serving on for --shutdown-delay.
+        if not knative:
+            report.check((pre_stop.get("sleep") or {}).get("seconds", 0) > 0 or delay > 0, cw,
+                         "neither a preStop sleep nor SHUTDOWN_DELAY: requests routed to the "
+                         "pod before the endpoints drop it would be refused")
         longest_drain = max(longest_drain, drain)
     if not knative:
         grace = pod.get("terminationGracePeriodSeconds", 30)
         report.check(grace > longest_drain, where,
                      f"terminationGracePeriodSeconds {grace} <= preStop sleep + "
-                     f"SHUTDOWN_TIMEOUT ({longest_drain:g}s): the kubelet would SIGKILL "
+                     f"SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT ({longest_drain:g}s): the kubelet "
+                     "would SIGKILL "
                      "requests still draining")
     else:
         bad = KNATIVE_FORBIDDEN_POD_FIELDS & set(pod)
