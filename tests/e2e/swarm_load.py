@@ -11,12 +11,12 @@
       exception's class: ConnectionResetError, RemoteDisconnected, timeout, ...). A failed
       connection is replaced by a new one; requests are never retried here.
 
-  swarm_load.py report OUT PHASE [--kill-before T0 --kill-after T1]
+  swarm_load.py report OUT PHASE [--killed-at T]
       Prints one line of figures for RELIABILITY.md, and KEY=VALUE lines (integers) for the
-      shell: SENT, OK, FAILED, and with --kill-*: IN_FLIGHT_AT_KILL (requests sent before T1
-      and not answered before T0: the most that could have been at the killed replica),
-      FAILED_IN_FLIGHT (failures among those) and FAILED_AFTER_KILL (failures of requests sent
-      after T1).
+      shell: SENT, OK, FAILED, and with --killed-at (the Unix time a replica died):
+      IN_FLIGHT_AT_KILL (requests sent before T and not yet answered at T, on any replica: at
+      most the concurrency, and at least the killed replica's share), FAILED_IN_FLIGHT
+      (failures among those) and FAILED_AFTER_KILL (failures of requests sent after T).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def report(out: str, phase: str, kill_before: float | None, kill_after: float | None) -> None:
+def report(out: str, phase: str, killed_at: float | None) -> None:
     with open(out) as f:
         run_ = json.load(f)
     requests = run_["requests"]
@@ -131,10 +131,10 @@ def report(out: str, phase: str, kill_before: float | None, kill_after: float | 
     kinds: dict[str, int] = {}
     for r in failed:
         kinds[r[2]] = kinds.get(r[2], 0) + 1
-    by_replica: dict[str, int] = {}
+    by_slot: dict[str, int] = {}
     for r in requests:
         if r[2] == "ok":
-            by_replica[r[3] or "?"] = by_replica.get(r[3] or "?", 0) + 1
+            by_slot[r[3] or "?"] = by_slot.get(r[3] or "?", 0) + 1
     latencies = sorted((r[1] - r[0]) * 1000 for r in requests if r[2] == "ok")
     seconds = run_["stopped"] - run_["started"]
     sent = len(requests)
@@ -143,16 +143,16 @@ def report(out: str, phase: str, kill_before: float | None, kill_after: float | 
             + (f" ({', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))})" if kinds else "")
             + f"; latency p50 {percentile(latencies, 0.5):.0f} ms, p99 "
             f"{percentile(latencies, 0.99):.0f} ms, max {latencies[-1] if latencies else 0:.0f} ms; "
-            f"answered by {len(by_replica)} proxy slots")
+            f"answered by proxy slots {', '.join(f'{k} {v}' for k, v in sorted(by_slot.items()))}")
     values = {"SENT": sent, "OK": sent - len(failed), "FAILED": len(failed)}
-    if kill_before is not None and kill_after is not None:
-        in_flight = [r for r in requests if r[0] < kill_after and r[1] > kill_before]
+    if killed_at is not None:
+        in_flight = [r for r in requests if r[0] < killed_at < r[1]]
         values["IN_FLIGHT_AT_KILL"] = len(in_flight)
         values["FAILED_IN_FLIGHT"] = sum(1 for r in in_flight if r[2] != "ok")
-        values["FAILED_AFTER_KILL"] = sum(1 for r in failed if r[0] >= kill_after)
-        line += (f"; in flight when the replica was killed: {len(in_flight)} (all replicas), "
+        values["FAILED_AFTER_KILL"] = sum(1 for r in failed if r[0] >= killed_at)
+        line += (f"; in flight when the replica died: {len(in_flight)} (on all replicas), "
                  f"of which failed: {values['FAILED_IN_FLIGHT']}; failed among requests sent "
-                 f"after the kill: {values['FAILED_AFTER_KILL']}")
+                 f"after: {values['FAILED_AFTER_KILL']}")
     print(line, file=sys.stderr)
     for key, value in values.items():
         print(f"{key}={value}")
@@ -169,13 +169,12 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("out")
     p.add_argument("phase")
-    p.add_argument("--kill-before", type=float)
-    p.add_argument("--kill-after", type=float)
+    p.add_argument("--killed-at", type=float)
     args = parser.parse_args()
     if args.command == "run":
         run(args.url, args.out, args.concurrency)
     else:
-        report(args.out, args.phase, args.kill_before, args.kill_after)
+        report(args.out, args.phase, args.killed_at)
 
 
 if __name__ == "__main__":
