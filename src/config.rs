@@ -171,7 +171,7 @@ pub struct Config {
     /// answered, so that a load balancer that health-checks /ready takes this replica out of
     /// rotation before it stops accepting. Set it above the balancer's check interval x the
     /// failed checks it needs plus one check timeout (HAProxy: inter x fall + timeout check;
-    /// deploy/swarm uses 1s x 1 + 1s, so 3s). 0 (the default) drains at once: right where the
+    /// deploy/swarm: 1s x 1 + 2s, so 4s). 0 (the default) drains at once: right where the
     /// orchestrator removes the replica from its endpoints before the signal (the Kubernetes
     /// manifests' preStop sleep does that). The process may take --shutdown-delay +
     /// --shutdown-timeout after the signal: keep the orchestrator's grace period above both.
