@@ -8,7 +8,9 @@
 #   (b) scale 3 -> 1 -> 3: 0 failed requests;
 #   (c) one replica's container killed (SIGKILL): the service is back at 3 healthy replicas
 #       and 3 in the proxy's rotation; failures at most the requests in flight at the kill,
-#       none among requests sent after it; time to recover reported.
+#       none among requests sent after it; time to recover reported;
+#   (d) an update whose new task cannot start (an unknown flag): Swarm rolls it back
+#       (failure_action: rollback), 0 failed requests.
 # Prints one line of figures per phase (RELIABILITY.md, section 6). Initialises a one-node
 # swarm (docker swarm init --advertise-addr 127.0.0.1) when the engine is in none, and leaves it
 # at the end only then; removes the stack, its network and the tag it made in any case.
@@ -255,6 +257,26 @@ proxy_log_news
 expect "failed requests not in flight when the replica died" "$((FAILED - FAILED_IN_FLIGHT))" 0
 ok "$FAILED failed of $IN_FLIGHT_AT_KILL in flight when the replica died (bound: concurrency $CONCURRENCY)"
 FIGURES+=("kill: $RETRIED requests retried by the proxy; back to 3 running replicas $swarm_seconds s after the SIGKILL, 3 in the proxy's rotation after $rotation_seconds s")
+
+step "(d) an update whose tasks cannot start, under load: rolled back"
+load_start rollback
+t0=$(now)
+docker service update --detach --no-resolve-image --args "--no-such-flag" "$API" >/dev/null
+rolled_back() {
+    case "$(update_state)" in
+        rollback_completed) return 0 ;;
+        completed|paused) fail "the update ended '$(update_state)', not rolled back" ;;
+    esac
+    return 1
+}
+wait_for 180 "update rolled back" rolled_back
+wait_for 60 "3 replicas on $UPDATE_TAG in rotation" converged 3 "$UPDATE_TAG"
+expect "arguments after the rollback" "$(docker service inspect -f '{{json .Spec.TaskTemplate.ContainerSpec.Args}}' "$API")" null
+rollback_seconds=$(since "$t0")
+load_stop rollback
+proxy_log_news
+expect "failed requests during the failed update" "$FAILED" 0
+FIGURES+=("rollback: the update rolled back and 3 replicas in rotation after $rollback_seconds s; $RETRIED requests retried by the proxy")
 
 step "figures (RELIABILITY.md, section 6)"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); Docker $(docker version -f '{{.Server.Version}}'); concurrency $CONCURRENCY"
