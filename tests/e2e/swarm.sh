@@ -18,8 +18,8 @@
 # image installs HAProxy from Debian's packages).
 #
 # Environment (all optional): IMAGE (sentiment-server:latest), SWARM_PORT (28000: the proxy's
-# host port), SWARM_CONCURRENCY (4), PROXY_IMAGE (sentiment-proxy:swarm-e2e, built here),
-# PROXY_BASE_IMAGE (local/debian:bookworm-slim when present, else debian:bookworm-slim).
+# host port), SWARM_CONCURRENCY (4), PROXY_IMAGE (default: built here from docker/haproxy on
+# PROXY_BASE_IMAGE: local/debian:bookworm-slim when present, else debian:bookworm-slim).
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,7 +29,10 @@ API=${STACK}_api
 PROXY=${STACK}_proxy
 PORT=${SWARM_PORT:-28000}
 CONCURRENCY=${SWARM_CONCURRENCY:-4}
-PROXY_IMAGE=${PROXY_IMAGE:-sentiment-proxy:swarm-e2e}
+# The proxy image: PROXY_IMAGE as given, else built here and untagged at the end (its layers
+# stay as build cache).
+BUILD_PROXY=0
+[ -n "${PROXY_IMAGE:-}" ] || { PROXY_IMAGE=sentiment-proxy:swarm-e2e-$$; BUILD_PROXY=1; }
 UPDATE_TAG=${IMAGE%:*}:swarm-e2e-$$
 BASE=http://127.0.0.1:$PORT
 TMP=$(mktemp -d)
@@ -57,6 +60,7 @@ cleanup() {
     done
     docker network ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker network rm >/dev/null 2>&1 || true
     docker rmi "$UPDATE_TAG" >/dev/null 2>&1 || true
+    [ "$BUILD_PROXY" = 0 ] || docker rmi --no-prune "$PROXY_IMAGE" >/dev/null 2>&1 || true
     if [ "$INITIALISED" = 1 ]; then
         docker swarm leave --force >/dev/null 2>&1 || echo "cleanup: docker swarm leave failed" >&2
     fi
@@ -160,18 +164,21 @@ case "$(docker info --format '{{.Swarm.LocalNodeState}}')" in
 esac
 
 step "proxy image (HAProxy from Debian's packages)"
-base=${PROXY_BASE_IMAGE:-}
-if [ -z "$base" ]; then
-    if docker image inspect local/debian:bookworm-slim >/dev/null 2>&1; then
-        base=local/debian:bookworm-slim
-    else
-        base=debian:bookworm-slim
+if [ "$BUILD_PROXY" = 1 ]; then
+    base=${PROXY_BASE_IMAGE:-}
+    if [ -z "$base" ]; then
+        if docker image inspect local/debian:bookworm-slim >/dev/null 2>&1; then
+            base=local/debian:bookworm-slim
+        else
+            base=debian:bookworm-slim
+        fi
     fi
+    DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" -t "$PROXY_IMAGE" \
+        "$ROOT/docker/haproxy" >/dev/null 2>"$TMP/proxy-build.log" || {
+        cat "$TMP/proxy-build.log" >&2; fail "proxy image build"; }
+    ok "built $PROXY_IMAGE on $base"
 fi
-DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$base" -t "$PROXY_IMAGE" \
-    "$ROOT/docker/haproxy" >/dev/null 2>"$TMP/proxy-build.log" || {
-    cat "$TMP/proxy-build.log" >&2; fail "proxy image build"; }
-ok "$PROXY_IMAGE on $base: $(docker run --rm --entrypoint haproxy "$PROXY_IMAGE" -v | head -n1)"
+ok "$PROXY_IMAGE: $(docker run --rm --entrypoint haproxy "$PROXY_IMAGE" -v | head -n1)"
 expect "proxy image user" "$(docker image inspect -f '{{.Config.User}}' "$PROXY_IMAGE")" "10080:10080"
 
 step "deploy the stack (3 replicas, dnsrr, proxy on host port $PORT)"
