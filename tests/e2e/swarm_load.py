@@ -11,12 +11,14 @@
       exception's class: ConnectionResetError, RemoteDisconnected, timeout, ...). A failed
       connection is replaced by a new one; requests are never retried here.
 
-  swarm_load.py report OUT PHASE [--killed-at T]
+  swarm_load.py report OUT PHASE [--kill-window T0 T1]
       Prints one line of figures for RELIABILITY.md, and KEY=VALUE lines (integers) for the
-      shell: SENT, OK, FAILED, and with --killed-at (the Unix time a replica died):
-      IN_FLIGHT_AT_KILL (requests sent before T and not yet answered at T, on any replica: at
-      most the concurrency, and at least the killed replica's share), FAILED_IN_FLIGHT
-      (failures among those) and FAILED_AFTER_KILL (failures of requests sent after T).
+      shell: SENT, OK, FAILED, and with --kill-window (Unix times: the kill was sent at T0,
+      the engine saw the replica's process dead at T1; it died in between):
+      IN_FLIGHT_AT_KILL (requests outstanding at T0, on all replicas: at most the
+      concurrency), FAILED_IN_FLIGHT (failures of requests that may have been outstanding when
+      the replica died: sent before T1, not answered before T0) and FAILED_AFTER_KILL
+      (failures of requests sent after T1).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def report(out: str, phase: str, killed_at: float | None) -> None:
+def report(out: str, phase: str, kill_window: list[float] | None) -> None:
     with open(out) as f:
         run_ = json.load(f)
     requests = run_["requests"]
@@ -145,14 +147,15 @@ def report(out: str, phase: str, killed_at: float | None) -> None:
             f"{percentile(latencies, 0.99):.0f} ms, max {latencies[-1] if latencies else 0:.0f} ms; "
             f"answered by proxy slots {', '.join(f'{k} {v}' for k, v in sorted(by_slot.items()))}")
     values = {"SENT": sent, "OK": sent - len(failed), "FAILED": len(failed)}
-    if killed_at is not None:
-        in_flight = [r for r in requests if r[0] < killed_at < r[1]]
-        values["IN_FLIGHT_AT_KILL"] = len(in_flight)
-        values["FAILED_IN_FLIGHT"] = sum(1 for r in in_flight if r[2] != "ok")
-        values["FAILED_AFTER_KILL"] = sum(1 for r in failed if r[0] >= killed_at)
-        line += (f"; in flight when the replica died: {len(in_flight)} (on all replicas), "
-                 f"of which failed: {values['FAILED_IN_FLIGHT']}; failed among requests sent "
-                 f"after: {values['FAILED_AFTER_KILL']}")
+    if kill_window is not None:
+        sent_kill, dead = kill_window
+        values["IN_FLIGHT_AT_KILL"] = sum(1 for r in requests if r[0] < sent_kill < r[1])
+        values["FAILED_IN_FLIGHT"] = sum(1 for r in failed if r[0] < dead and r[1] > sent_kill)
+        values["FAILED_AFTER_KILL"] = sum(1 for r in failed if r[0] >= dead)
+        line += (f"; in flight at the kill: {values['IN_FLIGHT_AT_KILL']} (on all replicas); "
+                 f"failed of those that may have been in flight when it died: "
+                 f"{values['FAILED_IN_FLIGHT']}, of those sent after: "
+                 f"{values['FAILED_AFTER_KILL']}")
     print(line, file=sys.stderr)
     for key, value in values.items():
         print(f"{key}={value}")
@@ -169,12 +172,12 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("out")
     p.add_argument("phase")
-    p.add_argument("--killed-at", type=float)
+    p.add_argument("--kill-window", type=float, nargs=2, metavar=("T0", "T1"))
     args = parser.parse_args()
     if args.command == "run":
         run(args.url, args.out, args.concurrency)
     else:
-        report(args.out, args.phase, args.killed_at)
+        report(args.out, args.phase, args.kill_window)
 
 
 if __name__ == "__main__":
