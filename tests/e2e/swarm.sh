@@ -38,6 +38,7 @@ BASE=http://127.0.0.1:$PORT
 TMP=$(mktemp -d)
 LOAD_PID=
 INITIALISED=0
+GWBRIDGE_BEFORE=1
 started=$(date +%s)
 
 now() { date +%s.%N; }
@@ -63,6 +64,8 @@ cleanup() {
     [ "$BUILD_PROXY" = 0 ] || docker rmi --no-prune "$PROXY_IMAGE" >/dev/null 2>&1 || true
     if [ "$INITIALISED" = 1 ]; then
         docker swarm leave --force >/dev/null 2>&1 || echo "cleanup: docker swarm leave failed" >&2
+        # The bridge swarm init makes for the tasks' outbound traffic (leave keeps it).
+        [ "$GWBRIDGE_BEFORE" = 1 ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
     fi
     rm -rf "$TMP"
 }
@@ -157,6 +160,8 @@ case "$(docker info --format '{{.Swarm.LocalNodeState}}')" in
             fail "this engine is in a swarm but not a manager"
         ok "engine already in a swarm (left as it is at the end)" ;;
     inactive)
+        GWBRIDGE_BEFORE=0
+        docker network inspect docker_gwbridge >/dev/null 2>&1 && GWBRIDGE_BEFORE=1
         docker swarm init --advertise-addr 127.0.0.1 >/dev/null
         INITIALISED=1
         ok "docker swarm init --advertise-addr 127.0.0.1 (left at the end)" ;;
