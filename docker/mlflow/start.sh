@@ -28,9 +28,10 @@ if [ -n "${MLFLOW_DB_PASSWORD_FILE:-}" ]; then
     umask 022
 fi
 
+# +psycopg2: the driver the image has (SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3).
 exec mlflow server \
     --host 0.0.0.0 --port 5000 \
     --workers "${MLFLOW_WORKERS:-2}" \
-    --backend-store-uri "postgresql://$user@$host:$port/$db" \
+    --backend-store-uri "postgresql+psycopg2://$user@$host:$port/$db" \
     --artifacts-destination /mlflow/artifacts \
     "$@"

@@ -29,9 +29,10 @@ export MODEL_ID=e2e/minilm-sst2
 unset MODEL_PATH POSTGRES_SECRET_DIR HF_ENDPOINT HF_REVISION HF_TOKEN MLFLOW_ALLOWED_HOSTS
 PROJECT=${COMPOSE_PROJECT:-sentiment-e2e-$$}
 TMP=$(mktemp -d)
+: >"$TMP/empty.env"
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
-# --env-file /dev/null: a developer's .env does not change what is tested.
-compose() { "${COMPOSE[@]}" --env-file /dev/null -p "$PROJECT" --profile tracking "$@"; }
+# An empty env file: a developer's .env does not change what is tested.
+compose() { "${COMPOSE[@]}" --env-file "$TMP/empty.env" -p "$PROJECT" --profile tracking "$@"; }
 cleanup() {
     [ "${KEEP:-0}" = 1 ] || compose down -v --remove-orphans >/dev/null 2>&1 || true
     rm -rf "$TMP"
@@ -98,9 +99,10 @@ expect "api user" "$(docker exec "$API" id -u)" "10001"
 expect "model file as the api sees it" "$(docker exec "$API" sh -c 'readlink /models/model/model.safetensors')" "model/model.safetensors"
 # Model-init without network, run beside the rest (its retries take ~15 s): another model id,
 # so it must fetch, from an endpoint that refuses connections.
-(env -u MODEL_PATH "${COMPOSE[@]}" --env-file /dev/null -p "$PROJECT" run --rm --no-deps \
-    -e MODEL_ID=e2e/not-here -e HF_ENDPOINT=http://127.0.0.1:9 model-init >"$TMP/offline.log" 2>&1
-    echo "exit $?" >>"$TMP/offline.log") &
+(status=0
+    env -u MODEL_PATH "${COMPOSE[@]}" --env-file "$TMP/empty.env" -p "$PROJECT" run --rm --no-deps \
+        -e MODEL_ID=e2e/not-here -e HF_ENDPOINT=http://127.0.0.1:9 model-init >"$TMP/offline.log" 2>&1 || status=$?
+    echo "exit $status" >>"$TMP/offline.log") &
 offline=$!
 
 step "the generated database password"
@@ -108,6 +110,7 @@ password=$(compose exec -T postgres cat /run/secrets/postgres/postgres_password)
 [[ "$password" =~ ^[A-Za-z0-9]{32}$ ]] || fail "the password is not 32 letters and digits (${#password} characters)"
 ok "32 random letters and digits"
 expect "password file owner and mode" "$(compose exec -T postgres stat -c '%u %a' /run/secrets/postgres/postgres_password | tr -d '\r')" "0 444"
+for _ in $(seq 1 40); do [ "$(metric "$BASE" sentiment_prediction_log_connected)" = 1 ] && break; sleep 0.5; done
 expect "log connected (the api got in with it)" "$(metric "$BASE" sentiment_prediction_log_connected)" 1
 # Read whole first: with grep -q under pipefail, a match could kill the writer with SIGPIPE and
 # turn the pipeline false, hiding the leak.
@@ -209,7 +212,9 @@ exited_ok secrets-init "database password present; kept"
 exited_ok model-init "MODEL_PATH ($MODEL) is mounted; nothing to fetch"
 wait_healthy "$(cid postgres)" 120
 wait_healthy "$API" 180
-expect "the same password" "$(compose exec -T postgres cat /run/secrets/postgres/postgres_password)" "$password"
+[ "$(compose exec -T postgres cat /run/secrets/postgres/postgres_password)" = "$password" ] ||
+    fail "the password changed"
+ok "the same password"
 expect "predictions kept" "$(psql_count)" "$stored"
 read -r code _ < <(predict "$BASE" '{"inputs": "back again"}')
 expect "status" "$code" 200
