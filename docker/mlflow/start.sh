@@ -31,7 +31,7 @@ fi
 # +psycopg2: the driver the image has (SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3).
 exec mlflow server \
     --host 0.0.0.0 --port 5000 \
-    --workers "${MLFLOW_WORKERS:-2}" \
+    --workers "${MLFLOW_WORKERS:-1}" \
     --backend-store-uri "postgresql+psycopg2://$user@$host:$port/$db" \
     --artifacts-destination /mlflow/artifacts \
     "$@"
