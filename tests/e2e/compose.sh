@@ -3,14 +3,15 @@
 # one-shot secrets-init and model-init; images built locally), with no manual step:
 #   - secrets-init generates the database password into its volume; it shows in no log, /info,
 #     `docker inspect` or command line;
-#   - model-init leaves a model volume that already holds the model alone (seeded here: CI has no
-#     Hub access) and links it where the api reads it; without network it fails saying what to do;
+#   - model-init downloads the model into its volume (from tests/e2e/hub_mock.py, a stand-in for
+#     the Hub: CI has no Internet access) and links it where the api reads it; later it fetches
+#     nothing, with the Hub gone; without network it fails saying what to do;
 #   - predictions land in PostgreSQL, and the API keeps answering while PostgreSQL restarts, after
 #     which the log resumes with every row stored or counted as dropped;
 #   - MLflow turns healthy; an experiment, a run, a metric and an artifact made through its REST
 #     API land in PostgreSQL's mlflow database and the artifact volume;
-#   - `down` (volumes kept) and `up` again, now with MODEL_PATH (a host directory): the same
-#     password, the predictions and the MLflow experiment are still there.
+#   - `down` (volumes kept) and `up` again: the same password, the predictions and the MLflow
+#     experiment are still there; then MODEL_PATH (a host directory) instead of the volume.
 # Needs IMAGE (scripts/build-image.sh) and POSTGRES_IMAGE (the official one, or
 # IMAGES=postgres scripts/build-base-images.sh on machines without a registry); builds the MLflow
 # image (scripts/build-mlflow-image.sh) when the tag of its current sources is missing, in at most
@@ -24,17 +25,21 @@ export SENTIMENT_IMAGE=$IMAGE
 export API_PORT=${API_PORT:-18000}
 export API_GRPC_PORT=${API_GRPC_PORT:-18001}
 export MLFLOW_PORT=${MLFLOW_PORT:-15000}
-# The seeded volume says it holds this model; model-init must then fetch nothing.
+# Served by the stand-in Hub (any id serves the shared model).
 export MODEL_ID=e2e/minilm-sst2
 unset MODEL_PATH POSTGRES_SECRET_DIR HF_ENDPOINT HF_REVISION HF_TOKEN MLFLOW_ALLOWED_HOSTS
 PROJECT=${COMPOSE_PROJECT:-sentiment-e2e-$$}
+HUB=$PROJECT-hub
 TMP=$(mktemp -d)
 : >"$TMP/empty.env"
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 # An empty env file: a developer's .env does not change what is tested.
 compose() { "${COMPOSE[@]}" --env-file "$TMP/empty.env" -p "$PROJECT" --profile tracking "$@"; }
 cleanup() {
-    [ "${KEEP:-0}" = 1 ] || compose down -v --remove-orphans >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" != 1 ]; then
+        docker rm -f "$HUB" >/dev/null 2>&1 || true
+        compose down -v --remove-orphans >/dev/null 2>&1 || true
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -79,20 +84,20 @@ expect "mlflow image user" "$(docker image inspect -f '{{.Config.User}}' "$MLFLO
 tools=$(docker run --rm --entrypoint sh "$MLFLOW_IMAGE" -c 'for t in gcc cc pip pip3 apt-get; do command -v $t; done; true' | grep -v apt-get || true)
 expect "compilers or pip in the mlflow image" "$tools" ""
 
-step "model volume, seeded as a finished download (no Hub access here)"
-# shellcheck disable=SC2016 # expanded by the container's shell
-compose run --rm --no-deps --entrypoint /bin/sh -v "$MODEL:/seed:ro" model-init -c '
-    mkdir /volume/model && cp -R /seed/. /volume/model/
-    printf "{\n  \"repo\": \"%s\",\n  \"revision\": \"main\",\n  \"commit\": \"e2e\",\n  \"files\": []\n}" \
-        "$MODEL_ID" >/volume/model/.sentiment-server-download.json
-    chown -R 10001:10001 /volume' >/dev/null 2>&1 || fail "could not seed the model volume"
-ok "model volume seeded with $MODEL"
-
 step "compose up --profile tracking: nothing prepared by hand"
-compose up -d --no-build >"$TMP/up.log" 2>&1 || { cat "$TMP/up.log" >&2; fail "compose up failed"; }
+# postgres (and secrets-init) first: that makes the project's network, which the stand-in Hub
+# joins before model-init runs. (`up --no-start` would do, but docker-compose 1.29 never returns
+# from it with service_completed_successfully conditions.)
+compose up -d --no-build postgres >"$TMP/up.log" 2>&1 || { cat "$TMP/up.log" >&2; fail "compose up postgres failed"; }
+network=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" | head -n1)
+[ -n "$network" ] || fail "no network of project $PROJECT"
+docker run -d --name "$HUB" --network "$network" --network-alias hub --no-healthcheck --read-only --cap-drop ALL \
+    --user 10002:10002 -v "$MODEL:/model:ro" -v "$PWD/tests/e2e/hub_mock.py:/hub_mock.py:ro" \
+    --entrypoint python3 "$MLFLOW_IMAGE" /hub_mock.py /model 8080 >/dev/null
+HF_ENDPOINT=http://hub:8080 compose up -d --no-build >>"$TMP/up.log" 2>&1 || { cat "$TMP/up.log" >&2; fail "compose up failed"; }
 API=$(cid api)
 exited_ok secrets-init "generated a random database password"
-exited_ok model-init "$MODEL_ID is in the model volume; nothing to fetch"
+exited_ok model-init "$MODEL_ID is ready in the model volume"
 wait_healthy "$(cid postgres)" 120
 wait_healthy "$API" 180
 expect "api user" "$(docker exec "$API" id -u)" "10001"
@@ -203,13 +208,14 @@ grep -q '^exit [1-9]' <<<"$offline_log" || { echo "$offline_log" >&2; fail "mode
 grep -qF "without network access, set MODEL_PATH" <<<"$offline_log" || { echo "$offline_log" >&2; fail "model-init's error does not say what to do"; }
 ok "fails, and says: $(grep -F 'without network access' <<<"$offline_log" | head -n1)"
 
-step "down (volumes kept), up again with MODEL_PATH (a host directory)"
+step "down (volumes kept), up again with the Hub gone"
+docker rm -f "$HUB" >/dev/null
 compose down >/dev/null 2>&1
 expect "containers left after down" "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" 0
-MODEL_PATH=$MODEL compose up -d --no-build >"$TMP/up2.log" 2>&1 || { cat "$TMP/up2.log" >&2; fail "compose up (again) failed"; }
+HF_ENDPOINT=http://hub:8080 compose up -d --no-build >"$TMP/up2.log" 2>&1 || { cat "$TMP/up2.log" >&2; fail "compose up (again) failed"; }
 API=$(cid api)
 exited_ok secrets-init "database password present; kept"
-exited_ok model-init "MODEL_PATH ($MODEL) is mounted; nothing to fetch"
+exited_ok model-init "$MODEL_ID is in the model volume; nothing to fetch"
 wait_healthy "$(cid postgres)" 120
 wait_healthy "$API" 180
 [ "$(compose exec -T postgres cat /run/secrets/postgres/postgres_password)" = "$password" ] ||
@@ -223,6 +229,17 @@ expect "rows after the new prediction" "$(psql_count)" "$((stored + 1))"
 wait_healthy "$(cid mlflow)" 240
 expect "MLflow experiment kept" "$(mlflow_api GET 'experiments/get-by-name?experiment_name=compose-e2e' | json experiment.experiment_id)" "$experiment"
 leaks_everywhere
+
+step "MODEL_PATH: a host directory instead of the model volume"
+MODEL_PATH=$MODEL compose up -d --no-build >"$TMP/up3.log" 2>&1 || { cat "$TMP/up3.log" >&2; fail "compose up with MODEL_PATH failed"; }
+API=$(cid api)
+exited_ok model-init "MODEL_PATH ($MODEL) is mounted; nothing to fetch"
+wait_healthy "$API" 180
+expect "model file as the api sees it (not a link)" "$(docker exec "$API" sh -c 'test -f /models/model/model.safetensors && ! test -L /models/model/model.safetensors && echo file')" "file"
+read -r code _ < <(predict "$BASE" '{"inputs": "served from the host directory"}')
+expect "status" "$code" 200
+for _ in $(seq 1 60); do [ "$(psql_count)" = "$((stored + 2))" ] && break; sleep 0.5; done
+expect "rows" "$(psql_count)" "$((stored + 2))"
 
 step "compose down -v"
 compose down -v >/dev/null 2>&1
