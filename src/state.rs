@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
-use crate::repository::{Served, VersionState};
+use crate::repository::{ModelSource, Served, VersionSource, VersionState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tower_http::cors::CorsLayer;
@@ -69,6 +69,22 @@ impl AppState {
             .served
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(served);
+    }
+
+    /// Serves `engine` alone, as the default model: for embedding the server (the fuzz
+    /// targets do) without a repository.
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        let name = engine.info.model_id.clone();
+        let version = engine.info.model_version.parse().unwrap_or(1);
+        let source = ModelSource {
+            name: name.clone(),
+            versions: vec![VersionSource {
+                version,
+                dir: engine.info.model_dir.clone().into(),
+            }],
+        };
+        let served = Served::loading(&[source], name.clone());
+        self.set_served(served.with_state(&name, version, VersionState::Ready(engine)));
     }
 
     /// Records one version's new state.

@@ -102,7 +102,7 @@ pub async fn load_all(
         let loaded = {
             let (config, metrics, name) = (config.clone(), metrics.clone(), name.clone());
             tokio::task::spawn_blocking(move || {
-                Engine::load_version(&config, &source.dir, Some(&name), version, metrics)
+                Engine::load_version(&config, &source.dir, Some(name.as_str()), version, metrics)
             })
             .await
             .unwrap_or_else(|join| {
