@@ -228,7 +228,7 @@ pub struct Config {
     #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub prediction_log_batch: u32,
 
-    /// Require `Authorization: Bearer <key>` on /predict, POST /, /zero-shot-classification and
+    /// Require `Authorization: Bearer <key>` on /predict, /models/<name>/predict, POST /, /zero-shot-classification and
     /// /v2/.../infer (health, probes, metrics, /info and the playground stay open). At least 16 characters. Prefer
     /// --api-key-file: a flag's value shows up in process listings.
     #[arg(long, env = "API_KEY", hide_env_values = true)]

@@ -199,3 +199,61 @@ impl Served {
 pub fn still_loading() -> ApiError {
     ApiError::Unavailable("the model is still loading".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::discover::VersionSource;
+
+    fn served() -> Served {
+        let source = |name: &str, versions: &[u64]| ModelSource {
+            name: name.into(),
+            versions: versions
+                .iter()
+                .map(|&version| VersionSource {
+                    version,
+                    dir: PathBuf::from(format!("/repo/{name}/{version}")),
+                })
+                .collect(),
+        };
+        Served::loading(&[source("b", &[1, 2]), source("a", &[1])], "b".into())
+            .with_state("b", 2, VersionState::Failed("truncated weights".into()))
+    }
+
+    fn status(lookup: Lookup<'_>) -> (&'static str, String) {
+        match lookup {
+            Lookup::Ready(..) => ("ready", String::new()),
+            Lookup::NotReady(e) => ("not ready", e.to_string()),
+            Lookup::Unknown(e) => ("unknown", e.to_string()),
+        }
+    }
+
+    #[test]
+    fn paths_reach_known_versions_and_say_why_they_cannot_serve() {
+        let served = served();
+        let names: Vec<&str> = served.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let (kind, why) = status(served.lookup("c", None));
+        assert_eq!(kind, "unknown");
+        assert!(why.contains("`a`, `b`"), "{why}");
+        assert_eq!(status(served.lookup("b", Some("3"))).0, "unknown");
+        assert_eq!(status(served.lookup("b", Some("02"))).0, "unknown");
+        let (kind, why) = status(served.lookup("b", Some("2")));
+        assert_eq!(kind, "not ready");
+        assert!(why.contains("failed to load: truncated weights"), "{why}");
+        let (kind, why) = status(served.lookup("b", Some("1")));
+        assert_eq!(kind, "not ready");
+        assert!(why.contains("still loading"), "{why}");
+        // No version ready: the highest says why.
+        assert!(status(served.lookup("b", None)).1.contains("failed"));
+        assert!(served.default_engine().is_err());
+        assert!(!served.all_ready());
+        assert_eq!(served.engines().count(), 0);
+    }
+
+    #[test]
+    fn nothing_is_known_before_the_repository_is_read() {
+        let (kind, why) = status(Served::default().lookup("a", None));
+        assert_eq!((kind, why.as_str()), ("not ready", "the model is still loading"));
+    }
+}

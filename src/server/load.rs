@@ -133,23 +133,33 @@ pub async fn load_all(
     Ok(())
 }
 
+/// The loaded version's particulars; the default model's line says "ready" (with
+/// `--ready-when default`, `/ready` turns 200 with it).
 fn log_loaded(engine: &Engine, default: bool) {
     let info = &engine.info;
-    tracing::info!(
-        model = %info.model_id,
-        version = %info.model_version,
-        default,
-        model_dir = %info.model_dir,
-        architecture = %info.architecture,
-        model_type = %info.model_type,
-        labels = ?info.labels,
-        device = %info.device,
-        dtype = %info.dtype,
-        compute = %info.compute,
-        cpu_kernels = %info.cpu_kernels,
-        max_input_length = info.max_input_length,
-        weights_sha256 = %info.weights_sha256,
-        load_seconds = format!("{:.2}", info.load_seconds),
-        "model loaded"
-    );
+    macro_rules! loaded {
+        ($message:literal) => {
+            tracing::info!(
+                model = %info.model_id,
+                version = %info.model_version,
+                model_dir = %info.model_dir,
+                architecture = %info.architecture,
+                model_type = %info.model_type,
+                labels = ?info.labels,
+                device = %info.device,
+                dtype = %info.dtype,
+                compute = %info.compute,
+                cpu_kernels = %info.cpu_kernels,
+                max_input_length = info.max_input_length,
+                weights_sha256 = %info.weights_sha256,
+                load_seconds = format!("{:.2}", info.load_seconds),
+                $message
+            )
+        };
+    }
+    if default {
+        loaded!("model loaded; ready");
+    } else {
+        loaded!("model loaded");
+    }
 }
