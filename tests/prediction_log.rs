@@ -134,7 +134,10 @@ async fn every_prediction_lands_in_postgres_with_its_request_model_and_scores() 
         assert!(row.get::<_, f32>(8) > 0.0);
         assert!(row.get::<_, bool>(9));
         // The model as routes name it: --model-dir's directory, version 1.
-        assert_eq!(row.get::<_, Option<String>>(10).as_deref(), Some("minilm-sst2"));
+        assert_eq!(
+            row.get::<_, Option<String>>(10).as_deref(),
+            Some("minilm-sst2")
+        );
         assert_eq!(row.get::<_, Option<String>>(11).as_deref(), Some("1"));
     }
     assert_eq!(

@@ -67,15 +67,17 @@ fn repository_config(root: &Path) -> Config {
 /// The reference's probability of each label for `model`'s first reference text.
 fn reference(model: &Path) -> (String, HashMap<String, f32>) {
     let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     let first = common::references(model).remove(0);
     let scores = first
         .scores
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let label = config["id2label"][i.to_string()].as_str().unwrap().to_owned();
+            let label = config["id2label"][i.to_string()]
+                .as_str()
+                .unwrap()
+                .to_owned();
             (label, *s)
         })
         .collect();
@@ -118,8 +120,11 @@ async fn v2_scores(
     text: &str,
     labels: &[&str],
 ) -> (u16, Value, HashMap<String, f32>) {
-    let body = json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]});
-    let (status, answer) = server.post(&format!("/v2/models/{path}/infer"), &body).await;
+    let body =
+        json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]});
+    let (status, answer) = server
+        .post(&format!("/v2/models/{path}/infer"), &body)
+        .await;
     if status != 200 {
         return (status, answer, HashMap::new());
     }
@@ -166,7 +171,11 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
         .iter()
         .map(|v| (v["version"].as_u64().unwrap(), v["state"].as_str().unwrap()))
         .collect();
-    assert_eq!(states, [(1, "READY"), (2, "READY"), (3, "FAILED")], "{info}");
+    assert_eq!(
+        states,
+        [(1, "READY"), (2, "READY"), (3, "FAILED")],
+        "{info}"
+    );
     assert!(
         three[2]["reason"]
             .as_str()
@@ -224,10 +233,20 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
         assert_close(&scores, &want, path);
     }
     let (status, answer, _) = v2_scores(&server, "three/versions/3", "hello", &labels).await;
-    assert_eq!((status, &answer["error_type"]), (503, &json!("unavailable")), "{answer}");
+    assert_eq!(
+        (status, &answer["error_type"]),
+        (503, &json!("unavailable")),
+        "{answer}"
+    );
     assert!(answer["error"].as_str().unwrap().contains("failed to load"));
-    assert_eq!(get(&server, "/v2/models/three/versions/1/ready").await.0, 200);
-    assert_eq!(get(&server, "/v2/models/three/versions/3/ready").await.0, 503);
+    assert_eq!(
+        get(&server, "/v2/models/three/versions/1/ready").await.0,
+        200
+    );
+    assert_eq!(
+        get(&server, "/v2/models/three/versions/3/ready").await.0,
+        503
+    );
     assert_eq!(get(&server, "/v2/models/multi/ready").await.0, 200);
     let (_, metadata) = get(&server, "/v2/models/three").await;
     assert_eq!(metadata["versions"], json!(["1", "2"]), "{metadata}");
@@ -249,7 +268,10 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
     let (status, answer) = server
         .post("/models/nope/predict", &json!({ "inputs": "hi" }))
         .await;
-    assert_eq!((status, &answer["error_type"]), (404, &json!("model_not_found")));
+    assert_eq!(
+        (status, &answer["error_type"]),
+        (404, &json!("model_not_found"))
+    );
 
     // The repository index: every version with its state.
     let (status, index) = server.post("/v2/repository/index", &json!({})).await;
@@ -276,14 +298,12 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
     assert_eq!(entries, want);
 
     // gRPC addresses models and versions the same way.
-    let channel = tonic::transport::Channel::from_shared(format!(
-        "http://{}",
-        server.grpc_addr.unwrap()
-    ))
-    .unwrap()
-    .connect()
-    .await
-    .unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr.unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
     let mut grpc = GrpcInferenceServiceClient::new(channel);
     let (text, want) = reference(&common::fixture("bert-tiny-3class"));
     let request = ModelInferRequest {
@@ -303,7 +323,11 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
     };
     let response = grpc.model_infer(request).await.unwrap().into_inner();
     assert_eq!(response.model_version, "1");
-    let i = response.outputs.iter().position(|o| o.name == "scores").unwrap();
+    let i = response
+        .outputs
+        .iter()
+        .position(|o| o.name == "scores")
+        .unwrap();
     let scores: HashMap<String, f32> = response.raw_output_contents[i]
         .chunks_exact(4)
         .zip(labels)
@@ -314,8 +338,21 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
         name: name.into(),
         version: version.into(),
     };
-    assert!(grpc.model_ready(ready("multi", "")).await.unwrap().into_inner().ready);
-    assert!(!grpc.model_ready(ready("three", "3")).await.unwrap().into_inner().ready);
+    assert!(
+        grpc.model_ready(ready("multi", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    assert!(
+        !grpc
+            .model_ready(ready("three", "3"))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
     let missing = grpc.model_ready(ready("nope", "")).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
     let metadata = grpc
@@ -345,16 +382,30 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
 async fn the_latest_policy_serves_only_the_highest_version_and_the_only_model_is_the_default() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
-    link_model(&common::fixture("bert-tiny-3class"), &r.join("three/1"), None);
-    link_model(&common::fixture("roberta-tiny-3class"), &r.join("three/2"), None);
+    link_model(
+        &common::fixture("bert-tiny-3class"),
+        &r.join("three/1"),
+        None,
+    );
+    link_model(
+        &common::fixture("roberta-tiny-3class"),
+        &r.join("three/2"),
+        None,
+    );
     let server = TestServer::start(repository_config(r)).await;
 
     let (text, want) = reference(&common::fixture("roberta-tiny-3class"));
     let got = by_label(&server.predict_json(&json!({ "inputs": text })).await);
     assert_close(&got, &want, "/predict (three, version 2)");
-    assert_eq!(get(&server, "/v2/models/three/versions/2/ready").await.0, 200);
+    assert_eq!(
+        get(&server, "/v2/models/three/versions/2/ready").await.0,
+        200
+    );
     let (status, answer) = get(&server, "/v2/models/three/versions/1/ready").await;
-    assert_eq!((status, &answer["error_type"]), (404, &json!("model_not_found")));
+    assert_eq!(
+        (status, &answer["error_type"]),
+        (404, &json!("model_not_found"))
+    );
     let info = server.get_json("/info").await;
     assert_eq!(info["model_id"], "three");
     assert_eq!(info["model_version"], "2");
@@ -391,7 +442,10 @@ async fn ready_when_all_waits_for_every_version() {
     }
     let (status, answer) = get(&server, "/ready").await;
     assert_eq!(status, 503, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("--ready-when all"));
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("--ready-when all"));
 }
 
 /// The start-up error of a server on `config`.
@@ -428,10 +482,17 @@ async fn repositories_that_cannot_serve_stop_start_up_with_a_clear_error() {
     let mut unknown = repository_config(repo.path());
     unknown.default_model = Some("bad..name".into());
     let error = startup_error(unknown).await;
-    assert!(error.contains("`bad..name` is not in the repository"), "{error}");
+    assert!(
+        error.contains("`bad..name` is not in the repository"),
+        "{error}"
+    );
     // Nothing that looks like a model.
     let empty = tempfile::tempdir().unwrap();
-    link_model(&common::fixture("bert-tiny-3class"), &empty.path().join("a b"), None);
+    link_model(
+        &common::fixture("bert-tiny-3class"),
+        &empty.path().join("a b"),
+        None,
+    );
     let error = startup_error(repository_config(empty.path())).await;
     assert!(error.contains("no models in"), "{error}");
     // The default model cannot load: nothing would serve /predict.

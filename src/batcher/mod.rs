@@ -246,7 +246,11 @@ mod tests {
             max_queue_size: 1000,
             max_queue_wait: Duration::from_millis(200),
         };
-        let batcher = Batcher::start(Slow, limits, crate::metrics::Metrics::new().for_model("test", 1));
+        let batcher = Batcher::start(
+            Slow,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        );
         // Before any measurement only --max-queue-size applies.
         for rx in batcher.submit(sequences(8)).unwrap() {
             rx.await.unwrap().unwrap();
@@ -285,7 +289,11 @@ mod tests {
             max_queue_size: 4,
             max_queue_wait: Duration::ZERO,
         };
-        let batcher = Batcher::start(Echo, limits, crate::metrics::Metrics::new().for_model("test", 1));
+        let batcher = Batcher::start(
+            Echo,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        );
         // A client that fills the queue and asks again the moment it has its answers must
         // always find room: it holds no place any more.
         for round in 0..2000 {

@@ -22,8 +22,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::service::v2::{model_tensors, EXTENSIONS, PLATFORM};
 pub use crate::service::v2::MetadataTensor;
+use crate::service::v2::{model_tensors, EXTENSIONS, PLATFORM};
 
 /// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an
 /// undecodable path is a JSON 400 like every other error.
@@ -151,10 +151,13 @@ pub async fn model_metadata(
     let engine = path.loaded(&state)?;
     let labels = engine.info.labels.clone();
     let (inputs, outputs) = model_tensors(labels.len());
-    let versions = state.served().model(&path.name).map_or_else(Vec::new, |model| {
-        let ready = model.versions.iter().filter(|v| v.state.name() == "READY");
-        ready.map(|v| v.version.to_string()).collect()
-    });
+    let versions = state
+        .served()
+        .model(&path.name)
+        .map_or_else(Vec::new, |model| {
+            let ready = model.versions.iter().filter(|v| v.state.name() == "READY");
+            ready.map(|v| v.version.to_string()).collect()
+        });
     Ok(Json(ModelMetadata {
         name: engine.info.model_id.clone(),
         versions,

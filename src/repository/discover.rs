@@ -35,7 +35,9 @@ pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String>
     let mut discovery = Discovery::default();
     for (entry, path) in subdirectories(root)? {
         if let Err(why) = name::validate(&entry) {
-            discovery.skipped.push((entry, format!("not a valid model name: {why}")));
+            discovery
+                .skipped
+                .push((entry, format!("not a valid model name: {why}")));
             continue;
         }
         match versions(&path) {
@@ -46,7 +48,10 @@ pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String>
                     .into_iter()
                     .filter(|v| selected.contains(&v.version))
                     .collect();
-                discovery.models.push(ModelSource { name: entry, versions });
+                discovery.models.push(ModelSource {
+                    name: entry,
+                    versions,
+                });
             }
             Err(why) => discovery.skipped.push((entry, why)),
         }

@@ -18,8 +18,12 @@ pub fn validate(name: &str) -> Result<(), String> {
     if !first.is_ascii_alphanumeric() {
         return Err(format!("starts with `{first}`, not a letter or digit"));
     }
-    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("holds `{}`; names use A-Z, a-z, 0-9, `.`, `_` and `-`", bad.escape_default()));
+    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "holds `{}`; names use A-Z, a-z, 0-9, `.`, `_` and `-`",
+            bad.escape_default()
+        ));
     }
     if name.contains("..") {
         return Err("holds `..`".into());
@@ -42,7 +46,13 @@ mod tests {
 
     #[test]
     fn plain_names_pass() {
-        for name in ["minilm-sst2", "a", "bert_tiny.v2", "9lives", &"x".repeat(64)] {
+        for name in [
+            "minilm-sst2",
+            "a",
+            "bert_tiny.v2",
+            "9lives",
+            &"x".repeat(64),
+        ] {
             assert_eq!(validate(name), Ok(()), "{name}");
         }
     }
@@ -50,8 +60,19 @@ mod tests {
     #[test]
     fn path_tricks_and_odd_characters_are_refused() {
         for name in [
-            "", ".", "..", ".hidden", ".m.partial-12", "-flag", "a..b", "a/b", "a\\b", "ü",
-            "a b", "a%2e", &"x".repeat(65),
+            "",
+            ".",
+            "..",
+            ".hidden",
+            ".m.partial-12",
+            "-flag",
+            "a..b",
+            "a/b",
+            "a\\b",
+            "ü",
+            "a b",
+            "a%2e",
+            &"x".repeat(65),
         ] {
             assert!(validate(name).is_err(), "{name:?} accepted");
         }

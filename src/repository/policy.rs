@@ -65,7 +65,15 @@ mod tests {
         assert_eq!("latest".parse(), Ok(VersionPolicy::Latest(1)));
         assert_eq!("latest:3".parse(), Ok(VersionPolicy::Latest(3)));
         assert_eq!("all".parse(), Ok(VersionPolicy::All));
-        for bad in ["", "latest:0", "latest:", "latest:x", "newest", "specific:1", "ALL"] {
+        for bad in [
+            "",
+            "latest:0",
+            "latest:",
+            "latest:x",
+            "newest",
+            "specific:1",
+            "ALL",
+        ] {
             assert!(bad.parse::<VersionPolicy>().is_err(), "{bad:?}");
         }
         assert_eq!(VersionPolicy::Latest(2).to_string(), "latest:2");

@@ -50,7 +50,11 @@ impl ServedModel {
     }
 
     fn versions_list(&self) -> String {
-        let list: Vec<String> = self.versions.iter().map(|v| format!("`{}`", v.version)).collect();
+        let list: Vec<String> = self
+            .versions
+            .iter()
+            .map(|v| format!("`{}`", v.version))
+            .collect();
         list.join(", ")
     }
 }
@@ -140,7 +144,11 @@ impl Served {
             return Lookup::NotReady(still_loading());
         }
         let Some(model) = self.model(name) else {
-            let names: Vec<String> = self.models.iter().map(|m| format!("`{}`", m.name)).collect();
+            let names: Vec<String> = self
+                .models
+                .iter()
+                .map(|m| format!("`{}`", m.name))
+                .collect();
             return Lookup::Unknown(ApiError::ModelNotFound(format!(
                 "unknown model `{name}`; this server serves {}",
                 names.join(", ")
@@ -179,7 +187,11 @@ impl Served {
     }
 
     /// As [`Served::lookup`], not ready and unknown alike as errors (503 and 404).
-    pub fn resolve(&self, name: &str, version: Option<&str>) -> Result<(u64, &Arc<Engine>), ApiError> {
+    pub fn resolve(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(u64, &Arc<Engine>), ApiError> {
         match self.lookup(name, version) {
             Lookup::Ready(version, engine) => Ok((version, engine)),
             Lookup::NotReady(error) | Lookup::Unknown(error) => Err(error),
@@ -216,8 +228,11 @@ mod tests {
                 })
                 .collect(),
         };
-        Served::loading(&[source("b", &[1, 2]), source("a", &[1])], "b".into())
-            .with_state("b", 2, VersionState::Failed("truncated weights".into()))
+        Served::loading(&[source("b", &[1, 2]), source("a", &[1])], "b".into()).with_state(
+            "b",
+            2,
+            VersionState::Failed("truncated weights".into()),
+        )
     }
 
     fn status(lookup: Lookup<'_>) -> (&'static str, String) {
@@ -254,6 +269,9 @@ mod tests {
     #[test]
     fn nothing_is_known_before_the_repository_is_read() {
         let (kind, why) = status(Served::default().lookup("a", None));
-        assert_eq!((kind, why.as_str()), ("not ready", "the model is still loading"));
+        assert_eq!(
+            (kind, why.as_str()),
+            ("not ready", "the model is still loading")
+        );
     }
 }

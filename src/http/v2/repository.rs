@@ -118,9 +118,10 @@ pub async fn repository_index(
         .flat_map(|model| model.versions.iter().map(move |v| (model, v)))
         .map(|(model, version)| {
             let (state, reason) = match &version.state {
-                VersionState::Ready(_) if draining => {
-                    ("UNAVAILABLE", Some("the server is shutting down".to_string()))
-                }
+                VersionState::Ready(_) if draining => (
+                    "UNAVAILABLE",
+                    Some("the server is shutting down".to_string()),
+                ),
                 VersionState::Ready(_) => ("READY", None),
                 VersionState::Loading => ("LOADING", None),
                 VersionState::Failed(why) => ("UNAVAILABLE", Some(why.clone())),
