@@ -365,6 +365,9 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
         .into_inner();
     assert_eq!(metadata.versions, ["1", "2"]);
 
+    let spec = server.get_json("/openapi.json").await;
+    assert!(spec["paths"]["/models/{name}/predict"]["post"].is_object());
+
     // Per-model series carry the model and version.
     let metrics = server.get_text("/metrics").await;
     for series in [
