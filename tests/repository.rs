@@ -148,6 +148,19 @@ async fn get(server: &TestServer, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// `/info` once no version is loading any more: `/ready` waits for the default model only.
+async fn settled(server: &TestServer) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let info = server.get_json("/info").await;
+        if !info["models"].to_string().contains("LOADING") {
+            return info;
+        }
+        assert!(std::time::Instant::now() < deadline, "still loading: {info}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
     let repo = repository();
@@ -158,7 +171,7 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
     let server = TestServer::start(config).await;
 
     // /info: every model with its versions; the invalid and hidden entries are not models.
-    let info = server.get_json("/info").await;
+    let info = settled(&server).await;
     assert_eq!(info["model_id"], "sst2", "{info}");
     let models = info["models"].as_array().expect("models");
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
