@@ -156,7 +156,10 @@ async fn settled(server: &TestServer) -> Value {
         if !info["models"].to_string().contains("LOADING") {
             return info;
         }
-        assert!(std::time::Instant::now() < deadline, "still loading: {info}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still loading: {info}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
