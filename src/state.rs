@@ -1,13 +1,14 @@
-//! Shared server state: configuration, metrics, the engine once loaded, and the drain flag.
+//! Shared server state: configuration, metrics, the served models, and the drain flag.
 
 use crate::auth::ApiKeys;
-use crate::config::Config;
+use crate::config::{Config, ReadyWhen};
 use crate::engine::Engine;
 use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
+use crate::repository::{ModelSource, Served, VersionSource, VersionState};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use tower_http::cors::CorsLayer;
 
 pub struct AppState {
@@ -19,14 +20,16 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// The CORS layer for `--cors-allow-origin`; none when no origin is configured.
     pub cors: Option<CorsLayer>,
-    engine: OnceLock<Arc<Engine>>,
+    /// The served models, replaced whole on every change: readers take a snapshot (one
+    /// `Arc` clone) and never hold the lock across an await.
+    served: RwLock<Arc<Served>>,
     draining: AtomicBool,
 }
 
 impl AppState {
-    /// State with no model yet: probes answer 503 until [`AppState::set_engine`]. The CORS
-    /// origins are parsed here, once (an invalid one is an error naming it); the raw
-    /// `--api-key` is dropped: only [`ApiKeys`]' digests stay in memory.
+    /// State with no model yet: probes answer 503 until a version of the default model is
+    /// ready. The CORS origins are parsed here, once (an invalid one is an error naming it);
+    /// the raw `--api-key` is dropped: only [`ApiKeys`]' digests stay in memory.
     pub fn new(mut config: Config, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
         config.api_key = None;
         let cors = crate::cors::layer(&config.cors_allow_origin)
@@ -37,7 +40,7 @@ impl AppState {
             metrics,
             prediction_log: None,
             api_keys: ApiKeys::default(),
-            engine: OnceLock::new(),
+            served: RwLock::new(Arc::new(Served::default())),
             draining: AtomicBool::new(false),
         })
     }
@@ -52,27 +55,97 @@ impl AppState {
         self
     }
 
+    /// A snapshot of the served models.
+    pub fn served(&self) -> Arc<Served> {
+        // A poisoned lock still holds a whole value: every writer replaces it in one store.
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_served(&self, served: Served) {
+        *self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(served);
+    }
+
+    /// Serves `engine` alone, as the default model: for embedding the server (the fuzz
+    /// targets do) without a repository.
     pub fn set_engine(&self, engine: Arc<Engine>) {
-        let _ = self.engine.set(engine);
+        let name = engine.info.model_id.clone();
+        let version = engine.info.model_version.parse().unwrap_or(1);
+        let source = ModelSource {
+            name: name.clone(),
+            versions: vec![VersionSource {
+                version,
+                dir: engine.info.model_dir.clone().into(),
+            }],
+        };
+        let served = Served::loading(&[source], name.clone());
+        self.set_served(served.with_state(&name, version, VersionState::Ready(engine)));
     }
 
-    pub fn engine(&self) -> Option<&Arc<Engine>> {
-        self.engine.get()
+    /// Records one version's new state.
+    pub fn set_version_state(&self, name: &str, version: u64, state: VersionState) {
+        let mut served = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *served = Arc::new(served.with_state(name, version, state));
     }
 
-    /// The engine once loaded, also while draining (metadata stays available); 503 before.
-    pub fn loaded_engine(&self) -> Result<&Arc<Engine>, ApiError> {
-        self.engine
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+    /// The default model's engine once loaded, also while draining (metadata stays
+    /// available); 503 before.
+    pub fn loaded_engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.served().default_engine().map(|(_, e)| e.clone())
     }
 
-    /// The engine if work is accepted now, else why not (503).
-    pub fn ready_engine(&self) -> Result<&Arc<Engine>, ApiError> {
+    /// The default model's engine if work is accepted now, else why not (503).
+    pub fn ready_engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.check_draining()?;
+        self.loaded_engine()
+    }
+
+    /// The engine `name` (and `version`, else the highest ready one) reaches, also while
+    /// draining; 404 for an unknown model or version, 503 while loading or failed.
+    pub fn model(&self, name: &str, version: Option<&str>) -> Result<(u64, Arc<Engine>), ApiError> {
+        self.served()
+            .resolve(name, version)
+            .map(|(v, e)| (v, e.clone()))
+    }
+
+    /// As [`AppState::model`], and 503 while draining.
+    pub fn ready_model(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(u64, Arc<Engine>), ApiError> {
+        let found = self.model(name, version)?;
+        self.check_draining()?;
+        Ok(found)
+    }
+
+    /// Readiness (`/ready`, `/health`, the v2 and gRPC server readiness): not draining, and
+    /// the default model (or, with `--ready-when all`, every version) loaded.
+    pub fn check_ready(&self) -> Result<(), ApiError> {
+        self.check_draining()?;
+        let served = self.served();
+        served.default_engine()?;
+        if self.config.ready_when == ReadyWhen::All && !served.all_ready() {
+            return Err(ApiError::Unavailable(
+                "not every model version is loaded yet (--ready-when all)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_draining(&self) -> Result<(), ApiError> {
         if self.is_draining() {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        self.loaded_engine()
+        Ok(())
     }
 
     pub fn start_draining(&self) {
