@@ -8,6 +8,9 @@ IMAGE ?= sentiment-server
 CUDA_COMPUTE_CAP ?= 90
 # `docker compose` (v2 plugin) when the engine has it, else the standalone docker-compose (v1).
 COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
+# Compose profiles `make up` starts beside api and postgres: tracking (MLflow), gpu (api-gpu).
+PROFILES ?=
+MLFLOW_IMAGE ?= sentiment-mlflow:latest
 
 # Image metadata, evaluated only by the targets that use it.
 VERSION = $(shell awk -F'"' '/^\[/ { s = $$0 } s == "[package]" && /^version *=/ { print $$2; exit }' Cargo.toml)
@@ -17,7 +20,7 @@ GIT_SHA = $(shell sha=$$(git rev-parse HEAD 2>/dev/null) || sha=unknown; \
 SOURCE_URL = $(shell git remote get-url origin 2>/dev/null || echo unknown)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test fmt lint run image image-gpu image-gpu-local compose-up compose-down bench check-workflows ci
+.PHONY: help build test fmt lint run image image-gpu image-gpu-local image-mlflow up down compose-up compose-down bench check-workflows ci
 
 help: ## list these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -51,11 +54,20 @@ image-gpu: ## build the CUDA image from Dockerfile.gpu as IMAGE:<version>-cuda (
 image-gpu-local: ## the CUDA image without a registry: local CUDA 13.0 base images from PyPI (scripts/build-cuda-base-images.sh)
 	GPU=1 scripts/build-image.sh
 
-compose-up: ## start the compose stack in the background (docker compose, else docker-compose)
-	$(COMPOSE) up -d
+image-mlflow: ## the MLflow image of the tracking profile without a registry (scripts/build-mlflow-image.sh)
+	scripts/build-mlflow-image.sh
 
-compose-down: ## stop and remove the compose stack
-	$(COMPOSE) down
+up: ## start the compose stack in the background; PROFILES=tracking adds MLflow (its image built first if missing)
+	@case " $(PROFILES) " in *" tracking "*) \
+		$(DOCKER) image inspect $(MLFLOW_IMAGE) >/dev/null 2>&1 || scripts/build-mlflow-image.sh ;; esac
+	$(COMPOSE) $(foreach p,$(PROFILES),--profile $(p)) up -d
+
+down: ## stop and remove the compose stack, every profile (volumes kept; `docker compose down -v` drops them)
+	$(COMPOSE) --profile tracking --profile gpu down
+
+compose-up: up ## alias of up
+
+compose-down: down ## alias of down
 
 bench: ## load benchmark (benches/load.rs; see BENCHMARKS.md)
 	$(CARGO) bench --bench load

@@ -1,6 +1,7 @@
 //! Command line and environment configuration: one struct, every flag also an env variable.
 
 use crate::model::CpuKernels;
+use crate::repository::VersionPolicy;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +49,32 @@ pub struct Config {
     /// (--model-id).
     #[arg(long, env = "MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+
+    /// Model repository: serve every model in DIR, each in DIR/<name>/ (a model directory as
+    /// for --model-dir, served as version 1) or DIR/<name>/<version>/ (versions 1, 2, ...;
+    /// --version-policy picks which are served). Names are directory names of A-Z, a-z, 0-9,
+    /// `.`, `_`, `-` (at most 64, starting with a letter or digit); other entries are skipped
+    /// with a warning, hidden ones (downloads in progress) silently. Cannot be combined with
+    /// --model-dir, which serves one model.
+    #[arg(long, env = "MODEL_REPOSITORY")]
+    pub model_repository: Option<PathBuf>,
+
+    /// The model /predict, POST / and /zero-shot-classification serve, and whose loading
+    /// /ready waits for. Needed when the repository holds several models; with one, that one.
+    #[arg(long, env = "DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+
+    /// Which versions of each repository model are loaded: latest (the highest), latest:N
+    /// (the N highest; a path without /versions/<v> reaches the highest ready one) or all.
+    /// Each loaded version holds its weights (memory-mapped) and its own batching queue.
+    #[arg(long, env = "VERSION_POLICY", default_value = "latest", value_parser = parse_version_policy)]
+    pub version_policy: VersionPolicy,
+
+    /// When /ready (and /health) answer 200: default, once the default model has a loaded
+    /// version (other models keep loading behind it); all, once every selected version of
+    /// every model is loaded (a version that failed to load keeps it at 503).
+    #[arg(long, env = "READY_WHEN", value_enum, default_value_t = ReadyWhen::Default)]
+    pub ready_when: ReadyWhen,
 
     /// The Hub model served when --model-dir is not given: fetched once into models/default
     /// (verified, atomic, as `download` does; HF_ENDPOINT, HF_REVISION, HF_TOKEN and
@@ -213,7 +240,7 @@ pub struct Config {
     #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub prediction_log_batch: u32,
 
-    /// Require `Authorization: Bearer <key>` on /predict, POST /, /zero-shot-classification and
+    /// Require `Authorization: Bearer <key>` on /predict, /models/<name>/predict, POST /, /zero-shot-classification and
     /// /v2/.../infer (health, probes, metrics, /info and the playground stay open). At least 16 characters. Prefer
     /// --api-key-file: a flag's value shows up in process listings.
     #[arg(long, env = "API_KEY", hide_env_values = true)]
@@ -264,6 +291,15 @@ impl Dtype {
             Self::Bf16 => candle_core::DType::BF16,
         }
     }
+}
+
+/// What `/ready` waits for (`--ready-when`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyWhen {
+    /// The default model.
+    Default,
+    /// Every selected version of every model.
+    All,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,6 +369,10 @@ impl DownloadArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_version_policy(s: &str) -> Result<VersionPolicy, String> {
+    s.parse()
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -2,7 +2,7 @@
 
 use crate::batcher::{BatchLimits, Batcher};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::{self, Compute, LoadError, ModelBackend, ModelFiles, ScoreFunction};
 use crate::tokenize::TextTokenizer;
 use crate::types::{InferenceError, TextInput, Truncation};
@@ -13,8 +13,10 @@ use std::time::Instant;
 /// What `/info` reports about the served model.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
-    /// The model directory's name.
+    /// The model's name: its directory's name, or its name in the model repository.
     pub model_id: String,
+    /// Its version: `1` for a model directory, else the repository's version directory.
+    pub model_version: String,
     pub model_dir: String,
     /// `model_type` from config.json: bert, distilbert, roberta, xlm-roberta, electra,
     /// deberta-v2 or modernbert.
@@ -38,6 +40,8 @@ pub struct ModelInfo {
     pub cpu_kernels: String,
     /// SHA-256 of the weight file(s).
     pub weights_sha256: String,
+    /// Size of the weight file(s), memory-mapped: what the weights take in memory on a CPU.
+    pub weights_bytes: u64,
     pub load_seconds: f64,
 }
 
@@ -48,17 +52,29 @@ pub struct Engine {
     tokenizer: Arc<TextTokenizer>,
     batcher: Batcher,
     pub info: ModelInfo,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ModelMetrics>,
 }
 
 impl Engine {
     /// Loads the model, checks it with one forward pass and starts the inference worker.
     /// Blocking: call it off the async runtime.
     pub fn load(config: &Config, metrics: Arc<Metrics>) -> Result<Self, LoadError> {
+        Self::load_version(config, config.model_dir(), None, 1, metrics)
+    }
+
+    /// [`Engine::load`] for one version of a repository model in `dir`: `name` replaces the
+    /// directory's name as the model's name (a versioned model's directory is its number).
+    pub fn load_version(
+        config: &Config,
+        dir: &std::path::Path,
+        name: Option<&str>,
+        version: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LoadError> {
         let started = Instant::now();
         let device =
             crate::device::select(&config.device).map_err(|e| LoadError::new("--device", e))?;
-        let files = ModelFiles::locate(config.model_dir())?;
+        let files = ModelFiles::locate(dir)?;
         // The architecture decides whether the host encoder can run the model at all.
         let model_config = files.read_config()?;
         let decision = Compute::decide(
@@ -99,10 +115,20 @@ impl Engine {
             )
         })?;
         let weights_sha256 = loaded.files.weights_sha256()?;
+        let weights_bytes = loaded
+            .files
+            .weights
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|m| m.len())
+            .sum();
         let load_seconds = started.elapsed().as_secs_f64();
-        metrics.model_load_seconds.set(load_seconds);
+        let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
+        let metrics = metrics.for_model(&model_id, version);
+        metrics.load_seconds.set(load_seconds);
         let info = ModelInfo {
-            model_id: loaded.files.name(),
+            model_id,
+            model_version: version.to_string(),
             model_dir: loaded.files.dir.display().to_string(),
             model_type: loaded.config.architecture.as_str().to_string(),
             architecture: loaded.config.class_name.clone(),
@@ -114,6 +140,7 @@ impl Engine {
             compute,
             cpu_kernels,
             weights_sha256,
+            weights_bytes,
             load_seconds,
         };
         let limits = BatchLimits {

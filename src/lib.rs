@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod postprocess;
 pub mod predlog;
+pub mod repository;
 pub mod server;
 pub mod service;
 pub mod state;

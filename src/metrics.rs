@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
@@ -28,6 +29,13 @@ pub struct GrpcMethod {
     pub method: String,
 }
 
+/// A served model version: the labels of every per-model series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelVersion {
+    pub model: String,
+    pub version: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Route {
     pub route: String,
@@ -40,6 +48,32 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub grpc_requests: Family<GrpcMethodCode, Counter>,
     pub grpc_request_duration: Family<GrpcMethod, Histogram>,
+    pub queue_depth: Family<ModelVersion, Gauge>,
+    pub queue_seconds: Family<ModelVersion, Histogram>,
+    pub batch_size: Family<ModelVersion, Histogram>,
+    pub batch_tokens: Family<ModelVersion, Histogram>,
+    pub tokenization_seconds: Family<ModelVersion, Histogram>,
+    pub inference_seconds: Family<ModelVersion, Histogram>,
+    pub sequences_cancelled: Family<ModelVersion, Counter>,
+    pub model_load_seconds: Family<ModelVersion, Gauge<f64, AtomicU64>>,
+    pub model_load_failures: Family<ModelVersion, Counter>,
+    pub prediction_log_written: Counter,
+    pub prediction_log_dropped: Counter,
+    pub prediction_log_errors: Counter,
+    pub prediction_log_buffered: Gauge,
+    pub prediction_log_connected: Gauge,
+}
+
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
+fn batch_tokens_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(16.0, 2.0, 12))
+}
+
+/// One model version's series (see [`Metrics::for_model`]).
+pub struct ModelMetrics {
     pub queue_depth: Gauge,
     pub queue_seconds: Histogram,
     pub batch_size: Histogram,
@@ -47,12 +81,7 @@ pub struct Metrics {
     pub tokenization_seconds: Histogram,
     pub inference_seconds: Histogram,
     pub sequences_cancelled: Counter,
-    pub model_load_seconds: Gauge<f64, AtomicU64>,
-    pub prediction_log_written: Counter,
-    pub prediction_log_dropped: Counter,
-    pub prediction_log_errors: Counter,
-    pub prediction_log_buffered: Gauge,
-    pub prediction_log_connected: Gauge,
+    pub load_seconds: Gauge<f64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,14 +107,24 @@ impl Metrics {
         let grpc_request_duration = Family::<GrpcMethod, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
-        let queue_depth = Gauge::default();
-        let queue_seconds = latency_histogram();
-        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        let batch_tokens = Histogram::new(exponential_buckets(16.0, 2.0, 12));
-        let tokenization_seconds = latency_histogram();
-        let inference_seconds = latency_histogram();
-        let sequences_cancelled = Counter::default();
-        let model_load_seconds = Gauge::<f64, AtomicU64>::default();
+        let latency = || {
+            Family::<ModelVersion, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            )
+        };
+        let queue_depth = Family::<ModelVersion, Gauge>::default();
+        let queue_seconds = latency();
+        let batch_size = Family::<ModelVersion, Histogram>::new_with_constructor(
+            batch_size_histogram as fn() -> Histogram,
+        );
+        let batch_tokens = Family::<ModelVersion, Histogram>::new_with_constructor(
+            batch_tokens_histogram as fn() -> Histogram,
+        );
+        let tokenization_seconds = latency();
+        let inference_seconds = latency();
+        let sequences_cancelled = Family::<ModelVersion, Counter>::default();
+        let model_load_seconds = Family::<ModelVersion, Gauge<f64, AtomicU64>>::default();
+        let model_load_failures = Family::<ModelVersion, Counter>::default();
         let prediction_log_written = Counter::default();
         let prediction_log_dropped = Counter::default();
         let prediction_log_errors = Counter::default();
@@ -158,6 +197,11 @@ impl Metrics {
             model_load_seconds.clone(),
         );
         registry.register(
+            "model_load_failures",
+            "Model versions that failed to load (their /info state is FAILED, with the reason)",
+            model_load_failures.clone(),
+        );
+        registry.register(
             "prediction_log_rows_written",
             "Prediction-log rows stored in the database",
             prediction_log_written.clone(),
@@ -197,12 +241,42 @@ impl Metrics {
             inference_seconds,
             sequences_cancelled,
             model_load_seconds,
+            model_load_failures,
             prediction_log_written,
             prediction_log_dropped,
             prediction_log_errors,
             prediction_log_buffered,
             prediction_log_connected,
         }
+    }
+
+    /// The series of one model version, labelled `model` and `version`: what its engine and
+    /// batcher record into.
+    pub fn for_model(&self, model: &str, version: u64) -> Arc<ModelMetrics> {
+        let labels = ModelVersion {
+            model: model.to_owned(),
+            version: version.to_string(),
+        };
+        // A family's metric shares its value with its clones: recording needs no lookup.
+        Arc::new(ModelMetrics {
+            queue_depth: self.queue_depth.get_or_create(&labels).clone(),
+            queue_seconds: self.queue_seconds.get_or_create(&labels).clone(),
+            batch_size: self.batch_size.get_or_create(&labels).clone(),
+            batch_tokens: self.batch_tokens.get_or_create(&labels).clone(),
+            tokenization_seconds: self.tokenization_seconds.get_or_create(&labels).clone(),
+            inference_seconds: self.inference_seconds.get_or_create(&labels).clone(),
+            sequences_cancelled: self.sequences_cancelled.get_or_create(&labels).clone(),
+            load_seconds: self.model_load_seconds.get_or_create(&labels).clone(),
+        })
+    }
+
+    /// Counts a version that failed to load.
+    pub fn model_load_failed(&self, model: &str, version: u64) {
+        let labels = ModelVersion {
+            model: model.to_owned(),
+            version: version.to_string(),
+        };
+        self.model_load_failures.get_or_create(&labels).inc();
     }
 
     pub fn render(&self) -> String {

@@ -1,14 +1,15 @@
-//! Shared server state: configuration, metrics, the engine once loaded, and the shutdown flags
+//! Shared server state: configuration, metrics, the served models, and the shutdown flags
 //! (withdrawn from rotation, draining).
 
 use crate::auth::ApiKeys;
-use crate::config::Config;
+use crate::config::{Config, ReadyWhen};
 use crate::engine::Engine;
 use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
+use crate::repository::{ModelSource, Served, VersionSource, VersionState};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use tower_http::cors::CorsLayer;
 
 pub struct AppState {
@@ -20,7 +21,9 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     /// The CORS layer for `--cors-allow-origin`; none when no origin is configured.
     pub cors: Option<CorsLayer>,
-    engine: OnceLock<Arc<Engine>>,
+    /// The served models, replaced whole on every change: readers take a snapshot (one
+    /// `Arc` clone) and never hold the lock across an await.
+    served: RwLock<Arc<Served>>,
     /// Readiness answers 503 (set on SIGTERM); requests are still served until `draining`.
     withdrawn: AtomicBool,
     /// New work is refused (503); set once the listeners stop accepting.
@@ -28,9 +31,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with no model yet: probes answer 503 until [`AppState::set_engine`]. The CORS
-    /// origins are parsed here, once (an invalid one is an error naming it); the raw
-    /// `--api-key` is dropped: only [`ApiKeys`]' digests stay in memory.
+    /// State with no model yet: probes answer 503 until a version of the default model is
+    /// ready. The CORS origins are parsed here, once (an invalid one is an error naming it);
+    /// the raw `--api-key` is dropped: only [`ApiKeys`]' digests stay in memory.
     pub fn new(mut config: Config, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
         config.api_key = None;
         let cors = crate::cors::layer(&config.cors_allow_origin)
@@ -41,7 +44,7 @@ impl AppState {
             metrics,
             prediction_log: None,
             api_keys: ApiKeys::default(),
-            engine: OnceLock::new(),
+            served: RwLock::new(Arc::new(Served::default())),
             withdrawn: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         })
@@ -57,43 +60,117 @@ impl AppState {
         self
     }
 
+    /// A snapshot of the served models.
+    pub fn served(&self) -> Arc<Served> {
+        // A poisoned lock still holds a whole value: every writer replaces it in one store.
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_served(&self, served: Served) {
+        *self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(served);
+    }
+
+    /// Serves `engine` alone, as the default model: for embedding the server (the fuzz
+    /// targets do) without a repository.
     pub fn set_engine(&self, engine: Arc<Engine>) {
-        let _ = self.engine.set(engine);
+        let name = engine.info.model_id.clone();
+        let version = engine.info.model_version.parse().unwrap_or(1);
+        let source = ModelSource {
+            name: name.clone(),
+            versions: vec![VersionSource {
+                version,
+                dir: engine.info.model_dir.clone().into(),
+            }],
+        };
+        let served = Served::loading(&[source], name.clone());
+        self.set_served(served.with_state(&name, version, VersionState::Ready(engine)));
     }
 
-    pub fn engine(&self) -> Option<&Arc<Engine>> {
-        self.engine.get()
+    /// Records one version's new state.
+    pub fn set_version_state(&self, name: &str, version: u64, state: VersionState) {
+        let mut served = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *served = Arc::new(served.with_state(name, version, state));
     }
 
-    /// The engine once loaded, also while draining (metadata stays available); 503 before.
-    pub fn loaded_engine(&self) -> Result<&Arc<Engine>, ApiError> {
-        self.engine
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("the model is still loading".into()))
+    /// The default model's engine once loaded, also while draining (metadata stays
+    /// available); 503 before.
+    pub fn loaded_engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.served().default_engine().map(|(_, e)| e.clone())
     }
 
-    /// The engine if work is accepted now, else why not (503).
-    pub fn ready_engine(&self) -> Result<&Arc<Engine>, ApiError> {
-        if self.is_draining() {
-            return Err(ApiError::Unavailable("the server is shutting down".into()));
-        }
+    /// The default model's engine if work is accepted now, else why not (503).
+    pub fn ready_engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.check_draining()?;
         self.loaded_engine()
     }
 
-    /// What the readiness probes (`/ready`, `/health`, the v2 ready routes, gRPC health
-    /// `ready`) answer: the engine when this server should get new work; 503 while loading,
-    /// draining, or withdrawn from rotation while still serving (`--shutdown-delay`).
-    pub fn readiness(&self) -> Result<&Arc<Engine>, ApiError> {
-        if self.withdrawn.load(Ordering::SeqCst) {
+    /// The engine `name` (and `version`, else the highest ready one) reaches, also while
+    /// draining; 404 for an unknown model or version, 503 while loading or failed.
+    pub fn model(&self, name: &str, version: Option<&str>) -> Result<(u64, Arc<Engine>), ApiError> {
+        self.served()
+            .resolve(name, version)
+            .map(|(v, e)| (v, e.clone()))
+    }
+
+    /// As [`AppState::model`], and 503 while draining.
+    pub fn ready_model(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(u64, Arc<Engine>), ApiError> {
+        let found = self.model(name, version)?;
+        self.check_draining()?;
+        Ok(found)
+    }
+
+    /// Readiness (`/ready`, `/health`, the v2 and gRPC server readiness): not withdrawn from
+    /// rotation (from SIGTERM on, `--shutdown-delay` included) nor draining, and the default
+    /// model (or, with `--ready-when all`, every version) loaded.
+    pub fn check_ready(&self) -> Result<(), ApiError> {
+        self.check_withdrawn()?;
+        let served = self.served();
+        served.default_engine()?;
+        if self.config.ready_when == ReadyWhen::All && !served.all_ready() {
+            return Err(ApiError::Unavailable(
+                "not every model version is loaded yet (--ready-when all)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_draining(&self) -> Result<(), ApiError> {
+        if self.is_draining() {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        self.ready_engine()
+        Ok(())
+    }
+
+    /// 503 once readiness has turned (what the model readiness routes add to their lookup).
+    pub fn check_withdrawn(&self) -> Result<(), ApiError> {
+        if self.is_withdrawn() {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
+        Ok(())
     }
 
     /// Readiness turns 503 so that load balancers stop sending work, while requests are still
     /// answered (the first step of a shutdown with `--shutdown-delay`).
     pub fn withdraw(&self) {
         self.withdrawn.store(true, Ordering::SeqCst);
+    }
+
+    /// Withdrawn from rotation: readiness answers 503 (requests may still be served).
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::SeqCst)
     }
 
     /// Readiness turns 503 and new work is refused with 503.

@@ -97,8 +97,8 @@ async fn every_prediction_lands_in_postgres_with_its_request_model_and_scores() 
     let rows = client
         .query(
             "SELECT request_id, input_index, model_sha256, text, text_sha256, label, score, scores, \
-             latency_ms, created_at > now() - interval '5 minutes' FROM predictions \
-             ORDER BY created_at, input_index",
+             latency_ms, created_at > now() - interval '5 minutes', model_name, model_version \
+             FROM predictions ORDER BY created_at, input_index",
             &[],
         )
         .await
@@ -133,6 +133,12 @@ async fn every_prediction_lands_in_postgres_with_its_request_model_and_scores() 
         assert!(score > 0.5);
         assert!(row.get::<_, f32>(8) > 0.0);
         assert!(row.get::<_, bool>(9));
+        // The model as routes name it: --model-dir's directory, version 1.
+        assert_eq!(
+            row.get::<_, Option<String>>(10).as_deref(),
+            Some("minilm-sst2")
+        );
+        assert_eq!(row.get::<_, Option<String>>(11).as_deref(), Some("1"));
     }
     assert_eq!(
         metric(&server, "sentiment_prediction_log_rows_written_total").await,

@@ -98,8 +98,16 @@ async fn histogram(server: &TestServer, name: &str) -> (f64, f64) {
     let text = server.get_text("/metrics").await;
     let value = |suffix: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}_{suffix} "))?.parse().ok())
-            .unwrap_or(0.0)
+            .filter_map(|l| {
+                // Per-model series carry `model` and `version` labels: sum over them.
+                let rest = l.strip_prefix(&format!("{name}_{suffix}"))?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.parse::<f64>().ok()
+            })
+            .sum::<f64>()
     };
     (value("sum"), value("count"))
 }

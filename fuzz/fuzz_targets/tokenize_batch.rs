@@ -201,7 +201,7 @@ fn harness() -> &'static Harness {
                     forwarded: forwarded.clone(),
                 };
                 Lane {
-                    batcher: Batcher::start(backend, limits, Arc::new(Metrics::new())),
+                    batcher: Batcher::start(backend, limits, Metrics::new().for_model("fuzz", 1)),
                     forwarded,
                 }
             },

@@ -14,7 +14,7 @@ mod worker;
 pub use crate::types::{Backend, Reply};
 pub use plan::split_sizes;
 
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::types::Encoded;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -64,7 +64,7 @@ pub struct Batcher {
     /// requests that may or may not come.
     incoming: Arc<AtomicUsize>,
     limits: BatchLimits,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ModelMetrics>,
     /// Sequences per second of inference, a moving average the worker keeps (f64 bits).
     throughput: Arc<AtomicU64>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -80,7 +80,7 @@ impl Drop for Incoming {
 }
 
 impl Batcher {
-    pub fn start(backend: impl Backend, limits: BatchLimits, metrics: Arc<Metrics>) -> Self {
+    pub fn start(backend: impl Backend, limits: BatchLimits, metrics: Arc<ModelMetrics>) -> Self {
         let (sender, receiver) = mpsc::channel();
         let incoming = Arc::new(AtomicUsize::new(0));
         let throughput = Arc::new(AtomicU64::new(0));
@@ -246,7 +246,11 @@ mod tests {
             max_queue_size: 1000,
             max_queue_wait: Duration::from_millis(200),
         };
-        let batcher = Batcher::start(Slow, limits, Arc::new(Metrics::new()));
+        let batcher = Batcher::start(
+            Slow,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        );
         // Before any measurement only --max-queue-size applies.
         for rx in batcher.submit(sequences(8)).unwrap() {
             rx.await.unwrap().unwrap();
@@ -285,7 +289,11 @@ mod tests {
             max_queue_size: 4,
             max_queue_wait: Duration::ZERO,
         };
-        let batcher = Batcher::start(Echo, limits, Arc::new(Metrics::new()));
+        let batcher = Batcher::start(
+            Echo,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        );
         // A client that fills the queue and asks again the moment it has its answers must
         // always find room: it holds no place any more.
         for round in 0..2000 {

@@ -4,7 +4,7 @@
 
 use super::plan::plan;
 use super::{BatchLimits, Job};
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::types::{Backend, Encoded};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ pub(super) struct Worker<B> {
     pub(super) receiver: mpsc::Receiver<Job>,
     pub(super) limits: BatchLimits,
     pub(super) incoming: Arc<AtomicUsize>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<ModelMetrics>,
     pub(super) throughput: Arc<AtomicU64>,
 }
 

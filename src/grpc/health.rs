@@ -29,7 +29,7 @@ impl Health {
 fn status(state: &AppState, service: &str) -> Result<ServingStatus, Status> {
     match service {
         "" | "live" => Ok(ServingStatus::Serving),
-        super::SERVICE | "ready" => Ok(if state.readiness().is_ok() {
+        super::SERVICE | "ready" => Ok(if state.check_ready().is_ok() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

@@ -15,9 +15,10 @@ use super::proto::{
 use super::{deadline, observed, request_id};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::repository::Lookup;
 use crate::service::v2::{
-    self, check_model, check_shape, decode_strings, model_tensors, requested, text_inputs, utf8,
-    EXTENSIONS, INPUT, MODEL_VERSION, PAIR_INPUT, PLATFORM,
+    self, check_shape, decode_strings, model_tensors, requested, text_inputs, utf8, EXTENSIONS,
+    INPUT, PAIR_INPUT, PLATFORM,
 };
 use crate::service::Call;
 use crate::state::AppState;
@@ -61,7 +62,7 @@ impl GrpcInferenceService for Inference {
         let id = request_id(request.metadata());
         observed(&self.state, "ServerReady", &id, async {
             Ok(ServerReadyResponse {
-                ready: self.state.readiness().is_ok(),
+                ready: self.state.check_ready().is_ok(),
             })
         })
         .await
@@ -74,14 +75,15 @@ impl GrpcInferenceService for Inference {
         let id = request_id(request.metadata());
         let request = request.into_inner();
         observed(&self.state, "ModelReady", &id, async {
-            // Before the model is loaded its name is unknown; it is simply not ready.
-            let Some(engine) = self.state.engine() else {
-                return Ok(ModelReadyResponse { ready: false });
+            // A model still loading (or failed, or the server draining) is simply not ready;
+            // only an unknown name or version is an error.
+            let served = self.state.served();
+            let ready = match served.lookup(&request.name, version(&request.version)) {
+                Lookup::Ready(..) => !self.state.is_withdrawn(),
+                Lookup::NotReady(_) => false,
+                Lookup::Unknown(error) => return Err(error),
             };
-            check_model(engine, &request.name, version(&request.version))?;
-            Ok(ModelReadyResponse {
-                ready: self.state.readiness().is_ok(),
-            })
+            Ok(ModelReadyResponse { ready })
         })
         .await
     }
@@ -108,8 +110,12 @@ impl GrpcInferenceService for Inference {
         let id = request_id(request.metadata());
         let request = request.into_inner();
         observed(&self.state, "ModelMetadata", &id, async {
-            let engine = self.state.loaded_engine()?;
-            check_model(engine, &request.name, version(&request.version))?;
+            let (_, engine) = self.state.model(&request.name, version(&request.version))?;
+            let served = self.state.served();
+            let versions = served.model(&request.name).map_or_else(Vec::new, |model| {
+                let ready = model.versions.iter().filter(|v| v.state.name() == "READY");
+                ready.map(|v| v.version.to_string()).collect()
+            });
             let metadata = |tensors: Vec<v2::MetadataTensor>| {
                 tensors
                     .into_iter()
@@ -123,7 +129,7 @@ impl GrpcInferenceService for Inference {
             let (inputs, outputs) = model_tensors(engine.info.labels.len());
             Ok(ModelMetadataResponse {
                 name: engine.info.model_id.clone(),
-                versions: vec![MODEL_VERSION.into()],
+                versions,
                 platform: PLATFORM.into(),
                 inputs: metadata(inputs),
                 outputs: metadata(outputs),
@@ -148,12 +154,8 @@ impl GrpcInferenceService for Inference {
         observed(state, "ModelInfer", &id, async {
             state.api_keys.check(authorization.as_deref())?;
             let call = Call::new(state, &id).with_deadline(client_deadline?);
-            let engine = state.ready_engine()?.clone();
-            check_model(
-                &engine,
-                &request.model_name,
-                version(&request.model_version),
-            )?;
+            let (_, engine) =
+                state.ready_model(&request.model_name, version(&request.model_version))?;
             infer(state, &engine, &call, request).await
         })
         .await
@@ -177,7 +179,7 @@ async fn infer(
     let computed = v2::infer(state, engine, call, texts, pairs, wanted).await?;
     let mut response = ModelInferResponse {
         model_name: engine.info.model_id.clone(),
-        model_version: MODEL_VERSION.into(),
+        model_version: engine.info.model_version.clone(),
         id: request.id,
         ..Default::default()
     };

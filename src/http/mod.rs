@@ -46,6 +46,7 @@ pub fn build_app(state: Arc<AppState>) -> Router {
     // The inference routes: behind the API key when one is configured.
     let inference = Router::new()
         .route("/predict", post(predict::predict))
+        .route("/models/{name}/predict", post(predict::predict_model))
         .route("/", post(predict::inference_api))
         .route("/zero-shot-classification", post(zero_shot::zero_shot))
         .route("/v2/models/{name}/infer", post(v2::infer::infer))

@@ -9,6 +9,7 @@ use utoipa::OpenApi;
     info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), and zero-shot classification with NLI models"),
     paths(
         predict::predict,
+        predict::predict_model,
         predict::inference_api,
         zero_shot::zero_shot,
         playground::page,

@@ -6,6 +6,7 @@ use super::extract::ApiJson;
 use super::inputs::{CandidateLabels, Inputs, Sequences};
 use super::request_id;
 use super::zero_shot::{self, ZeroShotParameters};
+use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};
 use crate::postprocess::zero_shot::ZeroShotOutput;
 use crate::postprocess::{ranked, transformed, FunctionToApply, LabelScore};
@@ -139,7 +140,42 @@ pub async fn predict(
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
-    let (mut results, single) = classify_request(&state, &headers, request).await?;
+    let engine = state.ready_engine()?;
+    predict_with(&state, &engine, &headers, request).await
+}
+
+/// `/predict` on one model of the repository: the same request and answers.
+#[utoipa::path(
+    post,
+    path = "/models/{name}/predict",
+    params(("name" = String, Path, description = "the model's name in the repository")),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Label scores, highest first", body = PredictResponse),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 422, description = "Invalid request, as for /predict", body = ErrorBody),
+        crate::error::InferenceErrors,
+    ),
+    tag = "inference"
+)]
+pub async fn predict_model(
+    State(state): State<Arc<AppState>>,
+    path: super::v2::ModelPath,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let (_, engine) = state.ready_model(&path.name, None)?;
+    predict_with(&state, &engine, &headers, request).await
+}
+
+async fn predict_with(
+    state: &AppState,
+    engine: &Engine,
+    headers: &HeaderMap,
+    request: PredictRequest,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let (mut results, single) = classify_request(state, engine, headers, request).await?;
     Ok(Json(if single {
         PredictResponse::One(results.pop().unwrap_or_default())
     } else {
@@ -197,7 +233,8 @@ pub async fn inference_api(
             InferenceApiResponse::PerInput(lists)
         }));
     }
-    let (results, _) = classify_request(&state, &headers, request).await?;
+    let engine = state.ready_engine()?;
+    let (results, _) = classify_request(&state, &engine, &headers, request).await?;
     Ok(Json(InferenceApiResponse::PerInput(results)))
 }
 
@@ -250,11 +287,11 @@ fn zero_shot_request(request: PredictRequest) -> Result<(Sequences, ZeroShotPara
 /// list per input, and whether the request held a single input.
 async fn classify_request(
     state: &AppState,
+    engine: &Engine,
     headers: &HeaderMap,
     request: PredictRequest,
 ) -> Result<(Vec<Vec<LabelScore>>, bool), ApiError> {
     let call = Call::new(state, request_id(headers));
-    let engine = state.ready_engine()?.clone();
     let options = Options::of(&request, engine.info.score_function)?;
     let (inputs, single) = request.inputs.into_list();
     let inputs: Vec<TextInput> = inputs.into_iter().map(TextInput::from).collect();
@@ -263,7 +300,7 @@ async fn classify_request(
         "inputs",
         state.config.max_client_batch_size as usize,
     )?;
-    let logits = service::classify(state, &engine, &call, inputs, options.truncation).await?;
+    let logits = service::classify(state, engine, &call, inputs, options.truncation).await?;
     let labels = &engine.info.labels;
     let results = logits
         .iter()

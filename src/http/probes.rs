@@ -2,6 +2,7 @@
 
 use crate::engine::ModelInfo;
 use crate::error::{ApiError, ErrorBody};
+use crate::repository::VersionState;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -14,11 +15,12 @@ pub struct Status {
     pub status: &'static str,
 }
 
-/// 200 once the model is loaded and work is accepted; 503 while loading or draining.
+/// 200 once the default model (with `--ready-when all`, every model version) is loaded and
+/// work is accepted; 503 while loading or draining.
 #[utoipa::path(get, path = "/health", tag = "probes",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
-    state.readiness()?;
+    state.check_ready()?;
     Ok(Json(Status { status: "ok" }))
 }
 
@@ -47,10 +49,37 @@ pub struct BatchingInfo {
     pub max_candidate_labels: usize,
 }
 
+/// One model of the repository.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelStatus {
+    pub name: String,
+    /// The model `/predict` serves.
+    pub default: bool,
+    /// Its selected versions, ascending.
+    pub versions: Vec<VersionStatus>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VersionStatus {
+    pub version: u64,
+    /// `LOADING`, `READY` or `FAILED`.
+    pub state: &'static str,
+    /// Why it failed to load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub dir: String,
+    /// What the loaded version reports (labels, weights digest and size, compute path, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInfo>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Info {
+    /// The default model's version that `/predict` reaches.
     #[serde(flatten)]
     pub model: ModelInfo,
+    /// Every model of the repository with its versions (one for `--model-dir`).
+    pub models: Vec<ModelStatus>,
     pub batching: BatchingInfo,
     /// The inference routes (`/predict`, `POST /`, `/zero-shot-classification`, `/v2/.../infer`)
     /// need `Authorization: Bearer <key>` (never the key itself).
@@ -59,14 +88,42 @@ pub struct Info {
     pub version: &'static str,
 }
 
-/// The served model, device, precision, weights hash and batching limits.
+/// The default model, device, precision, weights hash and batching limits, and every served
+/// model with its versions and their states.
 #[utoipa::path(get, path = "/info", tag = "probes",
     responses((status = 200, body = Info), (status = 503, body = ErrorBody)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiError> {
     let engine = state.loaded_engine()?;
     let limits = engine.limits();
+    let served = state.served();
+    let models = served
+        .models
+        .iter()
+        .map(|model| ModelStatus {
+            name: model.name.clone(),
+            default: served.default.as_deref() == Some(model.name.as_str()),
+            versions: model
+                .versions
+                .iter()
+                .map(|v| VersionStatus {
+                    version: v.version,
+                    state: v.state.name(),
+                    reason: match &v.state {
+                        VersionState::Failed(why) => Some(why.clone()),
+                        _ => None,
+                    },
+                    dir: v.dir.display().to_string(),
+                    model: match &v.state {
+                        VersionState::Ready(engine) => Some(engine.info.clone()),
+                        _ => None,
+                    },
+                })
+                .collect(),
+        })
+        .collect();
     Ok(Json(Info {
         model: engine.info.clone(),
+        models,
         batching: BatchingInfo {
             max_batch_size: limits.max_batch_size,
             max_batch_tokens: limits.max_batch_tokens,

@@ -1,5 +1,7 @@
 //! The Open Inference Protocol (KServe v2 REST) beside `/predict`: health, metadata and
-//! [`infer`]. One model, named as `/info`'s `model_id`, with the single version `1`.
+//! [`infer`]. Every served model by its name (`--model-dir`: the directory's name, as `/info`'s
+//! `model_id`; a repository: its directory names), each served version under
+//! `/versions/<v>`, the highest ready one without.
 //!
 //! Tensors: the input `text` (BYTES, shape `[-1]`; one text per element) and the optional
 //! input `text_pair` (BYTES, the same shape; each text's second text); outputs `label`
@@ -20,8 +22,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::service::v2::{check_model, model_tensors, EXTENSIONS, PLATFORM};
-pub use crate::service::v2::{MetadataTensor, MODEL_VERSION};
+pub use crate::service::v2::MetadataTensor;
+use crate::service::v2::{model_tensors, EXTENSIONS, PLATFORM};
 
 /// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an
 /// undecodable path is a JSON 400 like every other error.
@@ -43,9 +45,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
 }
 
 impl ModelPath {
-    /// 404 unless the path names the served model (and, if given, its version).
-    fn check(&self, engine: &Engine) -> Result<(), ApiError> {
-        check_model(engine, &self.name, self.version.as_deref())
+    /// The engine the path reaches, also while draining: 404 for an unknown model or
+    /// version, 503 while it loads or when it failed to.
+    pub fn loaded(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
+        Ok(state.model(&self.name, self.version.as_deref())?.1)
+    }
+
+    /// As [`ModelPath::loaded`], and 503 while draining.
+    pub fn ready(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
+        Ok(state.ready_model(&self.name, self.version.as_deref())?.1)
     }
 }
 
@@ -90,7 +98,7 @@ pub struct ServerReady {
 pub async fn server_ready(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<ServerReady>, ApiError> {
-    state.readiness()?;
+    state.check_ready()?;
     Ok(Json(ServerReady { ready: true }))
 }
 
@@ -99,13 +107,17 @@ pub struct ModelList {
     pub models: Vec<String>,
 }
 
-/// The served model's name. An extension: the protocol itself has no model listing.
+/// The served models' names (ready or not; `/v2/repository/index` has their states). An
+/// extension: the protocol itself has no model listing.
 #[utoipa::path(get, path = "/v2/models", tag = "v2",
     responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<ModelList>, ApiError> {
-    let engine = state.loaded_engine()?;
+    let served = state.served();
+    if served.models.is_empty() {
+        return Err(crate::repository::still_loading());
+    }
     Ok(Json(ModelList {
-        models: vec![engine.info.model_id.clone()],
+        models: served.models.iter().map(|m| m.name.clone()).collect(),
     }))
 }
 
@@ -118,7 +130,8 @@ pub struct ModelParameters {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ModelMetadata {
     pub name: String,
-    pub versions: Vec<&'static str>,
+    /// The model's loaded versions, ascending.
+    pub versions: Vec<String>,
     pub platform: &'static str,
     pub inputs: Vec<MetadataTensor>,
     pub outputs: Vec<MetadataTensor>,
@@ -135,13 +148,19 @@ pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    let engine = state.loaded_engine()?;
-    path.check(engine)?;
+    let engine = path.loaded(&state)?;
     let labels = engine.info.labels.clone();
     let (inputs, outputs) = model_tensors(labels.len());
+    let versions = state
+        .served()
+        .model(&path.name)
+        .map_or_else(Vec::new, |model| {
+            let ready = model.versions.iter().filter(|v| v.state.name() == "READY");
+            ready.map(|v| v.version.to_string()).collect()
+        });
     Ok(Json(ModelMetadata {
         name: engine.info.model_id.clone(),
-        versions: vec![MODEL_VERSION],
+        versions,
         platform: PLATFORM,
         inputs,
         outputs,
@@ -149,7 +168,7 @@ pub async fn model_metadata(
     }))
 }
 
-/// Model metadata of a version (only `1` exists).
+/// Model metadata of one served version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = ModelMetadata),
@@ -178,15 +197,15 @@ pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelReady>, ApiError> {
-    path.check(state.loaded_engine()?)?;
-    state.readiness()?;
+    path.ready(&state)?;
+    state.check_withdrawn()?;
     Ok(Json(ModelReady {
         name: path.name,
         ready: true,
     }))
 }
 
-/// Readiness of a model version (only `1` exists).
+/// Readiness of one served version of a model.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = ModelReady),

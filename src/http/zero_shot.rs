@@ -95,7 +95,7 @@ pub(super) async fn answer(
     parameters: ZeroShotParameters,
 ) -> Result<(Vec<ZeroShotOutput>, bool), ApiError> {
     let call = Call::new(state, request_id(headers));
-    let engine = state.ready_engine()?.clone();
+    let engine = state.ready_engine()?;
     let (sequences, single) = match inputs {
         Sequences::One(text) => (vec![text], true),
         Sequences::Batch(texts) => (texts, false),

@@ -106,11 +106,7 @@ impl ModelFiles {
 
     /// The model's name: its directory's name.
     pub fn name(&self) -> String {
-        let canonical = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
-        canonical
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into())
+        dir_name(&self.dir)
     }
 
     pub fn read_config(&self) -> Result<ModelConfig, LoadError> {
@@ -164,6 +160,16 @@ impl ModelFiles {
         }
         Ok(hex::encode(hasher.finalize()))
     }
+}
+
+/// A model directory's name, links resolved (`models/default` pointing at `minilm` is
+/// `minilm`): the name a `--model-dir` model is served under.
+pub fn dir_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }
 
 pub(crate) fn show(path: &Path) -> String {

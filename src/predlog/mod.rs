@@ -42,6 +42,15 @@ impl Task {
     }
 }
 
+/// Which model answered: stored on every row.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelKey<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// SHA-256 of its weights.
+    pub sha256: &'a str,
+}
+
 /// One stored prediction: one input (a text or a text pair) of one request.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -51,6 +60,9 @@ pub struct Row {
     pub input_index: i32,
     pub created_at: SystemTime,
     pub model_sha256: String,
+    /// The model's name and version, as routes name them.
+    pub model_name: String,
+    pub model_version: String,
     /// The text itself, only with `--prediction-log-text full`.
     pub text: Option<String>,
     pub text_sha256: String,
@@ -170,7 +182,7 @@ impl PredictionLog {
     pub fn record(
         &self,
         request_id: &str,
-        model_sha256: &str,
+        model: ModelKey<'_>,
         texts: PendingTexts,
         predictions: &[Vec<(String, f32)>],
         latency: Duration,
@@ -196,7 +208,9 @@ impl PredictionLog {
                 request_id: request_id.to_owned(),
                 input_index: index as i32,
                 created_at,
-                model_sha256: model_sha256.to_owned(),
+                model_sha256: model.sha256.to_owned(),
+                model_name: model.name.to_owned(),
+                model_version: model.version.to_owned(),
                 text,
                 text_sha256,
                 text_pair,

@@ -36,6 +36,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     COMMENT ON COLUMN predictions.text_pair IS 'Second text of a text pair (with --prediction-log-text full); NULL for a single text';
     COMMENT ON COLUMN predictions.task IS 'text-classification: label and scores are the model''s labels; zero-shot-classification: the request''s candidate labels, one row per input';",
     ),
+    (
+        3,
+        "model name and version",
+        // Rows from before a model repository have NULL: model_sha256 identifies their model.
+        "ALTER TABLE predictions
+        ADD COLUMN IF NOT EXISTS model_name    text,
+        ADD COLUMN IF NOT EXISTS model_version text;
+    CREATE INDEX IF NOT EXISTS predictions_model ON predictions (model_name, model_version);
+    COMMENT ON COLUMN predictions.model_name IS 'The model as routes name it (/v2/models/<name>); NULL on rows written before version 3';",
+    ),
 ];
 
 /// Any constant: serialises replicas that migrate the same database at the same time.

@@ -16,10 +16,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const INSERT: &str = "INSERT INTO predictions \
     (id, request_id, input_index, created_at, model_sha256, text, text_sha256, label, score, scores, latency_ms, \
-    text_pair, text_pair_sha256, task) \
+    text_pair, text_pair_sha256, task, model_name, model_version) \
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::timestamptz[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::float4[], $10::jsonb[], $11::float4[], \
-    $12::text[], $13::text[], $14::text[]) \
+    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[]) \
     ON CONFLICT (id) DO NOTHING";
 
 pub(super) async fn run(
@@ -199,6 +199,8 @@ async fn insert(client: &Client, rows: &[Row]) -> Result<(), tokio_postgres::Err
     let pair_hashes: Vec<Option<&str>> =
         rows.iter().map(|r| r.text_pair_sha256.as_deref()).collect();
     let tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.model_name.as_str()).collect();
+    let versions: Vec<&str> = rows.iter().map(|r| r.model_version.as_str()).collect();
     client
         .execute(
             INSERT,
@@ -217,6 +219,8 @@ async fn insert(client: &Client, rows: &[Row]) -> Result<(), tokio_postgres::Err
                 &pairs,
                 &pair_hashes,
                 &tasks,
+                &names,
+                &versions,
             ],
         )
         .await?;

@@ -4,14 +4,13 @@
 
 mod accept;
 mod fetch;
+mod load;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
-use crate::engine::Engine;
 use crate::error::StartupError;
 use crate::http::build_app;
 use crate::metrics::Metrics;
-use crate::model::LoadError;
 use crate::predlog::PredictionLog;
 use crate::state::AppState;
 use axum::extract::Request;
@@ -130,51 +129,36 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
 
     let loading = {
-        let config = config.clone();
+        let (config, state, metrics) = (config.clone(), state.clone(), metrics.clone());
         async move {
-            fetch::default_model(&config).await?;
-            match tokio::task::spawn_blocking(move || Engine::load(&config, metrics)).await {
-                Ok(loaded) => loaded.map_err(StartupError::from),
-                Err(join) => {
-                    Err(LoadError::new("model", format!("loading panicked: {join}")).into())
-                }
-            }
+            let (sources, default) = load::sources(&config).await?;
+            load::load_all(&config, &state, &metrics, sources, default).await
         }
     };
-    let engine = tokio::select! {
-        loaded = loading => match loaded {
-            Ok(engine) => Arc::new(engine),
-            Err(error) => {
-                stop.cancel();
-                return Err(error);
-            }
-        },
-        () = &mut shutdown => {
+    let loaded = tokio::select! {
+        loaded = loading => Some(loaded),
+        () = &mut shutdown => None,
+    };
+    match loaded {
+        Some(Err(error)) => {
+            stop.cancel();
+            return Err(error);
+        }
+        Some(Ok(())) => {
+            tracing::info!("every model version loaded");
+            shutdown.await;
+        }
+        // Requests may already run on the default model: those drain as usual below.
+        None if state.loaded_engine().is_ok() => {
+            tracing::info!("shutdown requested while loading other models");
+        }
+        None => {
             tracing::info!("shutdown requested while loading the model");
             state.start_draining();
             stop.cancel();
             return Ok(());
         }
-    };
-    let info = &engine.info;
-    tracing::info!(
-        model = %info.model_id,
-        model_dir = %info.model_dir,
-        architecture = %info.architecture,
-        model_type = %info.model_type,
-        labels = ?info.labels,
-        device = %info.device,
-        dtype = %info.dtype,
-        compute = %info.compute,
-        cpu_kernels = %info.cpu_kernels,
-        max_input_length = info.max_input_length,
-        weights_sha256 = %info.weights_sha256,
-        load_seconds = format!("{:.2}", info.load_seconds),
-        "model loaded; ready"
-    );
-    state.set_engine(engine.clone());
-
-    shutdown.await;
+    }
     // Readiness turns 503 at once. With --shutdown-delay, connections are still accepted and
     // requests served meanwhile, so that a load balancer checking /ready takes this server out
     // of rotation before it stops accepting (without a preStop hook, as on Docker Swarm).
@@ -192,7 +176,8 @@ pub async fn run(
         Ok(_) => tracing::info!("all requests answered"),
         Err(_) => tracing::warn!("shutdown timeout reached; closing remaining connections"),
     }
-    tokio::task::spawn_blocking(move || engine.shutdown())
+    let served = state.served();
+    tokio::task::spawn_blocking(move || served.engines().for_each(|engine| engine.shutdown()))
         .await
         .ok();
     if let Some(log) = &state.prediction_log {

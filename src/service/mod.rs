@@ -118,9 +118,15 @@ fn record(
     kept: crate::predlog::PendingTexts,
     predictions: &[Vec<(String, f32)>],
 ) {
+    let info = &engine.info;
+    let model = crate::predlog::ModelKey {
+        name: &info.model_id,
+        version: &info.model_version,
+        sha256: &info.weights_sha256,
+    };
     log.record(
         call.request_id,
-        &engine.info.weights_sha256,
+        model,
         kept,
         predictions,
         call.started.elapsed(),

@@ -1,5 +1,5 @@
 //! The Open Inference Protocol's view of the model, shared by its HTTP (`http::v2`) and gRPC
-//! (`grpc`) forms: one model with the single version `1`, the input `text` (BYTES, one text
+//! (`grpc`) forms: every served model version has the input `text` (BYTES, one text
 //! per element), the optional input `text_pair` (BYTES, the second text of each pair, one per
 //! text) and the outputs `label` (BYTES, the best label), `score` (FP32, its
 //! probability) and `scores` (FP32 `[n, labels]`, every label's probability in id order; with
@@ -24,8 +24,6 @@ use crate::types::{TextInput, Truncation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// The one version every model has.
-pub const MODEL_VERSION: &str = "1";
 /// What metadata and configuration report as the model's platform.
 pub const PLATFORM: &str = "candle";
 /// Protocol extensions this server implements.
@@ -66,22 +64,6 @@ pub fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>
             tensor("scores", "FP32", vec![-1, labels as i64]),
         ],
     )
-}
-
-/// 404 unless `name` is the served model and `version`, when given, its version.
-pub fn check_model(engine: &Engine, name: &str, version: Option<&str>) -> Result<(), ApiError> {
-    let served = &engine.info.model_id;
-    if name != served {
-        return Err(ApiError::ModelNotFound(format!(
-            "unknown model `{name}`; this server serves `{served}`"
-        )));
-    }
-    match version {
-        Some(version) if version != MODEL_VERSION => Err(ApiError::ModelNotFound(format!(
-            "model `{served}` has no version `{version}`; its only version is `{MODEL_VERSION}`"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// The model's outputs, in the default order.

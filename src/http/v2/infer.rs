@@ -58,7 +58,7 @@ pub struct RequestOutput {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InferResponse {
     pub model_name: String,
-    pub model_version: &'static str,
+    pub model_version: String,
     /// The request's `id`, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -107,7 +107,7 @@ pub async fn infer(
     }
 }
 
-/// Inference on a model version (only `1` exists).
+/// Inference on one served version of a model.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer",
     params(("name" = String, Path), ("version" = String, Path)),
     request_body = InferRequest,
@@ -135,8 +135,7 @@ async fn run(
     request: InferRequest,
 ) -> Result<(InferResponse, Vec<Vec<u8>>), ApiError> {
     let call = Call::new(state, request_id(headers));
-    let engine = state.ready_engine()?.clone();
-    path.check(&engine)?;
+    let engine = path.ready(state)?;
     let binary_default = flag(request.parameters.as_ref(), "binary_data_output")?;
     let outputs = request.outputs.unwrap_or_default();
     let wanted = requested(
@@ -175,7 +174,7 @@ async fn run(
         .collect();
     let response = InferResponse {
         model_name: engine.info.model_id.clone(),
-        model_version: v2::MODEL_VERSION,
+        model_version: engine.info.model_version.clone(),
         id: request.id,
         outputs,
     };

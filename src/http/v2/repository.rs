@@ -4,7 +4,8 @@
 
 use super::ModelPath;
 use crate::error::{ApiError, ErrorBody};
-use crate::service::v2::{model_tensors, MetadataTensor, MODEL_VERSION, PAIR_INPUT, PLATFORM};
+use crate::repository::VersionState;
+use crate::service::v2::{model_tensors, MetadataTensor, PAIR_INPUT, PLATFORM};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -61,8 +62,7 @@ pub async fn model_config(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelConfig>, ApiError> {
-    let engine = state.loaded_engine()?;
-    path.check(engine)?;
+    let engine = path.loaded(&state)?;
     let (inputs, outputs) = model_tensors(engine.info.labels.len());
     Ok(Json(ModelConfig {
         name: engine.info.model_id.clone(),
@@ -74,7 +74,7 @@ pub async fn model_config(
     }))
 }
 
-/// The configuration of a model version (only `1` exists).
+/// The configuration of one served version of a model.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/config", tag = "v2",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = ModelConfig),
@@ -90,25 +90,52 @@ pub async fn model_version_config(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RepositoryModel {
     pub name: String,
-    pub version: &'static str,
-    /// `READY`, or `UNAVAILABLE` while draining.
+    pub version: String,
+    /// `READY`; `LOADING`; `UNAVAILABLE` when it failed to load (see `reason`) or while
+    /// draining.
     pub state: &'static str,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The model repository index (Triton's extension; `tritonclient`'s
-/// `get_model_repository_index`): the one served model. The request body is ignored.
+/// `get_model_repository_index`): every served model version with its state, by name and
+/// version. The request body is ignored.
 #[utoipa::path(post, path = "/v2/repository/index", tag = "v2",
     responses((status = 200, body = Vec<RepositoryModel>), (status = 503, body = ErrorBody)))]
 pub async fn repository_index(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
-    let engine = state.loaded_engine()?;
-    let ready = state.readiness().is_ok();
-    Ok(Json(vec![RepositoryModel {
-        name: engine.info.model_id.clone(),
-        version: MODEL_VERSION,
-        state: if ready { "READY" } else { "UNAVAILABLE" },
-    }]))
+    let served = state.served();
+    if served.models.is_empty() {
+        return Err(crate::repository::still_loading());
+    }
+    // From SIGTERM on (--shutdown-delay included), as the readiness routes answer.
+    let draining = state.is_withdrawn();
+    let index = served
+        .models
+        .iter()
+        .flat_map(|model| model.versions.iter().map(move |v| (model, v)))
+        .map(|(model, version)| {
+            let (state, reason) = match &version.state {
+                VersionState::Ready(_) if draining => (
+                    "UNAVAILABLE",
+                    Some("the server is shutting down".to_string()),
+                ),
+                VersionState::Ready(_) => ("READY", None),
+                VersionState::Loading => ("LOADING", None),
+                VersionState::Failed(why) => ("UNAVAILABLE", Some(why.clone())),
+            };
+            RepositoryModel {
+                name: model.name.clone(),
+                version: version.version.to_string(),
+                state,
+                reason,
+            }
+        })
+        .collect();
+    Ok(Json(index))
 }
 
 fn no_statistics() -> ApiError {
@@ -132,8 +159,8 @@ pub async fn statistics() -> ApiError {
     responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_statistics(State(state): State<Arc<AppState>>, path: ModelPath) -> ApiError {
-    match state.loaded_engine().and_then(|engine| path.check(engine)) {
-        Ok(()) => no_statistics(),
+    match path.loaded(&state) {
+        Ok(_) => no_statistics(),
         Err(error) => error,
     }
 }

@@ -1,0 +1,16 @@
+//! The model repository: which models (and versions) a server serves, where their files
+//! are, and the state of each once loading starts.
+//!
+//! `--model-repository DIR` serves every model in `DIR` ([`discover`]); `--model-dir` is a
+//! repository of one model with version 1. What is served is one immutable [`Served`] value
+//! that [`crate::state::AppState`] swaps whole, so a later hot reload can build a new one
+//! beside the old and swap it in without pausing requests.
+
+pub mod discover;
+pub mod name;
+pub mod policy;
+mod served;
+
+pub use discover::{discover, Discovery, ModelSource, VersionSource};
+pub use policy::VersionPolicy;
+pub use served::{still_loading, Lookup, Served, ServedModel, ServedVersion, VersionState};
