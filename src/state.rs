@@ -1,4 +1,4 @@
-//! Shared server state: configuration, metrics, the served models, and the shutdown flags
+//! Shared server state: configuration, metrics, the served models, and the shutdown phase
 //! (withdrawn from rotation, draining).
 
 use crate::auth::ApiKeys;
@@ -8,7 +8,7 @@ use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
 use crate::repository::{ModelSource, Served, VersionSource, VersionState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use tower_http::cors::CorsLayer;
 
@@ -24,10 +24,8 @@ pub struct AppState {
     /// The served models, replaced whole on every change: readers take a snapshot (one
     /// `Arc` clone) and never hold the lock across an await.
     served: RwLock<Arc<Served>>,
-    /// Readiness answers 503 (set on SIGTERM); requests are still served until `draining`.
-    withdrawn: AtomicBool,
-    /// New work is refused (503); set once the listeners stop accepting.
-    draining: AtomicBool,
+    /// Where shutdown stands: one of the `PHASE_*` values, only ever raised.
+    phase: AtomicU8,
 }
 
 impl AppState {
@@ -45,8 +43,7 @@ impl AppState {
             prediction_log: None,
             api_keys: ApiKeys::default(),
             served: RwLock::new(Arc::new(Served::default())),
-            withdrawn: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
+            phase: AtomicU8::new(PHASE_SERVING),
         })
     }
 
@@ -148,15 +145,16 @@ impl AppState {
     }
 
     fn check_draining(&self) -> Result<(), ApiError> {
-        if self.is_draining() {
-            return Err(ApiError::Unavailable("the server is shutting down".into()));
-        }
-        Ok(())
+        self.refuse_from(PHASE_DRAINING)
     }
 
     /// 503 once readiness has turned (what the model readiness routes add to their lookup).
     pub fn check_withdrawn(&self) -> Result<(), ApiError> {
-        if self.is_withdrawn() {
+        self.refuse_from(PHASE_WITHDRAWN)
+    }
+
+    fn refuse_from(&self, phase: u8) -> Result<(), ApiError> {
+        if self.phase.load(Ordering::SeqCst) >= phase {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
         Ok(())
@@ -165,24 +163,30 @@ impl AppState {
     /// Readiness turns 503 so that load balancers stop sending work, while requests are still
     /// answered (the first step of a shutdown with `--shutdown-delay`).
     pub fn withdraw(&self) {
-        self.withdrawn.store(true, Ordering::SeqCst);
+        self.phase.fetch_max(PHASE_WITHDRAWN, Ordering::SeqCst);
     }
 
     /// Withdrawn from rotation: readiness answers 503 (requests may still be served).
     pub fn is_withdrawn(&self) -> bool {
-        self.withdrawn.load(Ordering::SeqCst)
+        self.phase.load(Ordering::SeqCst) >= PHASE_WITHDRAWN
     }
 
     /// Readiness turns 503 and new work is refused with 503.
     pub fn start_draining(&self) {
-        self.withdraw();
-        self.draining.store(true, Ordering::SeqCst);
+        self.phase.fetch_max(PHASE_DRAINING, Ordering::SeqCst);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.phase.load(Ordering::SeqCst) >= PHASE_DRAINING
     }
 }
+
+/// Shutdown phases, in order: draining implies withdrawn, so one value holds both.
+const PHASE_SERVING: u8 = 0;
+/// Readiness answers 503 (set on SIGTERM); requests are still served.
+const PHASE_WITHDRAWN: u8 = 1;
+/// New work is refused (503); set once the listeners stop accepting.
+const PHASE_DRAINING: u8 = 2;
 
 #[cfg(test)]
 mod tests {
