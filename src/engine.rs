@@ -197,8 +197,7 @@ impl Engine {
                 )));
             }
         }
-        let receivers = self.batcher.submit(encoded)?;
-        drop(incoming);
+        let receivers = self.batcher.submit(encoded, incoming)?;
         let mut logits = Vec::with_capacity(receivers.len());
         for rx in receivers {
             let row = rx

@@ -528,3 +528,79 @@ async fn repositories_that_cannot_serve_stop_start_up_with_a_clear_error() {
     let error = startup_error(config).await;
     assert!(error.contains("model.safetensors"), "{error}");
 }
+
+/// Two models on one machine: a burst that fills one model's queue neither delays the other
+/// model behind it nor takes its queue places. Each model has its own queue, limits and worker;
+/// the workers share the cores, so the quiet model answers while the busy one still drains.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_on_one_model_neither_starves_nor_fills_another() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    link_model(&common::minilm(), &r.join("busy"), None);
+    link_model(&common::minilm(), &r.join("quiet"), None);
+    let mut config = repository_config(r);
+    config.default_model = Some("quiet".into());
+    config.ready_when = ReadyWhen::All;
+    config.max_queue_size = 96;
+    config.max_queue_wait = std::time::Duration::ZERO;
+    let server = std::sync::Arc::new(TestServer::start(config).await);
+    settled(&server).await;
+    let texts: Vec<String> = common::sst2_dev()
+        .into_iter()
+        .take(16)
+        .map(|(_, t)| t)
+        .collect();
+    let (status, _) = server
+        .post("/models/quiet/predict", &json!({ "inputs": texts[0] }))
+        .await;
+    assert_eq!(status, 200);
+
+    // 16 requests of 16 sentences at once: more than busy's queue of 96 holds.
+    let started = std::time::Instant::now();
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (server, texts) = (server.clone(), texts.clone());
+            tokio::spawn(async move {
+                let (status, _) = server
+                    .post("/models/busy/predict", &json!({ "inputs": texts }))
+                    .await;
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let asked = started.elapsed();
+    let (status, answer) = server
+        .post("/models/quiet/predict", &json!({ "inputs": texts[1] }))
+        .await;
+    let quiet = started.elapsed() - asked;
+    assert_eq!(
+        status, 200,
+        "quiet model refused during the burst: {answer}"
+    );
+
+    let mut accepted = 0;
+    let mut refused = 0;
+    let mut drained = std::time::Duration::ZERO;
+    for task in burst {
+        let (status, at) = task.await.unwrap();
+        match status {
+            200 => {
+                accepted += 1;
+                drained = drained.max(at);
+            }
+            429 => refused += 1,
+            other => panic!("busy answered {other}"),
+        }
+    }
+    assert!(
+        refused > 0 && accepted > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    // Behind busy's queue, quiet would have waited for all of it.
+    let left = drained.saturating_sub(asked);
+    assert!(
+        quiet * 2 < left,
+        "quiet answered in {quiet:?}, busy's accepted burst drained {left:?} after it was asked"
+    );
+}

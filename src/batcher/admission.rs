@@ -1,7 +1,7 @@
 //! Admission: what the queue takes. A request's sequences are queued all or none, bounded by
 //! `--max-queue-size` places and by `--max-queue-wait` of work at the measured throughput.
 
-use super::{Batcher, Job, Reply};
+use super::{Batcher, Incoming, Job, Reply};
 use crate::types::{Encoded, InferenceError};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,10 +9,12 @@ use tokio::sync::oneshot;
 
 impl Batcher {
     /// Queues every sequence of one request, or none of them: a full queue refuses the whole
-    /// request (429) rather than answering part of it.
+    /// request (429) rather than answering part of it. `incoming` is the request's mark from
+    /// [`Batcher::announce`], withdrawn just before its last sequence is queued.
     pub fn submit(
         &self,
         sequences: Vec<Encoded>,
+        incoming: Incoming,
     ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
         let n = sequences.len();
         let queued = self.limits.max_queue_size - self.permits.available_permits();
@@ -45,7 +47,8 @@ impl Batcher {
             .ok_or_else(|| InferenceError::Stopped("the server is shutting down".into()))?;
         let now = Instant::now();
         let mut receivers = Vec::with_capacity(sequences.len());
-        for encoded in sequences {
+        let mut incoming = Some(incoming);
+        for (i, encoded) in sequences.into_iter().enumerate() {
             let (reply, rx) = oneshot::channel();
             let one = permit
                 .split(1)
@@ -56,6 +59,12 @@ impl Batcher {
                 reply,
                 _permit: one,
             };
+            if i + 1 == n {
+                // Withdrawn before, not after, the last send: a worker woken by this job
+                // would otherwise still count the request as coming and wait
+                // --max-batch-delay for sequences it has no more of.
+                drop(incoming.take());
+            }
             sender
                 .send(job)
                 .map_err(|_| InferenceError::Stopped("the inference worker has stopped".into()))?;

@@ -252,12 +252,12 @@ mod tests {
             crate::metrics::Metrics::new().for_model("test", 1),
         );
         // Before any measurement only --max-queue-size applies.
-        for rx in batcher.submit(sequences(8)).unwrap() {
+        for rx in batcher.submit(sequences(8), batcher.announce()).unwrap() {
             rx.await.unwrap().unwrap();
         }
         // About 100 sequences/s measured: 200 ms of work is about 20 sequences.
-        let accepted = batcher.submit(sequences(12)).unwrap();
-        match batcher.submit(sequences(12)) {
+        let accepted = batcher.submit(sequences(12), batcher.announce()).unwrap();
+        match batcher.submit(sequences(12), batcher.announce()) {
             Err(InferenceError::Overloaded(message)) => {
                 assert!(message.contains("--max-queue-wait"), "{message}")
             }
@@ -267,7 +267,13 @@ mod tests {
             assert_eq!(rx.await.unwrap().unwrap(), vec![expected.len() as f32]);
         }
         // Drained: accepted again.
-        assert_eq!(batcher.submit(sequences(12)).unwrap().len(), 12);
+        assert_eq!(
+            batcher
+                .submit(sequences(12), batcher.announce())
+                .unwrap()
+                .len(),
+            12
+        );
         batcher.shutdown();
     }
 
@@ -298,12 +304,45 @@ mod tests {
         // always find room: it holds no place any more.
         for round in 0..2000 {
             let replies = batcher
-                .submit(sequences(4))
+                .submit(sequences(4), batcher.announce())
                 .unwrap_or_else(|e| panic!("round {round}: {e}"));
             for rx in replies {
                 rx.await.unwrap().unwrap();
             }
         }
+        batcher.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_does_not_wait_the_batch_delay() {
+        let limits = BatchLimits {
+            max_batch_size: 8,
+            max_batch_tokens: 1000,
+            max_batch_delay: Duration::from_secs(1),
+            max_queue_size: 64,
+            max_queue_wait: Duration::ZERO,
+        };
+        let batcher = Batcher::start(
+            Echo,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        );
+        // One client, one request at a time: nothing else is coming, so no round may wait
+        // for the delay (a mark still counted after the last send made some wait 1 s).
+        let started = Instant::now();
+        for round in 0..500 {
+            let replies = batcher
+                .submit(sequences(1 + round % 3), batcher.announce())
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            for rx in replies {
+                rx.await.unwrap().unwrap();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "500 lone requests took {:?}",
+            started.elapsed()
+        );
         batcher.shutdown();
     }
 }

@@ -74,13 +74,17 @@ fn product(
     out
 }
 
-const SHAPES: [(usize, usize, usize); 6] = [
+/// The last two have more than 64 rows, which the kernels walk in blocks of rows (84 and 18
+/// rows at avx2 for these widths), the last block partial.
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 2, 3),
     (9, 33, 17),
     (7, 1152, 5),
     (25, 384, 384),
     (17, 70, 1536),
     (40, 37, 65),
+    (203, 45, 1536),
+    (150, 70, 384),
 ];
 
 fn matmul(isa: Isa, format: WeightFormat) {

@@ -179,10 +179,25 @@ impl PackedMatrix {
     /// `out[m, n] = act(x W^T + b)`, `x` row-major `[m, k]`. Panics if `x` is not `m * k`
     /// values (a caller's bug, caught by the inference worker like any panic).
     pub fn matmul(&self, x: &[f32], m: usize, act: Option<Act>) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "input of a {}x{} product", m, self.k);
         let mut out = vec![0f32; m * self.n];
+        self.matmul_into(x, m, act, &mut out);
+        out
+    }
+
+    /// [`PackedMatrix::matmul`] into `out` (`m * n` values, all overwritten, so a buffer
+    /// reused from an earlier product need not be zeroed). Panics if `x` is not `m * k`
+    /// values or `out` not `m * n`.
+    pub fn matmul_into(&self, x: &[f32], m: usize, act: Option<Act>, out: &mut [f32]) {
+        assert_eq!(x.len(), m * self.k, "input of a {}x{} product", m, self.k);
+        assert_eq!(
+            out.len(),
+            m * self.n,
+            "output of a {}x{} product",
+            m,
+            self.n
+        );
         if m == 0 {
-            return out;
+            return;
         }
         match &self.panels {
             Panels::F32 {
@@ -199,7 +214,7 @@ impl PackedMatrix {
                 } else {
                     x
                 };
-                self.split(&mut out, m, *nr, |panels, bias, rows| {
+                self.split(out, m, *nr, |panels, bias, rows| {
                     let span = self.k * *nr;
                     let data = &data[panels.start * span..panels.end * span];
                     f32_panels(self.isa, x, self.k, data, bias, act, rows)
@@ -213,7 +228,7 @@ impl PackedMatrix {
                 for (row, dst) in x.chunks_exact(self.k).zip(pairs.chunks_exact_mut(kp)) {
                     self.isa.to_bf16_pairs(row, dst);
                 }
-                self.split(&mut out, m, BF16_NR, |panels, bias, rows| {
+                self.split(out, m, BF16_NR, |panels, bias, rows| {
                     let span = kp * BF16_NR;
                     let data = &data[panels.start * span..panels.end * span];
                     super::x86::avx512_bf16(token, &pairs, kp, data, bias, act, rows)
@@ -222,7 +237,6 @@ impl PackedMatrix {
             #[cfg(not(target_arch = "x86_64"))]
             Panels::Bf16 { token, .. } => match token.never {},
         }
-        out
     }
 
     /// Splits the output's columns into runs of whole panels, one task each, and runs `task`

@@ -90,13 +90,28 @@ pub fn tile_rows(left: usize, mr: usize) -> usize {
 /// cache (5-8% slower at 800 rows).
 pub const PREFETCH_MAX_ROWS: usize = 64;
 
-/// Walks one task's share of a packed product: for each panel of `NR` columns (`span`
-/// values of `panels` each) and each tile of at most `mr` rows, calls
+/// How many bytes of input rows one block of the walk keeps in the core's L2 cache. With
+/// hundreds of rows (a batch of 32 sentences is ~800) the input is larger than L2, and walking
+/// every row for each panel read it from L3 once per panel; in blocks of this size each
+/// block is read from memory once and then served from L2 to every panel.
+pub const ROW_BLOCK_BYTES: usize = 128 * 1024;
+
+/// Rows per block for inputs `row_bytes` wide: as many as fit [`ROW_BLOCK_BYTES`], a
+/// multiple of the tile height `mr` so that every block but the last is whole tiles, and
+/// at least one tile.
+#[inline(always)]
+pub fn row_block(row_bytes: usize, mr: usize) -> usize {
+    (ROW_BLOCK_BYTES / row_bytes.max(1) / mr).max(1) * mr
+}
+
+/// Walks one task's share of a packed product: for each block of rows (see
+/// [`row_block`]; one block up to [`PREFETCH_MAX_ROWS`] rows), each panel of `NR` columns (`span` values of `panels` each) and each
+/// tile of at most `mr` rows in the block, calls
 /// `tile(rows, row0, (panel, next), bias, (c0, cols))`. `next` is the following panel, given
 /// to the first tile of each panel only, for kernels that prefetch it, and only when the
 /// product has at most [`PREFETCH_MAX_ROWS`] rows. The columns of the task
 /// are `0..width` of each output row; `bias` is `[panel][NR]`, zero-padded. The panel stays
-/// in cache while every row of the task passes over it.
+/// in cache while every row of the block passes over it.
 #[inline(always)]
 pub fn walk_panels<P, const NR: usize>(
     m: usize,
@@ -106,24 +121,36 @@ pub fn walk_panels<P, const NR: usize>(
     width: usize,
     mut tile: impl FnMut(usize, usize, (&[P], Option<&[P]>), &[f32; NR], (usize, usize)),
 ) {
-    for ((p, panel), bias) in panels
-        .chunks_exact(span)
-        .enumerate()
-        .zip(bias.chunks_exact(NR))
-    {
-        let bias: &[f32; NR] = bias.try_into().expect("NR values");
-        let c0 = p * NR;
-        let cols = NR.min(width.saturating_sub(c0));
-        let next = (m <= PREFETCH_MAX_ROWS)
-            .then(|| panels.get((p + 1) * span..(p + 2) * span))
-            .flatten();
-        let mut row = 0;
-        while row < m {
-            let rows = tile_rows(m - row, mr);
-            let next = if row == 0 { next } else { None };
-            tile(rows, row, (panel, next), bias, (c0, cols));
-            row += rows;
+    // A few rows are one block: their input is small, the weights are what streams in, and
+    // a second block would read them again.
+    let block = if m <= PREFETCH_MAX_ROWS {
+        m
+    } else {
+        row_block(span / NR * std::mem::size_of::<P>(), mr)
+    };
+    let mut start = 0;
+    while start < m {
+        let end = m.min(start + block);
+        for ((p, panel), bias) in panels
+            .chunks_exact(span)
+            .enumerate()
+            .zip(bias.chunks_exact(NR))
+        {
+            let bias: &[f32; NR] = bias.try_into().expect("NR values");
+            let c0 = p * NR;
+            let cols = NR.min(width.saturating_sub(c0));
+            let next = (m <= PREFETCH_MAX_ROWS)
+                .then(|| panels.get((p + 1) * span..(p + 2) * span))
+                .flatten();
+            let mut row = start;
+            while row < end {
+                let rows = tile_rows(end - row, mr);
+                let next = if row == start { next } else { None };
+                tile(rows, row, (panel, next), bias, (c0, cols));
+                row += rows;
+            }
         }
+        start = end;
     }
 }
 
