@@ -217,6 +217,14 @@ mod tests {
         assert_eq!(sizes, vec![1, 1]);
     }
 
+    fn test_batcher(backend: impl Backend, limits: BatchLimits) -> Batcher {
+        Batcher::start(
+            backend,
+            limits,
+            crate::metrics::Metrics::new().for_model("test", 1),
+        )
+    }
+
     /// Takes 10 ms per sequence: about 100 sequences per second.
     struct Slow;
 
@@ -246,11 +254,7 @@ mod tests {
             max_queue_size: 1000,
             max_queue_wait: Duration::from_millis(200),
         };
-        let batcher = Batcher::start(
-            Slow,
-            limits,
-            crate::metrics::Metrics::new().for_model("test", 1),
-        );
+        let batcher = test_batcher(Slow, limits);
         // Before any measurement only --max-queue-size applies.
         for rx in batcher.submit(sequences(8), batcher.announce()).unwrap() {
             rx.await.unwrap().unwrap();
@@ -295,11 +299,7 @@ mod tests {
             max_queue_size: 4,
             max_queue_wait: Duration::ZERO,
         };
-        let batcher = Batcher::start(
-            Echo,
-            limits,
-            crate::metrics::Metrics::new().for_model("test", 1),
-        );
+        let batcher = test_batcher(Echo, limits);
         // A client that fills the queue and asks again the moment it has its answers must
         // always find room: it holds no place any more.
         for round in 0..2000 {
@@ -322,11 +322,7 @@ mod tests {
             max_queue_size: 64,
             max_queue_wait: Duration::ZERO,
         };
-        let batcher = Batcher::start(
-            Echo,
-            limits,
-            crate::metrics::Metrics::new().for_model("test", 1),
-        );
+        let batcher = test_batcher(Echo, limits);
         // One client, one request at a time: nothing else is coming, so no round may wait
         // for the delay (a mark still counted after the last send made some wait 1 s).
         let started = Instant::now();

@@ -100,13 +100,13 @@ pub const ROW_BLOCK_BYTES: usize = 128 * 1024;
 /// multiple of the tile height `mr` so that every block but the last is whole tiles, and
 /// at least one tile.
 #[inline(always)]
-pub fn row_block(row_bytes: usize, mr: usize) -> usize {
+fn row_block(row_bytes: usize, mr: usize) -> usize {
     (ROW_BLOCK_BYTES / row_bytes.max(1) / mr).max(1) * mr
 }
 
-/// Walks one task's share of a packed product: for each block of rows (see
-/// [`row_block`]; one block up to [`PREFETCH_MAX_ROWS`] rows), each panel of `NR` columns (`span` values of `panels` each) and each
-/// tile of at most `mr` rows in the block, calls
+/// Walks one task's share of a packed product: for each block of rows (see [`row_block`];
+/// one block up to [`PREFETCH_MAX_ROWS`] rows), each panel of `NR` columns (`span` values of
+/// `panels` each) and each tile of at most `mr` rows in the block, calls
 /// `tile(rows, row0, (panel, next), bias, (c0, cols))`. `next` is the following panel, given
 /// to the first tile of each panel only, for kernels that prefetch it, and only when the
 /// product has at most [`PREFETCH_MAX_ROWS`] rows. The columns of the task
