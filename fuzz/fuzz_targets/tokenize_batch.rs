@@ -329,17 +329,18 @@ fuzz_target!(|data: &[u8]| {
         .any(|e| poisoned(e) || short_changed(e));
     let before = lane.forwarded.load(Ordering::SeqCst);
 
-    let incoming = lane.batcher.announce();
+    // Every request announces itself before any is queued, as concurrent requests being
+    // tokenized do, so the worker may gather them into one batch.
+    let marks: Vec<_> = requests.iter().map(|_| lane.batcher.announce()).collect();
     let mut pending: Vec<(Encoded, oneshot::Receiver<Reply>)> = Vec::with_capacity(total);
-    for seqs in requests {
+    for (seqs, incoming) in requests.into_iter().zip(marks) {
         let receivers = lane
             .batcher
-            .submit(seqs.clone())
+            .submit(seqs.clone(), incoming)
             .unwrap_or_else(|e| panic!("submit refused {} sequences: {e}", seqs.len()));
         assert_eq!(receivers.len(), seqs.len(), "one receiver per sequence");
         pending.extend(seqs.into_iter().zip(receivers));
     }
-    drop(incoming);
 
     h.runtime.block_on(async {
         for (i, (e, rx)) in pending.into_iter().enumerate() {
