@@ -129,6 +129,25 @@ async fn shutdown_answers_in_flight_requests_then_stops_listening() {
     );
 }
 
+/// A client that connected but never sent a byte (a port scanner, a proxy's pre-opened
+/// connection) must not hold the drain until --header-read-timeout: it has nothing in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_does_not_wait_for_connections_that_never_sent_a_request() {
+    let mut config = config_for(common::minilm());
+    config.header_read_timeout = Duration::from_secs(120);
+    let mut server = TestServer::start(config).await;
+    let silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Accepted and waiting for its first bytes (the server counts it as open).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = server.shutdown();
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the drain waited for a silent connection")
+        .unwrap()
+        .expect("clean stop");
+    drop(silent);
+}
+
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
 }

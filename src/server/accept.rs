@@ -55,15 +55,25 @@ pub async fn serve(
             () = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (http1, http2, app, watcher) = (
+        let (http1, http2, app, watcher, stop) = (
             http1.clone(),
             http2.clone(),
             app.clone(),
             graceful.watcher(),
+            stop.clone(),
         );
         tokio::spawn(async move {
-            // A client that sends nothing (or a partial HTTP/2 preface) is dropped here.
-            if let Some(protocol) = sniff(&stream, limits.header_read_timeout).await {
+            // A client that sends nothing (or a partial HTTP/2 preface) is dropped here, and
+            // at once when the drain starts: it has no request in flight, and hyper cannot
+            // be told to close a connection it has not been given yet, so the drain would
+            // otherwise wait up to --header-read-timeout for it.
+            let protocol = tokio::select! {
+                // Bytes already there win over the drain: their request is served.
+                biased;
+                protocol = sniff(&stream, limits.header_read_timeout) => protocol,
+                () = stop.cancelled() => None,
+            };
+            if let Some(protocol) = protocol {
                 let builder = if protocol == Protocol::Http1 {
                     &http1
                 } else {
