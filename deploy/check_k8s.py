@@ -414,12 +414,14 @@ def check_server(report: Report, where: str, pod: dict, annotations: dict, knati
         if c.get("livenessProbe", {}).get("httpGet"):
             report.check(c["livenessProbe"]["httpGet"].get("path") == "/live", cw,
                          "livenessProbe should use /live (never fails while loading/draining)")
-        # The model is mounted read-only; nothing else is writable.
-        model_dir = env.get("MODEL_DIR")
+        report.check(not (env.get("MODEL_DIR") and env.get("MODEL_REPOSITORY")), cw,
+                     "MODEL_DIR and MODEL_REPOSITORY together: the server refuses to start")
+        # The model (or the model repository) is mounted read-only; nothing else is writable.
+        model_dir = env.get("MODEL_DIR") or env.get("MODEL_REPOSITORY")
         mounts = [m for m in c.get("volumeMounts") or []
                   if model_dir and (model_dir + "/").startswith(m["mountPath"].rstrip("/") + "/")]
         if model_dir and (mounts or not knative):
-            report.check(bool(mounts), cw, f"no volume mounted at MODEL_DIR {model_dir}")
+            report.check(bool(mounts), cw, f"no volume mounted at MODEL_DIR/MODEL_REPOSITORY {model_dir}")
             for m in mounts:
                 report.check(m.get("readOnly") is True, cw,
                              f"model mount {m['mountPath']} is not readOnly")
@@ -488,6 +490,9 @@ def check_references(report: Report, where: str, objs: list[dict]) -> None:
                 if selector and all(labels.get(k) == v for k, v in selector.items())]
 
     for o in workloads:
+        # The API server generates a Job's selector (from its uid) unless manualSelector.
+        if o["kind"] == "Job" and not o["spec"].get("manualSelector"):
+            continue
         sel = (o["spec"].get("selector") or {}).get("matchLabels") or {}
         ow = f"{where} {o['kind']}/{o['metadata']['name']}"
         report.check(o in selects(sel), ow, "selector does not match the pod template labels")

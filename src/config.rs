@@ -54,8 +54,9 @@ pub struct Config {
     /// for --model-dir, served as version 1) or DIR/<name>/<version>/ (versions 1, 2, ...;
     /// --version-policy picks which are served). Names are directory names of A-Z, a-z, 0-9,
     /// `.`, `_`, `-` (at most 64, starting with a letter or digit); other entries are skipped
-    /// with a warning, hidden ones (downloads in progress) silently. Cannot be combined with
-    /// --model-dir, which serves one model.
+    /// with a warning, hidden ones and names ending in .tmp, .partial, .part or .incomplete
+    /// (copies in progress) silently. Watched while serving: see --repository-poll-interval.
+    /// Cannot be combined with --model-dir, which serves one model.
     #[arg(long, env = "MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
 
@@ -69,6 +70,15 @@ pub struct Config {
     /// Each loaded version holds its weights (memory-mapped) and its own batching queue.
     #[arg(long, env = "VERSION_POLICY", default_value = "latest", value_parser = parse_version_policy)]
     pub version_policy: VersionPolicy,
+
+    /// How often the model repository is rescanned for new, changed and removed versions
+    /// (hot reload; SIGHUP and POST /v2/repository/index rescan at once too). A scan reads
+    /// directory listings and file sizes and times, no weights, so 1-10s costs little; a new
+    /// version takes traffic at most this long (plus its load time) after it appears. 0
+    /// disables polling (SIGHUP and the repository routes still reload). Ignored without
+    /// --model-repository.
+    #[arg(long, env = "REPOSITORY_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub repository_poll_interval: Duration,
 
     /// When /ready (and /health) answer 200: default, once the default model has a loaded
     /// version (other models keep loading behind it); all, once every selected version of
@@ -240,8 +250,8 @@ pub struct Config {
     #[arg(long, env = "PREDICTION_LOG_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub prediction_log_batch: u32,
 
-    /// Require `Authorization: Bearer <key>` on /predict, /models/<name>/predict, POST /, /zero-shot-classification and
-    /// /v2/.../infer (health, probes, metrics, /info and the playground stay open). At least 16 characters. Prefer
+    /// Require `Authorization: Bearer <key>` on /predict, /models/<name>/predict, POST /, /zero-shot-classification,
+    /// /v2/.../infer and the repository routes /v2/repository/... (health, probes, metrics, /info and the playground stay open). At least 16 characters. Prefer
     /// --api-key-file: a flag's value shows up in process listings.
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

@@ -5,7 +5,8 @@
 //! Inference Protocol) → tokenization ([`tokenize`]) →
 //! queue and dynamic batching ([`batcher`]) → model forward ([`model`]) →
 //! post-processing ([`postprocess`]) → response, and the prediction log ([`predlog`]). [`engine`] wires the stages together and
-//! [`server`] runs the lifecycle (listen, load, serve, drain).
+//! [`server`] runs the lifecycle (listen, load, serve, drain), and [`reload`] swaps model
+//! versions in and out of the repository while serving.
 
 pub mod auth;
 pub mod batcher;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod postprocess;
 pub mod predlog;
+pub mod reload;
 pub mod repository;
 pub mod server;
 pub mod service;

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub sequences_cancelled: Family<ModelVersion, Counter>,
     pub model_load_seconds: Family<ModelVersion, Gauge<f64, AtomicU64>>,
     pub model_load_failures: Family<ModelVersion, Counter>,
+    pub model_reloads: Family<ModelVersion, Counter>,
     pub prediction_log_written: Counter,
     pub prediction_log_dropped: Counter,
     pub prediction_log_errors: Counter,
@@ -125,6 +126,7 @@ impl Metrics {
         let sequences_cancelled = Family::<ModelVersion, Counter>::default();
         let model_load_seconds = Family::<ModelVersion, Gauge<f64, AtomicU64>>::default();
         let model_load_failures = Family::<ModelVersion, Counter>::default();
+        let model_reloads = Family::<ModelVersion, Counter>::default();
         let prediction_log_written = Counter::default();
         let prediction_log_dropped = Counter::default();
         let prediction_log_errors = Counter::default();
@@ -193,13 +195,18 @@ impl Metrics {
         );
         registry.register(
             "model_load_duration_seconds",
-            "Time it took to load the model at start-up",
+            "Time it took to load the model version, at start-up or its last hot reload",
             model_load_seconds.clone(),
         );
         registry.register(
             "model_load_failures",
-            "Model versions that failed to load (their /info state is FAILED, with the reason)",
+            "Model version loads that failed, at start-up or on a hot reload (/info has the reason)",
             model_load_failures.clone(),
+        );
+        registry.register(
+            "model_reloads",
+            "Model versions loaded while serving (hot reload) and swapped in",
+            model_reloads.clone(),
         );
         registry.register(
             "prediction_log_rows_written",
@@ -242,6 +249,7 @@ impl Metrics {
             sequences_cancelled,
             model_load_seconds,
             model_load_failures,
+            model_reloads,
             prediction_log_written,
             prediction_log_dropped,
             prediction_log_errors,
@@ -277,6 +285,15 @@ impl Metrics {
             version: version.to_string(),
         };
         self.model_load_failures.get_or_create(&labels).inc();
+    }
+
+    /// Counts a version swapped in by a hot reload.
+    pub fn model_reloaded(&self, model: &str, version: u64) {
+        let labels = ModelVersion {
+            model: model.to_owned(),
+            version: version.to_string(),
+        };
+        self.model_reloads.get_or_create(&labels).inc();
     }
 
     pub fn render(&self) -> String {

@@ -8,8 +8,8 @@ use crate::error::{ApiError, StartupError};
 use crate::metrics::Metrics;
 use crate::predlog::PredictionLog;
 use crate::repository::{ModelSource, Served, VersionSource, VersionState};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use tower_http::cors::CorsLayer;
 
 pub struct AppState {
@@ -26,6 +26,11 @@ pub struct AppState {
     served: RwLock<Arc<Served>>,
     /// Where shutdown stands: one of the `PHASE_*` values, only ever raised.
     phase: AtomicU8,
+    /// The hot-reload task's handle, once it watches `--model-repository`.
+    reload: OnceLock<crate::reload::Control>,
+    /// `--ready-when all` has seen every version loaded: from then on a model with a version
+    /// serving counts as ready, so that a reload in progress never turns readiness off.
+    all_loaded_once: AtomicBool,
 }
 
 impl AppState {
@@ -44,6 +49,8 @@ impl AppState {
             api_keys: ApiKeys::default(),
             served: RwLock::new(Arc::new(Served::default())),
             phase: AtomicU8::new(PHASE_SERVING),
+            reload: OnceLock::new(),
+            all_loaded_once: AtomicBool::new(false),
         })
     }
 
@@ -55,6 +62,31 @@ impl AppState {
     pub fn with_api_keys(mut self, keys: ApiKeys) -> Self {
         self.api_keys = keys;
         self
+    }
+
+    /// Registers the hot-reload task (once).
+    pub fn set_reload(&self, control: crate::reload::Control) {
+        let _ = self.reload.set(control);
+    }
+
+    /// The hot-reload task, for the repository routes: 400 without `--model-repository`
+    /// (nothing to load from), 503 before start-up loading has ended.
+    pub fn reload(&self) -> Result<&crate::reload::Control, ApiError> {
+        if self.config.model_repository.is_none() {
+            return Err(ApiError::BadRequest(
+                "this server serves --model-dir, not a model repository (--model-repository): \
+                 there is nothing to load or unload"
+                    .into(),
+            ));
+        }
+        self.reload
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the model repository is still loading".into()))
+    }
+
+    /// The hot-reload task, when one watches the repository.
+    pub fn reload_if_watching(&self) -> Option<&crate::reload::Control> {
+        self.reload.get()
     }
 
     /// A snapshot of the served models.
@@ -87,6 +119,17 @@ impl AppState {
         };
         let served = Served::loading(&[source], name.clone());
         self.set_served(served.with_state(&name, version, VersionState::Ready(engine)));
+    }
+
+    /// Replaces the served models with what `change` makes of the current ones, under the
+    /// write lock, so that concurrent updates (start-up loading, hot reload) never lose one
+    /// another's changes. Readers keep the snapshot they hold.
+    pub fn update_served(&self, change: impl FnOnce(&Served) -> Served) {
+        let mut served = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *served = Arc::new(change(&served));
     }
 
     /// Records one version's new state.
@@ -136,15 +179,20 @@ impl AppState {
         self.check_withdrawn()?;
         let served = self.served();
         served.default_engine()?;
-        if self.config.ready_when == ReadyWhen::All && !served.all_ready() {
-            return Err(ApiError::Unavailable(
-                "not every model version is loaded yet (--ready-when all)".into(),
-            ));
+        if self.config.ready_when == ReadyWhen::All {
+            if served.all_ready() {
+                self.all_loaded_once.store(true, Ordering::SeqCst);
+            } else if !(self.all_loaded_once.load(Ordering::SeqCst) && served.every_model_serves())
+            {
+                return Err(ApiError::Unavailable(
+                    "not every model version is loaded yet (--ready-when all)".into(),
+                ));
+            }
         }
         Ok(())
     }
 
-    fn check_draining(&self) -> Result<(), ApiError> {
+    pub fn check_draining(&self) -> Result<(), ApiError> {
         self.refuse_from(PHASE_DRAINING)
     }
 

@@ -401,6 +401,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
     let help = String::from_utf8_lossy(&out.stdout);
     for (flag, env) in [
         ("--model-dir", "MODEL_DIR"),
+        ("--repository-poll-interval", "REPOSITORY_POLL_INTERVAL"),
         ("--host", "HOST"),
         ("--port", "PORT"),
         ("--device", "DEVICE"),

@@ -1,5 +1,6 @@
 //! Optional bearer API keys for the inference routes (`/predict`, `POST /`,
-//! `/zero-shot-classification`, `/v2/.../infer`). Health, probes, metrics and the model
+//! `/zero-shot-classification`, `/v2/.../infer`) and the repository routes
+//! (`/v2/repository/...`, which change what is served). Health, probes, metrics and the model
 //! description stay open: orchestrators and scrapers carry no key.
 
 pub use crate::auth::ApiKeys;

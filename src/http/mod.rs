@@ -43,7 +43,7 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
 pub fn build_app(state: Arc<AppState>) -> Router {
     let payload_limit = state.config.payload_limit;
     let cors = state.cors.clone();
-    // The inference routes: behind the API key when one is configured.
+    // The inference and repository routes: behind the API key when one is configured.
     let inference = Router::new()
         .route("/predict", post(predict::predict))
         .route("/models/{name}/predict", post(predict::predict_model))
@@ -53,6 +53,19 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route(
             "/v2/models/{name}/versions/{version}/infer",
             post(v2::infer::infer_version),
+        )
+        // The repository routes change what is served (a rescan, a load, an unload).
+        .route(
+            "/v2/repository/index",
+            post(v2::repository::repository_index),
+        )
+        .route(
+            "/v2/repository/models/{name}/load",
+            post(v2::repository::load_model),
+        )
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(v2::repository::unload_model),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -89,10 +102,6 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route(
             "/v2/models/{name}/versions/{version}/stats",
             get(v2::repository::model_version_statistics),
-        )
-        .route(
-            "/v2/repository/index",
-            post(v2::repository::repository_index),
         )
         .route(
             "/v2/models/{name}/versions/{version}",

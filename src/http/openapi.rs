@@ -31,6 +31,8 @@ use utoipa::OpenApi;
         v2::repository::model_config,
         v2::repository::model_version_config,
         v2::repository::repository_index,
+        v2::repository::load_model,
+        v2::repository::unload_model,
         v2::repository::statistics,
         v2::repository::model_statistics,
         v2::repository::model_version_statistics,

@@ -62,9 +62,10 @@ pub struct ModelStatus {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct VersionStatus {
     pub version: u64,
-    /// `LOADING`, `READY` or `FAILED`.
+    /// `LOADING`, `READY`, `FAILED` or `UNLOADED`.
     pub state: &'static str,
-    /// Why it failed to load.
+    /// Why it failed to load, or was unloaded; for a `READY` version, why its changed files
+    /// failed to load (it serves the files it loaded before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub dir: String,
@@ -82,7 +83,8 @@ pub struct Info {
     pub models: Vec<ModelStatus>,
     pub batching: BatchingInfo,
     /// The inference routes (`/predict`, `POST /`, `/zero-shot-classification`, `/v2/.../infer`)
-    /// need `Authorization: Bearer <key>` (never the key itself).
+    /// and the repository routes (`/v2/repository/...`) need `Authorization: Bearer <key>`
+    /// (never the key itself).
     pub api_key_required: bool,
     /// Server version.
     pub version: &'static str,
@@ -110,7 +112,11 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
                     state: v.state.name(),
                     reason: match &v.state {
                         VersionState::Failed(why) => Some(why.clone()),
-                        _ => None,
+                        VersionState::Unloaded => Some("unloaded".into()),
+                        _ => v
+                            .reload_error
+                            .as_ref()
+                            .map(|why| format!("its changed files failed to load: {why}")),
                     },
                     dir: v.dir.display().to_string(),
                     model: match &v.state {

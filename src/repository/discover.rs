@@ -27,8 +27,8 @@ pub struct Discovery {
 }
 
 /// Scans `root` (one level of models, one of versions), sorted by name. Hidden entries
-/// (`.name`, among them the downloader's `.name.partial-*` directories) and plain files are
-/// passed over silently; symbolic links to directories are followed (Kubernetes volumes and
+/// (`.name`, among them the downloader's `.name.partial-*` directories), copies in progress
+/// (`name.tmp`, `.partial`, `.part`, `.incomplete`) and plain files are passed over silently; symbolic links to directories are followed (Kubernetes volumes and
 /// hand-made repositories use them; the repository is the operator's, not the client's).
 /// An unreadable `root` is an error; an empty result is the caller's to judge.
 pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String> {
@@ -40,7 +40,7 @@ pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String>
                 .push((entry, format!("not a valid model name: {why}")));
             continue;
         }
-        match versions(&path) {
+        match versions(&entry, &path, &mut discovery.skipped) {
             Ok(found) => {
                 let numbers: Vec<u64> = found.iter().map(|v| v.version).collect();
                 let selected = policy.select(&numbers);
@@ -60,8 +60,13 @@ pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String>
     Ok(discovery)
 }
 
-/// The versions of one model directory, ascending; or why it is not a model.
-fn versions(dir: &Path) -> Result<Vec<VersionSource>, String> {
+/// The versions of one model directory, ascending, with each version directory passed over
+/// added to `skipped` (as `name/entry`); or why it is not a model.
+fn versions(
+    name: &str,
+    dir: &Path,
+    skipped: &mut Vec<(String, String)>,
+) -> Result<Vec<VersionSource>, String> {
     let numbered: Vec<(String, PathBuf)> = subdirectories(dir)?
         .into_iter()
         .filter(|(entry, _)| entry.bytes().all(|b| b.is_ascii_digit()))
@@ -78,25 +83,30 @@ fn versions(dir: &Path) -> Result<Vec<VersionSource>, String> {
     }
     let mut found = Vec::new();
     for (entry, path) in numbered {
-        match name::version(&entry) {
+        let why = match name::version(&entry) {
             Some(version) if path.join("config.json").is_file() => {
-                found.push(VersionSource { version, dir: path })
+                found.push(VersionSource { version, dir: path });
+                continue;
             }
-            Some(_) => tracing::warn!(
-                version_dir = %path.display(),
-                "skipping a version directory without config.json"
-            ),
-            None => tracing::warn!(
-                version_dir = %path.display(),
-                "skipping a version directory: versions are numbers from 1, without leading zeros"
-            ),
-        }
+            Some(_) => "a version directory without config.json",
+            None => "a version directory: versions are numbers from 1, without leading zeros",
+        };
+        skipped.push((format!("{name}/{entry}"), why.to_string()));
     }
     if found.is_empty() {
         return Err("holds no config.json and no version directory (1, 2, ...) holding one".into());
     }
     found.sort_by_key(|v| v.version);
     Ok(found)
+}
+
+/// Suffixes of directories still being copied into place (`cp -r m m.tmp && mv m.tmp ...`),
+/// passed over like hidden ones: a repository is watched while it changes (hot reload), and a
+/// half-copied model must never be loaded.
+const IN_PROGRESS: [&str; 4] = [".tmp", ".partial", ".part", ".incomplete"];
+
+fn in_progress(name: &str) -> bool {
+    IN_PROGRESS.iter().any(|suffix| name.ends_with(suffix))
 }
 
 /// The non-hidden directories (links followed) in `dir`, by name; names that are not UTF-8
@@ -109,7 +119,7 @@ fn subdirectories(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
         let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.starts_with('.') || !path.is_dir() {
+        if name.starts_with('.') || in_progress(&name) || !path.is_dir() {
             continue;
         }
         found.push((name, path));
@@ -142,6 +152,8 @@ mod tests {
         fs::create_dir_all(r.join("empty")).unwrap();
         model(&r.join("bad name"));
         model(&r.join(".flat.partial-7"));
+        model(&r.join("copying.tmp"));
+        model(&r.join("versioned/5.partial"));
         fs::write(r.join("README"), "not a model").unwrap();
 
         let found = discover(r, VersionPolicy::Latest(1)).unwrap();
@@ -152,7 +164,7 @@ mod tests {
         assert_eq!(found.models[1].versions.len(), 1);
         assert_eq!(found.models[1].versions[0].version, 3);
         let skipped: Vec<_> = found.skipped.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(skipped, ["bad name", "empty", "mixed"]);
+        assert_eq!(skipped, ["bad name", "empty", "mixed", "versioned/04"]);
         assert!(found.skipped[0].1.contains("valid model name"));
 
         let all = discover(r, VersionPolicy::All).unwrap();

@@ -13,6 +13,9 @@ pub enum VersionState {
     Ready(Arc<Engine>),
     /// Why loading failed; the other versions and models serve regardless.
     Failed(String),
+    /// Taken out of service by `POST /v2/repository/models/<name>/unload`; rescans leave it
+    /// so until a `load`.
+    Unloaded,
 }
 
 impl VersionState {
@@ -22,6 +25,7 @@ impl VersionState {
             Self::Loading => "LOADING",
             Self::Ready(_) => "READY",
             Self::Failed(_) => "FAILED",
+            Self::Unloaded => "UNLOADED",
         }
     }
 }
@@ -31,6 +35,9 @@ pub struct ServedVersion {
     pub version: u64,
     pub dir: PathBuf,
     pub state: VersionState,
+    /// Why the last reload of this version's changed files failed while it kept serving the
+    /// files it loaded before (hot reload); cleared by the next successful load.
+    pub reload_error: Option<String>,
 }
 
 #[derive(Clone)]
@@ -87,6 +94,7 @@ impl Served {
                         version: v.version,
                         dir: v.dir.clone(),
                         state: VersionState::Loading,
+                        reload_error: None,
                     })
                     .collect(),
             })
@@ -113,6 +121,27 @@ impl Served {
         next
     }
 
+    pub fn version_mut(&mut self, name: &str, version: u64) -> Option<&mut ServedVersion> {
+        self.models
+            .iter_mut()
+            .filter(|m| m.name == name)
+            .flat_map(|m| m.versions.iter_mut())
+            .find(|v| v.version == version)
+    }
+
+    /// Whether every model serves (has a ready version), models unloaded on purpose apart:
+    /// `--ready-when all` once start-up is over, so that a reload in progress or a new version
+    /// that failed, both with an earlier version serving, keep readiness.
+    pub fn every_model_serves(&self) -> bool {
+        !self.models.is_empty()
+            && self.models.iter().all(|m| {
+                m.latest_ready().is_some()
+                    || m.versions
+                        .iter()
+                        .all(|v| matches!(v.state, VersionState::Unloaded))
+            })
+    }
+
     pub fn model(&self, name: &str) -> Option<&ServedModel> {
         self.models.iter().find(|m| m.name == name)
     }
@@ -135,7 +164,7 @@ impl Served {
                 .models
                 .iter()
                 .flat_map(|m| &m.versions)
-                .all(|v| matches!(v.state, VersionState::Ready(_)))
+                .all(|v| matches!(v.state, VersionState::Ready(_) | VersionState::Unloaded))
     }
 
     /// The engine `name` (and `version`, when given; else the highest ready one) reaches.
@@ -180,6 +209,12 @@ impl Served {
             Some((version, VersionState::Loading)) => Lookup::NotReady(ApiError::Unavailable(
                 format!("model `{name}` version {version} is still loading"),
             )),
+            Some((version, VersionState::Unloaded)) => {
+                Lookup::NotReady(ApiError::Unavailable(format!(
+                    "model `{name}` version {version} is unloaded; \
+                     POST /v2/repository/models/{name}/load serves it again"
+                )))
+            }
             None => Lookup::Unknown(ApiError::ModelNotFound(format!(
                 "model `{name}` has no served version"
             ))),

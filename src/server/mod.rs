@@ -146,7 +146,16 @@ pub async fn run(
         }
         Some(Ok(())) => {
             tracing::info!("every model version loaded");
+            // Hot reload from here on; it stops with the shutdown signal, so that no version
+            // is loaded or swapped while requests drain.
+            let watching = CancellationToken::new();
+            let watcher = crate::reload::start(&config, &state, &metrics, watching.clone());
             shutdown.await;
+            watching.cancel();
+            // A load in progress is abandoned rather than waited for: it may take minutes.
+            if let Some(watcher) = watcher {
+                watcher.abort();
+            }
         }
         // Requests may already run on the default model: those drain as usual below.
         None if state.loaded_engine().is_ok() => {

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 pub mod parity;
 pub mod postgres;
+pub mod spawned;
 
 /// `../shared` beside the checkout, or `$SHARED_DIR`. Missing data is a failure, not a skip:
 /// a test run that silently checks nothing proves nothing.

@@ -86,7 +86,7 @@ config = server.get_model_config("minilm-sst2")
 assert [t["name"] for t in config["input"]] == ["text", "text_pair"], config
 assert config["input"][1].get("optional") is True, config
 assert [t["name"] for t in config["output"]] == ["label", "score", "scores"], config
-index = server.get_model_repository_index()
+index = server.get_model_repository_index(headers=dict(auth))
 assert index == [{"name": "minilm-sst2", "version": "1", "state": "READY"}], index
 try:
     server.get_inference_statistics("minilm-sst2")

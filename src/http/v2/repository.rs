@@ -91,31 +91,47 @@ pub async fn model_version_config(
 pub struct RepositoryModel {
     pub name: String,
     pub version: String,
-    /// `READY`; `LOADING`; `UNAVAILABLE` when it failed to load (see `reason`) or while
-    /// draining.
+    /// `READY`; `LOADING`; `UNAVAILABLE` when it failed to load or was unloaded (see
+    /// `reason`), or while draining.
     pub state: &'static str,
     /// Why it is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
+/// How long the repository index waits for the rescan it asks for; a scan waits for a
+/// version loading at the time, and the index answers with what is published by then.
+const INDEX_RESCAN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The model repository index (Triton's extension; `tritonclient`'s
 /// `get_model_repository_index`): every served model version with its state, by name and
-/// version. The request body is ignored.
+/// version. With `--model-repository`, the repository is rescanned first (hot reload): new
+/// versions show as `LOADING`. The request body is ignored.
 #[utoipa::path(post, path = "/v2/repository/index", tag = "v2",
-    responses((status = 200, body = Vec<RepositoryModel>), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Vec<RepositoryModel>),
+        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn repository_index(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
-    let served = state.served();
-    if served.models.is_empty() {
+    if let Some(reload) = state.reload_if_watching() {
+        reload.rescan(INDEX_RESCAN_PATIENCE).await;
+    }
+    if state.served().models.is_empty() {
         return Err(crate::repository::still_loading());
     }
+    Ok(Json(index(&state, None)))
+}
+
+/// The index entries of every model, or of `only`.
+fn index(state: &AppState, only: Option<&str>) -> Vec<RepositoryModel> {
+    let served = state.served();
     // From SIGTERM on (--shutdown-delay included), as the readiness routes answer.
     let draining = state.is_withdrawn();
-    let index = served
+    served
         .models
         .iter()
+        .filter(|model| only.is_none_or(|name| model.name == name))
         .flat_map(|model| model.versions.iter().map(move |v| (model, v)))
         .map(|(model, version)| {
             let (state, reason) = match &version.state {
@@ -126,6 +142,7 @@ pub async fn repository_index(
                 VersionState::Ready(_) => ("READY", None),
                 VersionState::Loading => ("LOADING", None),
                 VersionState::Failed(why) => ("UNAVAILABLE", Some(why.clone())),
+                VersionState::Unloaded => ("UNAVAILABLE", Some("unloaded".to_string())),
             };
             RepositoryModel {
                 name: model.name.clone(),
@@ -134,8 +151,49 @@ pub async fn repository_index(
                 reason,
             }
         })
-        .collect();
-    Ok(Json(index))
+        .collect()
+}
+
+/// Loads (or loads again) every version of a repository model on disk, even unchanged ones,
+/// and serves a model that was unloaded (Triton's repository extension). Answers once loading
+/// ended, with the model's index entries; a version that fails is 400 with the reason, and the
+/// version that served before keeps serving. The request body is ignored.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "v2",
+    params(("name" = String, Path, description = "the model's directory name in the repository")),
+    responses((status = 200, body = Vec<RepositoryModel>),
+        (status = 400, description = "A version failed to load, the server has no --model-repository, or the name is not valid UTF-8", body = ErrorBody),
+        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such model in the repository", body = ErrorBody),
+        (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
+pub async fn load_model(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let reload = state.reload()?;
+    state.check_draining()?;
+    reload.load(&path.name).await?;
+    Ok(Json(index(&state, Some(path.name.as_str()))))
+}
+
+/// Takes every version of a model out of service until it is loaded again (Triton's
+/// repository extension): its routes answer 503, and each version's memory is released once
+/// its in-flight requests finish. The default model cannot be unloaded (400). The request
+/// body is ignored.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "v2",
+    params(("name" = String, Path, description = "the model's directory name in the repository")),
+    responses((status = 200, body = Vec<RepositoryModel>),
+        (status = 400, description = "The default model, a server without --model-repository, or a name not valid UTF-8", body = ErrorBody),
+        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such model served", body = ErrorBody),
+        (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
+pub async fn unload_model(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let reload = state.reload()?;
+    state.check_draining()?;
+    reload.unload(&path.name).await?;
+    Ok(Json(index(&state, Some(path.name.as_str()))))
 }
 
 fn no_statistics() -> ApiError {
