@@ -36,6 +36,11 @@ fn drop_in(from: &Path, to: &Path, edit: impl FnOnce(&Path)) {
     std::fs::rename(&staging, to).unwrap();
 }
 
+/// A fixture copied in unchanged, as [`drop_in`] does.
+fn copy_in(fixture: &str, to: &Path) {
+    drop_in(&common::fixture(fixture), to, |_| {});
+}
+
 /// A copy that cannot load: its weights cut to 4 KiB.
 fn truncate_weights(dir: &Path) {
     let weights = dir.join("model.safetensors");
@@ -129,20 +134,7 @@ fn close(a: &[f64], b: &[f64]) -> bool {
 
 /// `(version, state)` of each version of `model` in `/info`.
 async fn versions(server: &TestServer, model: &str) -> Vec<(u64, String)> {
-    let info = server.get_json("/info").await;
-    info["models"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["name"] == model)
-        .flat_map(|m| m["versions"].as_array().cloned().unwrap_or_default())
-        .map(|v| {
-            (
-                v["version"].as_u64().unwrap_or(0),
-                v["state"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
+    common::version_states(&server.get_json("/info").await, model)
 }
 
 /// Waits until `check` holds, up to `within`; panics with `what` after.
@@ -169,11 +161,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 async fn new_versions_serve_within_the_poll_interval_and_broken_ones_never_serve() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
-    drop_in(
-        &common::fixture("bert-tiny-3class"),
-        &r.join("three/1"),
-        |_| {},
-    );
+    copy_in("bert-tiny-3class", &r.join("three/1"));
     let server = TestServer::start(repository_config(r)).await;
     let (text, _) = reference("bert-tiny-3class");
     let bert = reference_scores("bert-tiny-3class");
@@ -184,11 +172,7 @@ async fn new_versions_serve_within_the_poll_interval_and_broken_ones_never_serve
     ));
 
     // Version 2 dropped in: served within the poll interval (and its load), version 1 retired.
-    drop_in(
-        &common::fixture("roberta-tiny-3class"),
-        &r.join("three/2"),
-        |_| {},
-    );
+    copy_in("roberta-tiny-3class", &r.join("three/2"));
     let took = eventually(SWITCH_WITHIN, "version 2 serves", || async {
         predict(&server, "three", &text)
             .await
@@ -250,11 +234,7 @@ async fn new_versions_serve_within_the_poll_interval_and_broken_ones_never_serve
 
     // Version 3 fixed in place (the broken directory swapped for a good one): it serves.
     std::fs::rename(r.join("three/3"), r.join("three/.3.broken")).unwrap();
-    drop_in(
-        &common::fixture("bert-tiny-3class"),
-        &r.join("three/3"),
-        |_| {},
-    );
+    copy_in("bert-tiny-3class", &r.join("three/3"));
     eventually(SWITCH_WITHIN, "the fixed version 3 serves", || async {
         predict(&server, "three", &text)
             .await
@@ -274,16 +254,8 @@ async fn new_versions_serve_within_the_poll_interval_and_broken_ones_never_serve
 async fn no_request_fails_while_versions_swap_under_load_on_two_models() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
-    drop_in(
-        &common::fixture("bert-tiny-3class"),
-        &r.join("alpha/1"),
-        |_| {},
-    );
-    drop_in(
-        &common::fixture("distilbert-tiny"),
-        &r.join("beta/1"),
-        |_| {},
-    );
+    copy_in("bert-tiny-3class", &r.join("alpha/1"));
+    copy_in("distilbert-tiny", &r.join("beta/1"));
     let mut config = repository_config(r);
     config.default_model = Some("alpha".into());
     let server = Arc::new(TestServer::start(config).await);
@@ -316,11 +288,7 @@ async fn no_request_fails_while_versions_swap_under_load_on_two_models() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    drop_in(
-        &common::fixture("roberta-tiny-3class"),
-        &r.join("alpha/2"),
-        |_| {},
-    );
+    copy_in("roberta-tiny-3class", &r.join("alpha/2"));
     let dropped = Instant::now();
     drop_in(
         &common::fixture("distilbert-tiny"),
@@ -466,16 +434,8 @@ async fn sighup_and_the_repository_routes_reload_behind_the_api_key() {
     let keys = dir.path().join("keys");
     std::fs::write(&keys, format!("{KEY}\n")).unwrap();
     let r = dir.path().join("repo");
-    drop_in(
-        &common::fixture("bert-tiny-3class"),
-        &r.join("main/1"),
-        |_| {},
-    );
-    drop_in(
-        &common::fixture("distilbert-tiny"),
-        &r.join("other/1"),
-        |_| {},
-    );
+    copy_in("bert-tiny-3class", &r.join("main/1"));
+    copy_in("distilbert-tiny", &r.join("other/1"));
     let server = Spawned::start(
         &r,
         &[
@@ -506,11 +466,7 @@ async fn sighup_and_the_repository_routes_reload_behind_the_api_key() {
     };
 
     // Polling is off: a new version waits for SIGHUP.
-    drop_in(
-        &common::fixture("roberta-tiny-3class"),
-        &r.join("main/2"),
-        |_| {},
-    );
+    copy_in("roberta-tiny-3class", &r.join("main/2"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(ready(server.states("main").await, &[(1, "READY")]));
     server.signal("HUP");
@@ -520,11 +476,7 @@ async fn sighup_and_the_repository_routes_reload_behind_the_api_key() {
     .await;
 
     // The index rescans before it answers, behind the key.
-    drop_in(
-        &common::fixture("bert-tiny-3class"),
-        &r.join("main/3"),
-        |_| {},
-    );
+    copy_in("bert-tiny-3class", &r.join("main/3"));
     let (status, answer) = server
         .call("POST", "/v2/repository/index", None, None)
         .await;

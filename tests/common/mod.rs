@@ -360,7 +360,6 @@ pub fn parity_tolerance(device: &candle_core::Device) -> f32 {
 /// Starts the real binary on 127.0.0.1:0 with `args`; returns it and its base URL, read from
 /// the JSON start-up log. The caller stops it (SIGTERM) or kills it.
 pub fn spawn_binary(model: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
         .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
@@ -372,6 +371,16 @@ pub fn spawn_binary(model: &std::path::Path, args: &[&str]) -> (std::process::Ch
         .spawn()
         .expect("start sentiment-server");
     let stdout = child.stdout.take().expect("stdout");
+    let addr = listening_addresses(stdout)
+        .recv_timeout(Duration::from_secs(30))
+        .expect("listening log line");
+    (child, format!("http://{addr}"))
+}
+
+/// Reads the binary's JSON log from `stdout` on a thread of its own (so the pipe never fills
+/// up) and sends the address of each "listening" line.
+pub fn listening_addresses(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -382,10 +391,24 @@ pub fn spawn_binary(model: &std::path::Path, args: &[&str]) -> (std::process::Ch
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening log line");
-    (child, format!("http://{addr}"))
+    rx
+}
+
+/// `(version, state)` of each version of `model` in an `/info` answer.
+pub fn version_states(info: &serde_json::Value, model: &str) -> Vec<(u64, String)> {
+    info["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["name"] == model)
+        .flat_map(|m| m["versions"].as_array().cloned().unwrap_or_default())
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap_or(0),
+                v["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Waits until `base` answers /health with 200.

@@ -20,7 +20,6 @@ impl Drop for Spawned {
 
 impl Spawned {
     pub fn start(repo: &Path, args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentiment-server"))
             .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
@@ -40,17 +39,7 @@ impl Spawned {
             base: String::new(),
             client: reqwest::Client::new(),
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let Some(addr) = v["address"].as_str() {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-            }
-        });
-        let addr = rx
+        let addr = super::listening_addresses(stdout)
             .recv_timeout(Duration::from_secs(60))
             .expect("listening log line");
         spawned.base = format!("http://{addr}");
@@ -92,18 +81,6 @@ impl Spawned {
 
     pub async fn states(&self, model: &str) -> Vec<(u64, String)> {
         let (_, info) = self.call("GET", "/info", None, None).await;
-        info["models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["name"] == model)
-            .flat_map(|m| m["versions"].as_array().cloned().unwrap_or_default())
-            .map(|v| {
-                (
-                    v["version"].as_u64().unwrap_or(0),
-                    v["state"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
+        super::version_states(&info, model)
     }
 }
