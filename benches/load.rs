@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 struct Args {
     /// Servers to start and measure, in order: baseline, or ours with optional suffixes: a CPU
     /// kernel level (`ours-avx2` is `--cpu-kernels avx2`; avx512, neon, portable, candle too),
-    /// `-bf16` (`--dtype bf16`) and/or `-grpc` (the clients call the Open Inference Protocol's
+    /// `-bf16` (`--dtype bf16`) or `-int8` (`--dtype int8`), and/or `-grpc` (the clients call the Open Inference Protocol's
     /// ModelInfer over gRPC, on --port + 1, instead of POST /predict), e.g. ours, ours-bf16,
-    /// ours-avx2, ours-avx512-bf16, ours-grpc.
+    /// ours-avx2, ours-avx512-bf16, ours-avx2-int8, ours-grpc.
     #[arg(long, default_value = "ours,baseline", value_delimiter = ',')]
     servers: Vec<String>,
     /// Measure this already-running server instead of starting any.
@@ -112,6 +112,7 @@ fn start(name: &str, args: &Args) -> Server {
             for part in ours.split('-').skip(1) {
                 match part {
                     "bf16" => c.args(["--dtype", "bf16"]),
+                    "int8" => c.args(["--dtype", "int8"]),
                     "grpc" => c.args(["--grpc-port", &(args.port + 1).to_string()]),
                     level => c.args(["--cpu-kernels", level]),
                 };
@@ -126,7 +127,7 @@ fn start(name: &str, args: &Args) -> Server {
                 .env("HOST", "127.0.0.1");
             c
         }
-        other => panic!("unknown server {other}: use baseline, or ours[-<level>][-bf16] (alt-... with --alt-bin)"),
+        other => panic!("unknown server {other}: use baseline, or ours[-<level>][-bf16|-int8] (alt-... with --alt-bin)"),
     };
     let child = command
         .stdout(Stdio::null())

@@ -11,7 +11,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sentiment_server::batcher::{split_sizes, BatchLimits};
-use sentiment_server::model::cpu::{Act, Avx512Bf16, Isa, Level, PackedMatrix, WeightFormat};
+use sentiment_server::model::cpu::{
+    Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
+};
 use sentiment_server::model::{self, Batch, Compute, ModelFiles};
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
 use std::hint::black_box;
@@ -130,7 +132,27 @@ fn synthetic(tokenizer: &TextTokenizer, n: usize, len: usize) -> Vec<Encoded> {
         .collect()
 }
 
-/// Every CPU path this machine runs, f32, plus bf16 where AVX512-BF16 exists.
+/// The int8 kernels this machine runs: AVX512-VNNI, and `vpmaddubsw` at avx512 and avx2.
+fn int8_kernels() -> Vec<(String, Isa, WeightFormat)> {
+    let mut kernels = Vec::new();
+    if let Some(token) = Avx512Vnni::detect() {
+        let isa = Isa::Avx512(token.avx512());
+        kernels.push((
+            "avx512-vnni-int8".into(),
+            isa,
+            WeightFormat::Int8Vnni(token),
+        ));
+    }
+    for level in [Level::Avx512, Level::Avx2] {
+        if let Ok(isa) = Isa::detect(level) {
+            kernels.push((format!("{level}-int8"), isa, WeightFormat::Int8));
+        }
+    }
+    kernels
+}
+
+/// Every CPU path this machine runs, f32, plus bf16 where AVX512-BF16 exists and the int8
+/// kernels.
 fn paths() -> Vec<(String, Compute)> {
     let mut paths = Vec::new();
     for level in Level::ALL {
@@ -143,6 +165,9 @@ fn paths() -> Vec<(String, Compute)> {
                 },
             ));
         }
+    }
+    for (name, isa, weights) in int8_kernels() {
+        paths.push((name, Compute::Host { isa, weights }));
     }
     if let Some(token) = Avx512Bf16::detect() {
         paths.push((
@@ -200,8 +225,9 @@ fn forward(c: &mut Criterion) {
 /// SST-2's average length) and 800 (32 of them): this crate's packed kernels at every level
 /// this CPU runs, against the `gemm` crate (what candle calls, packing the weights on every
 /// call; its own dispatch picks its kernels: AVX-512 when built with the default
-/// `gemm-avx512` feature, AVX2 with `--no-default-features`). Criterion's elements are FLOPs,
-/// so its "elem/s" is the FLOP rate.
+/// `gemm-avx512` feature, AVX2 with `--no-default-features`). Criterion's elements are FLOPs
+/// (int8: integer multiply-adds counted as two operations, quantizing the inputs included),
+/// so its "elem/s" is the FLOP (OP) rate.
 fn matmul(c: &mut Criterion) {
     let shapes = [
         ("qkv", 1152, 384, None),
@@ -219,6 +245,9 @@ fn matmul(c: &mut Criterion) {
             "avx512-bf16".into(),
             Some((Isa::Avx512(token.avx512()), WeightFormat::Bf16(token))),
         ));
+    }
+    for (name, isa, format) in int8_kernels() {
+        kernels.push((name, Some((isa, format))));
     }
     kernels.push(("gemm-crate-f32".into(), None));
     for rows in [25, 800] {
@@ -302,5 +331,111 @@ fn gemm_product(
     }
 }
 
-criterion_group!(benches, tokenization, batch_formation, forward, matmul);
+/// The CPU's int8 and f32 peaks, measured: 16 independent accumulator chains of `vpdpbusd`
+/// (AVX512-VNNI, 512-bit), of `vpmaddubsw` + `vpmaddwd` + `vpaddd` (256-bit, the avx2
+/// kernel's step: four products per lane), of `vpmaddwd` + `vpaddd` alone and of
+/// 256-bit FMA, in registers, one chain per thread of rayon's pool. Elements are operations
+/// (a multiply-add is two), so "elem/s" is the peak the kernels' rates compare with.
+#[cfg(target_arch = "x86_64")]
+fn peak(c: &mut Criterion) {
+    use rayon::prelude::*;
+    use std::arch::x86_64::*;
+    const STEPS: usize = 1 << 16;
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn vnni(seed: i32) -> i32 {
+        let (a, b) = (_mm512_set1_epi32(seed), _mm512_set1_epi32(seed ^ 0x0101));
+        let mut acc = [_mm512_setzero_si512(); 16];
+        for _ in 0..STEPS {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, a, b);
+            }
+        }
+        acc.iter().fold(0, |s, v| s ^ _mm512_reduce_add_epi32(*v))
+    }
+    #[target_feature(enable = "avx2")]
+    fn madd(seed: i32) -> i32 {
+        let b = _mm256_set1_epi32(seed ^ 0x0101);
+        let mut acc = [_mm256_set1_epi32(seed); 16];
+        for _ in 0..STEPS {
+            for v in acc.iter_mut() {
+                // The product reads the accumulator, so it cannot be hoisted out of the loop.
+                *v = _mm256_add_epi32(*v, _mm256_madd_epi16(*v, b));
+            }
+        }
+        acc.iter().fold(0, |s, v| s ^ _mm256_extract_epi32::<0>(*v))
+    }
+    #[target_feature(enable = "avx2")]
+    fn maddubs(seed: i32) -> i32 {
+        let (b, ones) = (_mm256_set1_epi32(seed ^ 0x0101), _mm256_set1_epi16(1));
+        let mut acc = [_mm256_set1_epi32(seed); 16];
+        for _ in 0..STEPS {
+            for v in acc.iter_mut() {
+                let pairs = _mm256_maddubs_epi16(*v, b);
+                *v = _mm256_add_epi32(*v, _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        acc.iter().fold(0, |s, v| s ^ _mm256_extract_epi32::<0>(*v))
+    }
+    #[target_feature(enable = "avx2,fma")]
+    fn fma(seed: i32) -> i32 {
+        let (a, b) = (_mm256_set1_ps(seed as f32), _mm256_set1_ps(0.5));
+        let mut acc = [_mm256_setzero_ps(); 16];
+        for _ in 0..STEPS {
+            for v in acc.iter_mut() {
+                *v = _mm256_fmadd_ps(a, b, *v);
+            }
+        }
+        acc.iter().fold(0, |s, v| s ^ _mm256_cvtss_f32(*v) as i32)
+    }
+    type Kernel = fn(i32) -> i32;
+    // Operations per call: 16 chains x STEPS x (lanes x multiply-adds per lane x 2).
+    let mut kernels: Vec<(&str, Kernel, usize)> = Vec::new();
+    if is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni")
+    {
+        // SAFETY: the features `vnni` is compiled for were detected just above.
+        kernels.push(("int8_vpdpbusd_512", |s| unsafe { vnni(s) }, 16 * 4 * 2));
+    }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: as above, for AVX2 (and FMA).
+        kernels.push(("int8_vpmaddubsw_256", |s| unsafe { maddubs(s) }, 8 * 4 * 2));
+        // SAFETY: as above.
+        kernels.push(("int8_vpmaddwd_256", |s| unsafe { madd(s) }, 8 * 2 * 2));
+        // SAFETY: as above.
+        kernels.push(("f32_fma_256", |s| unsafe { fma(s) }, 8 * 2));
+    }
+    let threads = rayon::current_num_threads();
+    let mut group = c.benchmark_group("peak");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    for (name, kernel, per_step) in kernels {
+        group.throughput(Throughput::Elements(
+            (16 * STEPS * per_step * threads) as u64,
+        ));
+        group.bench_function(format!("{name}_{threads}threads"), |b| {
+            b.iter(|| {
+                (0..threads)
+                    .into_par_iter()
+                    .map(|t| kernel(black_box(t as i32 + 1)))
+                    .sum::<i32>()
+            })
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn peak(_: &mut Criterion) {}
+
+criterion_group!(
+    benches,
+    tokenization,
+    batch_formation,
+    forward,
+    matmul,
+    peak
+);
 criterion_main!(benches);

@@ -119,7 +119,12 @@ pub struct Config {
     /// f16/bf16 halve memory traffic and are fastest on GPUs. On a CPU, bf16 pays only with
     /// AVX512-BF16 (Intel Cooper Lake/Sapphire Rapids, AMD Zen 4 and later: about 1.3-1.5x f32);
     /// elsewhere it is emulated at f32 speed, and f16 falls back to a slow generic path (both
-    /// warn at start-up).
+    /// warn at start-up). int8 (CPU host encoder only) quantizes the linear layers' weights per
+    /// output channel at load and their inputs per row at run time, as PyTorch's
+    /// quantize_dynamic does but with per-row scales, keeping over 99% of f32's decisions
+    /// (BENCHMARKS.md): about 1.5x f32's speed with AVX512-VNNI; with AVX2 alone its kernel is
+    /// not yet faster than f32. Without AVX2 it warns and runs plain loops (slower than f32);
+    /// on GPUs and candle's path it warns and runs f32.
     #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 
@@ -291,12 +296,15 @@ pub enum Dtype {
     F32,
     F16,
     Bf16,
+    Int8,
 }
 
 impl Dtype {
+    /// The dtype candle reads the weights in: int8 is quantized from f32 weights (and runs as
+    /// f32 where candle's ops run the model).
     pub fn candle(self) -> candle_core::DType {
         match self {
-            Self::F32 => candle_core::DType::F32,
+            Self::F32 | Self::Int8 => candle_core::DType::F32,
             Self::F16 => candle_core::DType::F16,
             Self::Bf16 => candle_core::DType::BF16,
         }

@@ -79,7 +79,7 @@ impl Engine {
         let model_config = files.read_config()?;
         let decision = Compute::decide(
             &device,
-            config.dtype.candle(),
+            config.dtype,
             config.cpu_kernels,
             model_config.architecture,
         )
@@ -101,6 +101,7 @@ impl Engine {
         }
         let compute = loaded.compute.to_string();
         let cpu_kernels = loaded.compute.kernels().to_string();
+        let dtype = loaded.compute.dtype().to_string();
         let backend = ModelBackend {
             classifier: loaded.classifier,
         };
@@ -136,7 +137,7 @@ impl Engine {
             score_function: loaded.config.score_function,
             max_input_length,
             device: crate::device::describe(&device),
-            dtype: format!("{:?}", config.dtype).to_lowercase(),
+            dtype,
             compute,
             cpu_kernels,
             weights_sha256,

@@ -3,7 +3,8 @@
 //! and the start-up log show.
 
 use super::config::Architecture;
-use super::cpu::{Avx512Bf16, Isa, Level, WeightFormat};
+use super::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
+use crate::config::Dtype;
 use candle_core::{DType, Device};
 use std::fmt;
 
@@ -83,11 +84,20 @@ impl Compute {
     /// among the paths a model has, and these have one.
     pub fn decide(
         device: &Device,
-        dtype: DType,
+        asked: Dtype,
         kernels: CpuKernels,
         architecture: Architecture,
     ) -> Result<Decision, String> {
         let mut warnings = Vec::new();
+        // candle has no int8: where the host encoder does not run, int8 runs as f32.
+        let dtype = asked.candle();
+        let int8_on_candle = |warnings: &mut Vec<String>, why: &str| {
+            if asked == Dtype::Int8 {
+                warnings.push(format!(
+                    "--dtype int8 runs on the host encoder's CPU kernels only; {why}, so the model runs in f32"
+                ));
+            }
+        };
         let candle = Compute::candle(device.clone(), dtype);
         if !device.is_cpu() {
             if kernels != CpuKernels::Auto {
@@ -97,12 +107,17 @@ impl Compute {
                     crate::device::describe(device)
                 ));
             }
+            int8_on_candle(
+                &mut warnings,
+                &format!("this model runs on {}", crate::device::describe(device)),
+            );
             return Ok(Decision {
                 compute: candle,
                 warnings,
             });
         }
         if kernels == CpuKernels::Candle {
+            int8_on_candle(&mut warnings, "--cpu-kernels candle runs candle's ops");
             if dtype != DType::F32 {
                 warnings.push(format!(
                     "--dtype {} on candle's CPU path converts every operation to f32 and back: about half the f32 speed. Use --dtype f32, or leave --cpu-kernels at auto",
@@ -122,6 +137,7 @@ impl Compute {
                     architecture.as_str()
                 ));
             }
+            int8_on_candle(&mut warnings, HOST_ARCHITECTURES);
             if dtype != DType::F32 {
                 warnings.push(format!(
                     "--dtype {} on candle's CPU path converts every operation to f32 and back: about half the f32 speed. Use --dtype f32",
@@ -141,9 +157,20 @@ impl Compute {
             Some(level) => Isa::detect(level)?,
             None => Isa::best(),
         };
-        let weights = match dtype {
-            DType::F32 => WeightFormat::F32,
-            DType::BF16 => match (isa, Avx512Bf16::detect()) {
+        let weights = match asked {
+            Dtype::F32 => WeightFormat::F32,
+            Dtype::Int8 => match (isa, Avx512Vnni::detect()) {
+                (Isa::Avx512(_), Some(token)) => WeightFormat::Int8Vnni(token),
+                (Isa::Avx512(_) | Isa::Avx2(_), _) => WeightFormat::Int8,
+                (Isa::Neon(_) | Isa::Portable, _) => {
+                    warnings.push(format!(
+                        "--dtype int8: the {} level has no integer dot-product kernel here (that needs AVX2 or AVX-512), so int8 runs on plain loops: the same results, slower than f32. Use --dtype f32 here",
+                        isa.level()
+                    ));
+                    WeightFormat::Int8
+                }
+            },
+            Dtype::Bf16 => match (isa, Avx512Bf16::detect()) {
                 (Isa::Avx512(_), Some(token)) => WeightFormat::Bf16(token),
                 _ => {
                     warnings.push(format!(
@@ -156,7 +183,7 @@ impl Compute {
                     WeightFormat::Bf16Emulated
                 }
             },
-            _ => {
+            Dtype::F16 => {
                 warnings.push(format!(
                     "--dtype {}: CPUs have no kernels for it here, so it runs on candle's generic CPU path, several times slower than f32. Use --dtype f32 (or bf16 on CPUs with AVX512-BF16)",
                     dtype_name(dtype)
@@ -178,6 +205,18 @@ impl Compute {
         match self {
             Compute::Candle { .. } => "candle",
             Compute::Host { isa, .. } => isa.level().name(),
+        }
+    }
+
+    /// The dtype the products run in, as `/info` reports it: `f32`, `f16`, `bf16` or `int8`.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            Compute::Candle { dtype, .. } => dtype_name(*dtype),
+            Compute::Host { weights, .. } => match weights {
+                WeightFormat::F32 => "f32",
+                WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => "bf16",
+                WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => "int8",
+            },
         }
     }
 }
@@ -209,6 +248,12 @@ impl fmt::Display for Compute {
                     WeightFormat::F32 => "f32",
                     WeightFormat::Bf16(_) => "bf16 (AVX512-BF16)",
                     WeightFormat::Bf16Emulated => "bf16 emulated in f32",
+                    WeightFormat::Int8Vnni(_) => "int8 (AVX512-VNNI)",
+                    WeightFormat::Int8 => match isa {
+                        Isa::Avx512(_) => "int8 (AVX-512BW vpmaddubsw, 7-bit inputs; no AVX512-VNNI)",
+                        Isa::Avx2(_) => "int8 (AVX2 vpmaddubsw, 7-bit inputs)",
+                        _ => "int8 on plain loops (no integer dot-product kernel at this level: slower than f32)",
+                    },
                 };
                 write!(
                     f,
@@ -249,10 +294,10 @@ mod tests {
 
     #[test]
     fn auto_picks_the_best_level_and_candle_is_candle() {
-        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto, BERT).unwrap();
+        let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, BERT).unwrap();
         assert_eq!(d.compute.kernels(), Isa::best().level().name());
         assert!(d.warnings.is_empty());
-        let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle, BERT).unwrap();
+        let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Candle, BERT).unwrap();
         assert_eq!(d.compute.kernels(), "candle");
     }
 
@@ -264,7 +309,7 @@ mod tests {
             (CpuKernels::Neon, Level::Neon),
         ] {
             match (
-                Compute::decide(&Device::Cpu, DType::F32, kernels, BERT),
+                Compute::decide(&Device::Cpu, Dtype::F32, kernels, BERT),
                 Isa::detect(level),
             ) {
                 (Ok(d), Ok(_)) => assert_eq!(d.compute.kernels(), level.name()),
@@ -280,7 +325,7 @@ mod tests {
 
     #[test]
     fn dtypes_without_hardware_warn_and_say_what_to_use() {
-        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Portable, BERT).unwrap();
+        let d = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Portable, BERT).unwrap();
         assert!(matches!(
             d.compute,
             Compute::Host {
@@ -293,23 +338,82 @@ mod tests {
             "{:?}",
             d.warnings
         );
-        let d = Compute::decide(&Device::Cpu, DType::F16, CpuKernels::Auto, BERT).unwrap();
+        let d = Compute::decide(&Device::Cpu, Dtype::F16, CpuKernels::Auto, BERT).unwrap();
         assert_eq!(d.compute.kernels(), "candle");
         assert!(
             d.warnings[0].contains("Use --dtype f32"),
             "{:?}",
             d.warnings
         );
-        let d = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Candle, BERT).unwrap();
+        let d = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Candle, BERT).unwrap();
         assert!(
             d.warnings[0].contains("half the f32 speed"),
             "{:?}",
             d.warnings
         );
-        let bf16 = Compute::decide(&Device::Cpu, DType::BF16, CpuKernels::Auto, BERT).unwrap();
+        let bf16 = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Auto, BERT).unwrap();
         match Avx512Bf16::detect() {
             Some(_) => assert!(bf16.warnings.is_empty(), "{:?}", bf16.warnings),
             None => assert_eq!(bf16.warnings.len(), 1),
+        }
+    }
+
+    #[test]
+    fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
+        let d = Compute::decide(&Device::Cpu, Dtype::Int8, CpuKernels::Auto, BERT).unwrap();
+        assert_eq!(d.compute.dtype(), "int8");
+        match (&d.compute, Avx512Vnni::detect()) {
+            (
+                Compute::Host {
+                    isa: Isa::Avx512(_),
+                    weights,
+                },
+                Some(_),
+            ) => {
+                assert!(matches!(weights, WeightFormat::Int8Vnni(_)));
+                assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+                assert!(d.compute.to_string().ends_with("int8 (AVX512-VNNI)"));
+            }
+            (
+                Compute::Host {
+                    isa: Isa::Avx512(_) | Isa::Avx2(_),
+                    weights,
+                },
+                _,
+            ) => {
+                assert!(matches!(weights, WeightFormat::Int8));
+                assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+            }
+            (compute, _) => assert!(compute.to_string().contains("plain loops")),
+        }
+        // A level without an integer dot-product kernel: plain loops, said at start-up and in
+        // /info's `compute`.
+        let d = Compute::decide(&Device::Cpu, Dtype::Int8, CpuKernels::Portable, BERT).unwrap();
+        assert_eq!(d.compute.dtype(), "int8");
+        assert!(
+            d.compute.to_string().contains("int8 on plain loops"),
+            "{}",
+            d.compute
+        );
+        assert!(
+            d.warnings[0].contains("Use --dtype f32"),
+            "{:?}",
+            d.warnings
+        );
+        // Where candle's ops run the model: f32, with a warning that says so.
+        for (kernels, architecture) in [
+            (CpuKernels::Candle, BERT),
+            (CpuKernels::Auto, Architecture::Electra),
+        ] {
+            let d = Compute::decide(&Device::Cpu, Dtype::Int8, kernels, architecture).unwrap();
+            assert_eq!((d.compute.kernels(), d.compute.dtype()), ("candle", "f32"));
+            assert!(
+                d.warnings
+                    .iter()
+                    .any(|w| w.contains("--dtype int8") && w.contains("runs in f32")),
+                "{:?}",
+                d.warnings
+            );
         }
     }
 
@@ -321,7 +425,7 @@ mod tests {
             Architecture::ModernBert,
         ] {
             let d =
-                Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Auto, architecture).unwrap();
+                Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, architecture).unwrap();
             assert_eq!(d.compute.kernels(), "candle");
             assert!(d.warnings.is_empty(), "{:?}", d.warnings);
             assert_eq!(
@@ -330,7 +434,7 @@ mod tests {
             );
             // A level asked for explicitly, even one this CPU lacks, is warned about, not refused.
             for kernels in [CpuKernels::Portable, CpuKernels::Neon, CpuKernels::Avx512] {
-                let d = Compute::decide(&Device::Cpu, DType::F32, kernels, architecture).unwrap();
+                let d = Compute::decide(&Device::Cpu, Dtype::F32, kernels, architecture).unwrap();
                 assert_eq!(d.compute.kernels(), "candle");
                 assert!(
                     d.warnings[0].contains("has no effect")
@@ -340,7 +444,7 @@ mod tests {
                 );
             }
             // Asked for by name: no reason to give.
-            let d = Compute::decide(&Device::Cpu, DType::F32, CpuKernels::Candle, architecture)
+            let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Candle, architecture)
                 .unwrap();
             assert_eq!(d.compute.to_string(), "candle, cpu f32");
         }

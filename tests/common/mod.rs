@@ -322,6 +322,11 @@ pub fn load_model(
         .expect("locate")
         .read_config()
         .expect("config");
+    let dtype = match dtype {
+        candle_core::DType::F16 => sentiment_server::config::Dtype::F16,
+        candle_core::DType::BF16 => sentiment_server::config::Dtype::Bf16,
+        _ => sentiment_server::config::Dtype::F32,
+    };
     let decision = Compute::decide(device, dtype, CpuKernels::Auto, config.architecture)
         .expect("compute decision");
     load_model_with(dir, &decision.compute)

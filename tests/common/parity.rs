@@ -119,3 +119,32 @@ pub fn check_agreement(
     assert!((a32 - 0.8968).abs() < 0.002, "f32 accuracy {a32:.4}");
     (a32, a, agreement)
 }
+
+/// Largest differences of `m`'s logits and scores from the PyTorch fp32 references, one text
+/// at a time and in batches of 7: (logits, scores).
+pub fn reference_differences(m: &TestModel, dir: &std::path::Path) -> (f32, f32) {
+    let refs = references(dir);
+    let function = m.config.score_function;
+    let encoded: Vec<Encoded> = refs
+        .iter()
+        .map(|r| m.tokenizer.encode(&r.text).expect("encode"))
+        .collect();
+    let (mut logits, mut scored) = (0f32, 0f32);
+    let mut note = |row: &[f32], r: &super::Reference| {
+        logits = logits.max(max_difference(row, &r.logits));
+        scored = scored.max(max_difference(&scores(row, function, false), &r.scores));
+    };
+    for (r, e) in refs.iter().zip(&encoded) {
+        note(&m.backend.forward(&[e]).expect("forward").remove(0), r);
+    }
+    for (chunk_refs, chunk) in refs.chunks(7).zip(encoded.chunks(7)) {
+        let batch: Vec<&Encoded> = chunk.iter().collect();
+        for (r, row) in chunk_refs
+            .iter()
+            .zip(m.backend.forward(&batch).expect("forward"))
+        {
+            note(&row, r);
+        }
+    }
+    (logits, scored)
+}

@@ -3,7 +3,10 @@
 
 use super::trial;
 use libtest_mimic::Trial;
-use sentiment_server::model::cpu::{Act, Avx512Bf16, Isa, Level, PackedMatrix, WeightFormat};
+use sentiment_server::model::cpu::{
+    quantize_weights, Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
+    INT8_MAX_K,
+};
 use sentiment_server::model::Compute;
 
 /// Deterministic values in [-1, 1).
@@ -107,6 +110,154 @@ fn matmul(isa: Isa, format: WeightFormat) {
     let packed = PackedMatrix::pack(&data(6, 4), 2, 3, vec![0.0; 2], isa, format).unwrap();
     assert!(packed.matmul(&[], 0, None).is_empty());
     assert!(PackedMatrix::pack(&data(5, 4), 2, 3, vec![0.0; 2], isa, format).is_err());
+}
+
+/// `act(x W^T + b)` of the int8 scheme in f64 from the same codes `packed`'s kernel
+/// multiplies: `W` quantized per output channel, each row of `x` per row at its level and to
+/// its kernel's activation range (`Isa::quantize_row`, checked on its own in
+/// `quantization`), the sums exact in i64.
+fn int8_product(
+    packed: &PackedMatrix,
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    (m, n, k): (usize, usize, usize),
+    act: Option<Act>,
+) -> Vec<f64> {
+    let isa = packed.isa();
+    let max = packed.int8_activation_max().expect("an int8 matrix");
+    let (wq, ws) = quantize_weights(w, k);
+    let mut out = vec![0f64; m * n];
+    let mut codes = vec![0u8; k];
+    for i in 0..m {
+        let (xs, zero) = isa.quantize_row(&x[i * k..(i + 1) * k], &mut codes, max);
+        for j in 0..n {
+            let s: i64 = (0..k)
+                .map(|kk| (codes[kk] as i64 - zero as i64) * wq[j * k + kk] as i64)
+                .sum();
+            let v = s as f64 * xs as f64 * ws[j] as f64 + b[j] as f64;
+            out[i * n + j] = act_reference(act, v);
+        }
+    }
+    out
+}
+
+/// The int8 kernel of `format` at `isa` against [`int8_product`] on odd shapes, and against
+/// the f32 product to the quantization's error.
+fn matmul_int8(isa: Isa, format: WeightFormat) {
+    for (m, n, k) in SHAPES {
+        let (x, w, b) = (data(m * k, 1), data(n * k, 2), data(n, 3));
+        let packed = PackedMatrix::pack(&w, n, k, b.clone(), isa, format).expect("pack");
+        for act in [None, Some(Act::Gelu), Some(Act::Tanh), Some(Act::Relu)] {
+            let got = packed.matmul(&x, m, act);
+            let want = int8_product(&packed, (&x, &w, &b), (m, n, k), act);
+            close(&format!("{m}x{n}x{k} {act:?}"), &got, &want, 2e-6);
+        }
+        // Each value within the scheme's worst case of the f32 product: half a code of each
+        // factor per term.
+        let got = packed.matmul(&x, m, None);
+        let exact = product((&x, &w, &b), (m, n, k), None, false);
+        let codes = f64::from(packed.int8_activation_max().expect("an int8 matrix"));
+        let bound = k as f64 * (0.5 / 127.0 + 1.0 / codes + 0.5 / 127.0 / codes) + 1e-5;
+        close(&format!("{m}x{n}x{k} vs f32"), &got, &exact, bound);
+    }
+    let packed = PackedMatrix::pack(&data(6, 4), 2, 3, vec![0.0; 2], isa, format).unwrap();
+    assert!(packed.matmul(&[], 0, None).is_empty());
+    // An all-zero row and all-zero weights give the bias.
+    let packed = PackedMatrix::pack(&[0.0; 6], 2, 3, vec![0.5, -1.0], isa, format).unwrap();
+    assert_eq!(
+        packed.matmul(&[0.0, 0.0, 0.0, 1.0, -2.0, 3.0], 2, None),
+        [0.5, -1.0, 0.5, -1.0]
+    );
+}
+
+/// Nothing saturates or overflows: at the longest `k` an int8 product takes, every weight code
+/// at +-127 and every activation code at either end of its range (0 and 255, or 0 and 127 for
+/// the `vpmaddubsw` kernels, whose i16 pair sums then reach +-32,258; the zero point at either
+/// end too), the kernel gives the exact sums; one `k` longer is refused at packing.
+fn int8_overflow(isa: Isa, format: WeightFormat) {
+    let (m, n, k) = (4, 35, INT8_MAX_K);
+    // Columns alternate +1 and -1 (codes +127, -127), one column mixes signs.
+    let mut w = vec![0f32; n * k];
+    for (j, row) in w.chunks_exact_mut(k).enumerate() {
+        for (kk, v) in row.iter_mut().enumerate() {
+            *v = match j % 3 {
+                0 => 1.0,
+                1 => -1.0,
+                _ => {
+                    if kk % 2 == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                }
+            };
+        }
+    }
+    // Rows: all codes 255 (zero point 0); all codes 0 (zero point 255); the largest
+    // positive with one negative value; and codes 0/255 alternating.
+    let mut x = vec![0f32; m * k];
+    x[..k].fill(1.0);
+    x[k..2 * k].fill(-1.0);
+    x[2 * k..3 * k].fill(1.0);
+    x[3 * k - 1] = -1e-6;
+    for (kk, v) in x[3 * k..].iter_mut().enumerate() {
+        *v = if kk % 2 == 0 { 3.0 } else { -3.0 };
+    }
+    let b = vec![0f32; n];
+    let packed = PackedMatrix::pack(&w, n, k, b.clone(), isa, format).expect("pack");
+    let got = packed.matmul(&x, m, None);
+    let want = int8_product(&packed, (&x, &w, &b), (m, n, k), None);
+    // The all-largest-code row against an all-+127 column: 255 * 127 * 65536 = 2_122_383_360
+    // (or 127 * 127 * 65536).
+    let max = packed.int8_activation_max().expect("an int8 matrix");
+    let sum = f64::from(max) * 127.0 * k as f64;
+    let (xs, _) = isa.quantize_row(&x[..k], &mut vec![0u8; k], max);
+    assert!(
+        ((got[0] / xs / (1.0 / 127.0)) as f64 - sum).abs() < sum * 1e-5,
+        "{}",
+        got[0]
+    );
+    close("extreme values at the longest k", &got, &want, 1e-6);
+    let w = vec![1f32; INT8_MAX_K + 1];
+    let err = PackedMatrix::pack(&w, 1, INT8_MAX_K + 1, vec![0.0], isa, format).unwrap_err();
+    assert!(err.contains("overflow"), "{err}");
+}
+
+/// Activation codes, in both ranges the kernels read (8 and 7 bits): within half a step of
+/// each value, 0 exact, zero past the row, the same codes at every level.
+fn quantization(isa: Isa) {
+    for max in [255u8, 127] {
+        let steps = f32::from(max);
+        for len in [1, 5, 16, 17, 100, 385] {
+            for shift in [0.0, 0.9, -0.9, 5.0] {
+                let x: Vec<f32> = data(len, 17).iter().map(|v| v * 3.0 + shift).collect();
+                let mut codes = vec![7u8; len + 9];
+                let (scale, zero) = isa.quantize_row(&x, &mut codes, max);
+                assert!(codes[len..].iter().all(|&c| c == 0), "padding");
+                assert!((0..=i32::from(max)).contains(&zero));
+                assert!(codes.iter().all(|&c| c <= max), "codes within 0..={max}");
+                let (lo, hi) = x
+                    .iter()
+                    .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                assert!((scale - (hi - lo) / steps).abs() <= 1e-6 * scale);
+                for (v, &c) in x.iter().zip(&codes) {
+                    let back = (c as i32 - zero) as f32 * scale;
+                    assert!(
+                        (back - v).abs() <= 0.5 * scale * (1.0 + 1e-4) + 1e-6,
+                        "{v} -> {c}: {back}"
+                    );
+                }
+                let mut portable = vec![0u8; len + 9];
+                assert_eq!(
+                    Isa::Portable.quantize_row(&x, &mut portable, max),
+                    (scale, zero)
+                );
+                assert_eq!(portable, codes, "codes at {isa} and portable");
+            }
+        }
+        let mut codes = vec![9u8; 4];
+        assert_eq!(isa.quantize_row(&[0.0; 3], &mut codes, max), (0.0, 0));
+        assert_eq!(codes, [0; 4]);
+    }
 }
 
 fn softmax(isa: Isa) {
@@ -251,7 +402,7 @@ fn bf16_rounding(isa: Isa) {
 pub fn trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     type Op = fn(Isa);
-    let ops: [(&str, Op); 7] = [
+    let ops: [(&str, Op); 10] = [
         ("matmul_f32", |isa| matmul(isa, WeightFormat::F32)),
         ("matmul_bf16_emulated", |isa| {
             matmul(isa, WeightFormat::Bf16Emulated)
@@ -261,6 +412,11 @@ pub fn trials() -> Vec<Trial> {
         ("attention", attention),
         ("activations", activations),
         ("bf16_rounding", bf16_rounding),
+        ("matmul_int8", |isa| matmul_int8(isa, WeightFormat::Int8)),
+        ("int8_overflow", |isa| {
+            int8_overflow(isa, WeightFormat::Int8)
+        }),
+        ("quantization", quantization),
     ];
     for level in Level::ALL {
         for (name, op) in ops {
@@ -296,5 +452,28 @@ pub fn trials() -> Vec<Trial> {
             matmul(isa, weights)
         },
     ));
+    let vnni = Avx512Vnni::detect()
+        .map(|token| Compute::Host {
+            isa: Isa::Avx512(token.avx512()),
+            weights: WeightFormat::Int8Vnni(token),
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")));
+    type Check = fn(Isa, WeightFormat);
+    let checks: [(&str, Check); 2] = [
+        ("matmul_int8", matmul_int8),
+        ("int8_overflow", int8_overflow),
+    ];
+    for (name, check) in checks {
+        trials.push(trial(
+            format!("kernels::avx512-vnni::{name}"),
+            vnni.clone(),
+            move |compute| {
+                let Compute::Host { isa, weights } = compute else {
+                    unreachable!()
+                };
+                check(isa, weights)
+            },
+        ));
+    }
     trials
 }

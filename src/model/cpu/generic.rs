@@ -408,3 +408,50 @@ pub fn round_bf16<M: MulAdd>(x: &mut [f32]) {
         *v = f32::from_bits((bf16_bits(*v) as u32) << 16);
     }
 }
+
+/// Adding then subtracting 1.5 * 2^23 rounds an f32 below 2^22 in magnitude to the nearest
+/// integer, ties to even, in two plain additions that vectorise at every level (`round` and
+/// `round_ties_even` are libm calls on the SSE2 baseline).
+const ROUND: f32 = 12_582_912.0;
+
+/// Per-row asymmetric quantization of one row of activations for the int8 products:
+/// `out[i] = clamp(round(x[i] / scale) + zero, 0, max)`, zero past `x.len()`; returns
+/// `(scale, zero)`. The range is `[min(x, 0), max(x, 0)]`, so 0 is exact (`zero` codes it)
+/// and the `max + 1` codes (256, or 128 for the `vpmaddubsw` kernels) span the row's own
+/// values: a row after GELU (-0.17 up) uses all of them, where a symmetric code would waste
+/// half. An all-zero row is all `0` with scale 0.
+#[inline(always)]
+pub fn quantize_row<M: MulAdd>(x: &[f32], out: &mut [u8], max_code: u8) -> (f32, i32) {
+    let codes = f32::from(max_code.max(1));
+    let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            lo[j] = if c[j] < lo[j] { c[j] } else { lo[j] };
+            hi[j] = if c[j] > hi[j] { c[j] } else { hi[j] };
+        }
+    }
+    let (mut min, mut max) = (0f32, 0f32);
+    for &v in chunks.remainder().iter().chain(&lo) {
+        min = if v < min { v } else { min };
+    }
+    for &v in chunks.remainder().iter().chain(&hi) {
+        max = if v > max { v } else { max };
+    }
+    let scale = (max - min) / codes;
+    let (head, tail) = out.split_at_mut(x.len().min(out.len()));
+    tail.fill(0);
+    // An all-zero row (or one whose range is not finite) has no scale to divide by: all
+    // zero codes, and a scale that gives 0 (or, for infinities, NaN as f32 would).
+    if !(scale > 0.0 && scale.is_finite()) {
+        head.fill(0);
+        return (if scale == 0.0 { 0.0 } else { f32::NAN }, 0);
+    }
+    let inv = 1.0 / scale;
+    let zero = ((-min * inv + ROUND) - ROUND).clamp(0.0, codes);
+    for (q, &v) in head.iter_mut().zip(x) {
+        // `as u8` saturates (and maps NaN to 0), so no value can wrap.
+        *q = (((v * inv + ROUND) - ROUND) + zero).clamp(0.0, codes) as u8;
+    }
+    (scale, zero as i32)
+}

@@ -109,6 +109,11 @@ token!(
     Avx512Bf16, "x86_64", is_x86_feature_detected, ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "avx512bf16"]
 );
 token!(
+    /// Proof that the CPU has AVX512-VNNI (`vpdpbusd`, u8 x i8 dot products summed in i32) on
+    /// top of [`Avx512`].
+    Avx512Vnni, "x86_64", is_x86_feature_detected, ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "avx512vnni"]
+);
+token!(
     /// Proof that the CPU runs x86-64-v3's AVX2 and FMA.
     Avx2, "x86_64", is_x86_feature_detected, ["avx2", "fma"]
 );
@@ -119,6 +124,18 @@ token!(
 
 impl Avx512Bf16 {
     /// Every AVX512-BF16 CPU is an AVX-512 CPU.
+    pub fn avx512(self) -> Avx512 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Avx512 { _private: () }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        match self.never {}
+    }
+}
+
+impl Avx512Vnni {
+    /// Every AVX512-VNNI CPU is an AVX-512 CPU.
     pub fn avx512(self) -> Avx512 {
         #[cfg(target_arch = "x86_64")]
         {

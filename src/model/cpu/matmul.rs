@@ -6,8 +6,9 @@
 //! width, and each product runs the level's micro-kernel with bias and activation fused.
 
 use super::generic::{self, Act};
+use super::int8::{self, Dequant, Kernel};
 use super::tile;
-use super::{Avx512Bf16, Isa};
+use super::{Avx512Bf16, Avx512Vnni, Isa};
 use rayon::prelude::*;
 
 /// How a matrix's weights are stored and multiplied.
@@ -20,6 +21,12 @@ pub enum WeightFormat {
     /// bf16's rounding of weights and activations on the f32 kernels, for CPUs without bf16
     /// arithmetic: the same decisions as `Bf16`, at f32 speed.
     Bf16Emulated,
+    /// int8 weights (per output channel) and activations (per row), sums in i32 (`int8.rs`),
+    /// on the level's `vpmaddubsw` kernel (avx512, avx2; 7-bit activation codes) or plain
+    /// loops (neon, portable).
+    Int8,
+    /// int8 on AVX512-VNNI's `vpdpbusd`: the same sums as `Int8`, at the avx512 level.
+    Int8Vnni(Avx512Vnni),
 }
 
 enum Panels {
@@ -32,6 +39,14 @@ enum Panels {
     /// `[panel][k / 2][32]`, each u32 a bf16 pair (k even, k odd).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Bf16 { data: Vec<u32>, token: Avx512Bf16 },
+    /// `[panel][kpad / 4][nr][4]` weight codes (see [`int8::pack`]), with each
+    /// column's scale and code sum as `[panel][nr]`, zero-padded like the bias.
+    Int8 {
+        data: Vec<i8>,
+        kernel: Kernel,
+        scales: Vec<f32>,
+        sums: Vec<i32>,
+    },
 }
 
 /// A weight matrix `W [n, k]` and its bias, packed for [`PackedMatrix::matmul`] at one level.
@@ -105,13 +120,19 @@ impl PackedMatrix {
                 bias.len()
             ));
         }
-        // bf16 products exist at one level only.
+        // bf16 and VNNI products exist at one level only.
         let isa = match format {
             WeightFormat::Bf16(token) => Isa::Avx512(token.avx512()),
+            WeightFormat::Int8Vnni(token) => Isa::Avx512(token.avx512()),
             _ => isa,
+        };
+        let kernel = match format {
+            WeightFormat::Int8Vnni(token) => Kernel::at(isa, Some(token)),
+            _ => Kernel::at(isa, None),
         };
         let width = match format {
             WeightFormat::Bf16(_) => BF16_NR,
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => kernel.nr(),
             _ => panel_width(isa),
         };
         let mut bias = bias;
@@ -144,6 +165,29 @@ impl PackedMatrix {
                 }
                 Panels::Bf16 { data, token }
             }
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => {
+                if k > int8::MAX_K {
+                    return Err(format!(
+                        "cannot quantize a {n}x{k} matrix to int8: rows longer than {} could overflow its i32 sums",
+                        int8::MAX_K
+                    ));
+                }
+                let (codes, row_scales) = int8::quantize_weights(weight, k);
+                let padded = n.div_ceil(width) * width;
+                let mut scales = row_scales;
+                scales.resize(padded, 0.0);
+                let mut sums: Vec<i32> = codes
+                    .chunks_exact(k)
+                    .map(|c| c.iter().map(|&v| i32::from(v)).sum())
+                    .collect();
+                sums.resize(padded, 0);
+                Panels::Int8 {
+                    data: int8::pack(&codes, n, k, width),
+                    kernel,
+                    scales,
+                    sums,
+                }
+            }
         };
         Ok(Self {
             n,
@@ -173,6 +217,11 @@ impl PackedMatrix {
             } => WeightFormat::Bf16Emulated,
             Panels::F32 { .. } => WeightFormat::F32,
             Panels::Bf16 { token, .. } => WeightFormat::Bf16(*token),
+            Panels::Int8 {
+                kernel: Kernel::Vnni(token),
+                ..
+            } => WeightFormat::Int8Vnni(*token),
+            Panels::Int8 { .. } => WeightFormat::Int8,
         }
     }
 
@@ -236,6 +285,57 @@ impl PackedMatrix {
             }
             #[cfg(not(target_arch = "x86_64"))]
             Panels::Bf16 { token, .. } => match token.never {},
+            Panels::Int8 {
+                data,
+                kernel,
+                scales,
+                sums,
+            } => {
+                let (x, rows, kpad) = self.quantize(x, m, kernel.activation_max());
+                let nr = kernel.nr();
+                self.split(out, m, nr, |panels, bias, out_rows| {
+                    let span = kpad * nr;
+                    let data = &data[panels.start * span..panels.end * span];
+                    let columns = panels.start * nr..panels.end * nr;
+                    let dequant = Dequant {
+                        rows: &rows,
+                        scales: &scales[columns.clone()],
+                        sums: &sums[columns],
+                    };
+                    int8::panels(*kernel, &x, kpad, data, &dequant, bias, act, out_rows)
+                });
+            }
+        }
+    }
+
+    /// The activation codes of `x`'s `m` rows as `kernel` reads them (`kpad` per row, zero
+    /// past `k`), each row's `(scale, zero point)`, and `kpad`.
+    fn quantize(&self, x: &[f32], m: usize, max: u8) -> (Vec<u8>, Vec<(f32, i32)>, usize) {
+        let kpad = self.k.next_multiple_of(int8::GROUP);
+        let mut codes = vec![0u8; m * kpad];
+        let quantize = |(row, out): (&[f32], &mut [u8])| self.isa.quantize_row(row, out, max);
+        // Single-threaded, quantizing a batch's input took 8% of an int8 forward pass: rows
+        // are independent, so big inputs spread over the pool like the products.
+        let rows: Vec<(f32, i32)> = if m * self.k < 1 << 15 {
+            x.chunks_exact(self.k)
+                .zip(codes.chunks_exact_mut(kpad))
+                .map(quantize)
+                .collect()
+        } else {
+            x.par_chunks_exact(self.k)
+                .zip(codes.par_chunks_exact_mut(kpad))
+                .map(quantize)
+                .collect()
+        };
+        (codes, rows, kpad)
+    }
+
+    /// The largest activation code of an int8 matrix's products (255, or 127 for the
+    /// `vpmaddubsw` kernels); `None` for the float formats.
+    pub fn int8_activation_max(&self) -> Option<u8> {
+        match &self.panels {
+            Panels::Int8 { kernel, .. } => Some(kernel.activation_max()),
+            _ => None,
         }
     }
 

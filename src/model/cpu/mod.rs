@@ -9,14 +9,18 @@
 //! product on its own.
 
 pub mod generic;
+mod int8;
 mod isa;
 mod matmul;
 mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_int8;
 
 pub use generic::Act;
-pub use isa::{Avx2, Avx512, Avx512Bf16, Isa, Level, Neon};
+pub use int8::{quantize_weights, MAX_K as INT8_MAX_K};
+pub use isa::{Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Level, Neon};
 pub use matmul::{PackedMatrix, WeightFormat};
 
 /// Calls `$m!(module, Token, arch, "features"; body)` for every SIMD level: the one place that
@@ -114,6 +118,9 @@ multiversion! {
     /// `out[q]` = the bf16 bits of `x[2q]` (low half) and `x[2q + 1]` (high half, 0 past the end),
     /// rounded to nearest even: the pair layout of the bf16 kernel.
     pub fn to_bf16_pairs(x: &[f32], out: &mut [u32]);
+    /// One row of activations as u8 codes in `0..=max` for the int8 products (`out` zero
+    /// past `x.len()`), and its `(scale, zero point)`: see [`generic::quantize_row`].
+    pub fn quantize_row(x: &[f32], out: &mut [u8], max: u8) -> (f32, i32);
 }
 
 #[cfg(test)]
@@ -146,6 +153,7 @@ mod tests {
             assert_eq!(avx512::TARGET_FEATURES, Avx512::FEATURES.join(","));
             assert_eq!(avx2::TARGET_FEATURES, Avx2::FEATURES.join(","));
             assert_eq!(x86::BF16_FEATURES, Avx512Bf16::FEATURES.join(","));
+            assert_eq!(x86_int8::VNNI_FEATURES, Avx512Vnni::FEATURES.join(","));
             assert_eq!(x86::AVX512_FEATURES, Avx512::FEATURES.join(","));
             assert_eq!(x86::AVX2_FEATURES, Avx2::FEATURES.join(","));
         }

@@ -158,7 +158,7 @@ fn bf16_panels(
 /// The first tile of each panel prefetches the next panel this way, so that with a few rows
 /// (one short sentence) the next panel's weights arrive while this one's later tiles compute.
 #[inline(always)]
-fn prefetch<T>(next: &[T], i: usize) {
+pub(super) fn prefetch<T>(next: &[T], i: usize) {
     if let Some(v) = next.get(i) {
         // SAFETY: a prefetch is a hint that never faults; the address is of a live element.
         unsafe { _mm_prefetch::<_MM_HINT_T1>((v as *const T).cast()) }
@@ -170,7 +170,7 @@ fn prefetch<T>(next: &[T], i: usize) {
 /// polynomial and a division per value for GELU) interleave instead of running row by row:
 /// row by row it cost 12% of the FFN-in product, against 4% for the old hand-written epilogue.
 #[inline(always)]
-fn finish<const R: usize, const NR: usize>(
+pub(super) fn finish<const R: usize, const NR: usize>(
     mut acc: [[f32; NR]; R],
     bias: &[f32; NR],
     act: Option<Act>,

@@ -33,12 +33,24 @@ impl HostClassifier {
         let located = names::locate(vb, config);
         let (h, labels) = (config.hidden_size, config.labels.len());
         let head = &located.head;
+        let encoder = HostEncoder::load(&located.encoder, config, isa, format)?;
+        // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
+        // recipes for classifiers: two small products, one row per sequence, where the
+        // decision is made.
+        let (isa, head_format) = match format {
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => (encoder.isa(), WeightFormat::F32),
+            _ => (isa, format),
+        };
         Ok(Self {
-            encoder: HostEncoder::load(&located.encoder, config, isa, format)?,
+            encoder,
             head: Head {
-                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, format)?,
+                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, head_format)?,
                 act: encoder::act(head.activation),
-                out: encoder::pack(encoder::read_linear(&head.out, h, labels)?, isa, format)?,
+                out: encoder::pack(
+                    encoder::read_linear(&head.out, h, labels)?,
+                    isa,
+                    head_format,
+                )?,
             },
         })
     }

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""int8 against fp32 in PyTorch on minilm-sst2 and SST-2 validation: agreement, accuracy, speed.
+
+    .venv-bench/bin/python benches/baseline/quantized.py [--model DIR] [--data FILE] [--threads 2]
+
+Runs the 872 sentences in batches of 32 (padded, tokenization included, as the engine figures of
+BENCHMARKS.md) through
+- fp32 (`AutoModelForSequenceClassification`),
+- `torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)`: PyTorch's
+  dynamic int8 (per-tensor u8 activations, per-tensor weights; the classifier included),
+- a simulation of sentiment-server's `--dtype int8` scheme in float (fake quantization): weights
+  per output channel symmetric int8, each linear layer's input per row (token) asymmetric u8,
+  the classifier head (pooler and classifier) in f32. `--keep-f32 ffn_out,...` keeps linear
+  layers whose name contains one of the words in f32 (the study that chose the scheme).
+and prints top-label agreement with fp32, accuracy and sentences/s for each.
+"""
+
+import argparse
+import os
+import time
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared"))
+
+
+def read_tsv(path):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            line = line.rstrip("\n")
+            if not line or (n == 0 and line.startswith("label")):
+                continue
+            label, text = line.split("\t", 1)
+            rows.append((int(label), text))
+    return rows
+
+
+def fake_quant_weight(w):
+    """Per output channel symmetric: codes in -127..127, back to float."""
+    scale = w.abs().amax(dim=1, keepdim=True) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+
+
+def fake_quant_rows(x):
+    """Per row asymmetric u8 over [min(x, 0), max(x, 0)], back to float."""
+    lo = torch.clamp(x.amin(dim=-1, keepdim=True), max=0.0)
+    hi = torch.clamp(x.amax(dim=-1, keepdim=True), min=0.0)
+    scale = (hi - lo) / 255.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.clamp(torch.round(-lo / scale), 0, 255)
+    q = torch.clamp(torch.round(x / scale) + zero, 0, 255)
+    return (q - zero) * scale
+
+
+class FakeQuantLinear(nn.Module):
+    def __init__(self, linear):
+        super().__init__()
+        self.weight = nn.Parameter(fake_quant_weight(linear.weight.data), requires_grad=False)
+        self.bias = linear.bias
+
+    def forward(self, x):
+        return nn.functional.linear(fake_quant_rows(x), self.weight, self.bias)
+
+
+def simulate(model, keep):
+    """Our scheme on every encoder linear layer not named in `keep`; the head stays f32."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            # BERT's layers are under `encoder`, DistilBERT's under `transformer`.
+            if not isinstance(child, nn.Linear) or not ("encoder" in full or "transformer" in full):
+                continue
+            if any(word in full for word in keep):
+                continue
+            setattr(module, child_name, FakeQuantLinear(child))
+    return model
+
+
+def run(model, tokenizer, rows, batch):
+    labels = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch):
+            texts = [t for _, t in rows[i : i + batch]]
+            enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+            labels.extend(model(**enc).logits.argmax(-1).tolist())
+    return labels, len(rows) / (time.perf_counter() - start)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=os.path.join(SHARED, "models", "minilm-sst2"))
+    ap.add_argument("--data", default=os.path.join(SHARED, "data", "sst2_dev.tsv"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--keep-f32", default="", help="comma-separated layer-name words kept in f32 (simulation)")
+    ap.add_argument("--only-sim", action="store_true", help="fp32 and the simulation only")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = read_tsv(args.data)
+    gold = [y for y, _ in rows]
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+
+    def load():
+        return AutoModelForSequenceClassification.from_pretrained(args.model, torch_dtype=torch.float32).eval()
+
+    fp32, fp32_rate = run(load(), tokenizer, rows, args.batch)
+    acc = lambda labels: sum(p == y for p, y in zip(labels, gold)) / len(gold)  # noqa: E731
+    agree = lambda labels: sum(a == b for a, b in zip(labels, fp32)) / len(fp32)  # noqa: E731
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, {len(rows)} sentences")
+    print(f"{'fp32':42s} accuracy {acc(fp32):.4f}  agreement 1.0000  {fp32_rate:6.1f} sentences/s")
+    variants = []
+    if not args.only_sim:
+        variants.append(
+            ("quantize_dynamic qint8", lambda: torch.ao.quantization.quantize_dynamic(load(), {nn.Linear}, dtype=torch.qint8))
+        )
+    keep = [w for w in args.keep_f32.split(",") if w]
+    variants.append((f"ours simulated (f32: {','.join(keep) or 'head only'})", lambda: simulate(load(), keep)))
+    for name, make in variants:
+        labels, rate = run(make(), tokenizer, rows, args.batch)
+        print(f"{name:42s} accuracy {acc(labels):.4f}  agreement {agree(labels):.4f}  {rate:6.1f} sentences/s")
+
+
+if __name__ == "__main__":
+    main()

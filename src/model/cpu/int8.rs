@@ -1,0 +1,273 @@
+//! int8 products, as PyTorch's `quantize_dynamic` computes them but with finer scales:
+//! weights quantized once at load, per output channel and symmetric (i8 in -127..=127);
+//! activations quantized per row at run time, asymmetric (u8 with a zero point, see
+//! [`super::generic::quantize_row`]); sums of products in i32; then
+//! `out = (sum - zero * column sum) * row scale * column scale + bias`, and the activation,
+//! in f32. Per-row (per-token) activation scales are what keep the f32 decisions: one scale per
+//! tensor, as PyTorch and ONNX Runtime use, lost 4% of them on minilm-sst2 (BENCHMARKS.md).
+//!
+//! The kernels: AVX512-VNNI's `vpdpbusd` (u8 x i8 in fours, summed into i32), and, without
+//! it, `vpmaddubsw` (AVX-512BW and AVX2: pairs of u8 x i8 products summed into i16, then
+//! `vpmaddwd` by ones into i32). A pair sum would saturate i16 at 255 * 127 * 2, so for those
+//! kernels the activations are quantized to 7 bits, 0..=127 (127 * 127 * 2 = 32,258 fits):
+//! one bit of input precision traded for twice `vpmaddwd`'s products per instruction, as
+//! PyTorch's `reduce_range` does on x86 (7-bit weights instead, oneDNN's choice, measured
+//! worse here: BENCHMARKS.md). Plain loops are the portable version and the reference. Every
+//! kernel computes its integer sums exactly, so kernels with the same activation range give
+//! the same results up to the f32 epilogue.
+
+use super::generic::{self, Act, MulAdd};
+use super::tile::{self, by_rows};
+use super::{Avx2, Avx512, Avx512Vnni, Isa};
+
+/// The longest rows (`k`) an int8 product takes: every partial sum is at most
+/// `255 * 127 * k` in magnitude (u8 codes times i8 weights, the zero-point term the same
+/// size), under `i32::MAX` for `k <= 65536` (2_122_383_360 < 2_147_483_647). A test runs the
+/// extreme values at this `k`.
+pub const MAX_K: usize = 65_536;
+
+/// Per output channel symmetric quantization of row-major `w [n, k]`: codes
+/// `round(w / scale)` in -127..=127 (never -128, so negating a code cannot overflow), and
+/// each row's scale `max |w| / 127` (0 for an all-zero row, whose codes are all 0).
+pub fn quantize_weights(w: &[f32], k: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut codes = vec![0i8; w.len()];
+    let mut scales = Vec::with_capacity(w.len() / k.max(1));
+    for (row, out) in w.chunks_exact(k).zip(codes.chunks_exact_mut(k)) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = max / 127.0;
+        if scale > 0.0 && scale.is_finite() {
+            for (q, &v) in out.iter_mut().zip(row) {
+                // `as i8` saturates; the clamp keeps -128 out.
+                *q = (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8;
+            }
+            scales.push(scale);
+        } else {
+            scales.push(if scale == 0.0 { 0.0 } else { f32::NAN });
+        }
+    }
+    (codes, scales)
+}
+
+/// Which int8 micro-kernel a matrix runs, with the token that proves the CPU can.
+#[derive(Debug, Clone, Copy)]
+pub enum Kernel {
+    /// AVX512-VNNI `vpdpbusd`: 8 rows x 32 columns, k in fours.
+    Vnni(Avx512Vnni),
+    /// AVX-512BW `vpmaddubsw` + `vpmaddwd`: 8 x 32, k in fours, 7-bit activation codes.
+    Maddubs512(Avx512),
+    /// AVX2 `vpmaddubsw` + `vpmaddwd`: 4 x 16, k in fours, 7-bit activation codes.
+    Maddubs256(Avx2),
+    /// Plain loops at the portable or neon level: k in fours.
+    Plain(Isa),
+}
+
+impl Kernel {
+    /// The kernel for products at `isa`; `vnni` where AVX512-VNNI was detected.
+    pub fn at(isa: Isa, vnni: Option<Avx512Vnni>) -> Self {
+        match (isa, vnni) {
+            (_, Some(token)) => Kernel::Vnni(token),
+            (Isa::Avx512(token), None) => Kernel::Maddubs512(token),
+            (Isa::Avx2(token), None) => Kernel::Maddubs256(token),
+            (isa, None) => Kernel::Plain(isa),
+        }
+    }
+
+    /// Columns per panel.
+    pub fn nr(self) -> usize {
+        match self {
+            Kernel::Vnni(_) | Kernel::Maddubs512(_) => 32,
+            Kernel::Maddubs256(_) => 16,
+            Kernel::Plain(Isa::Neon(_)) => NEON_NR,
+            Kernel::Plain(_) => PORTABLE_NR,
+        }
+    }
+
+    /// The largest activation code the kernel multiplies without saturating.
+    pub fn activation_max(self) -> u8 {
+        match self {
+            Kernel::Maddubs512(_) | Kernel::Maddubs256(_) => PAIR_ACTIVATION_MAX,
+            Kernel::Vnni(_) | Kernel::Plain(_) => u8::MAX,
+        }
+    }
+}
+
+/// The largest activation code of the `vpmaddubsw` kernels: a pair of products of these and
+/// weight codes stays in i16 (127 * 127 * 2 = 32,258).
+pub const PAIR_ACTIVATION_MAX: u8 = 127;
+
+/// Every kernel multiplies four consecutive k values of a column at once: panels are
+/// `[kpad / 4][nr][4]` codes, k zero-padded to `kpad`, a multiple of 4.
+pub const GROUP: usize = 4;
+
+/// The plain-loop tiles: 4 x 8 i32 accumulators at the portable level, 6 x 16 at neon (as
+/// the f32 kernel's).
+const PORTABLE_MR: usize = 4;
+const PORTABLE_NR: usize = 8;
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+const NEON_MR: usize = 6;
+const NEON_NR: usize = 16;
+
+/// `[panel][kpad / GROUP][nr][GROUP]` from row-major codes `q [n, k]`, zero past `n` and `k`.
+pub fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
+    let group = GROUP;
+    let kpad = k.next_multiple_of(group);
+    let mut data = vec![0i8; n.div_ceil(nr) * kpad * nr];
+    for (row, codes) in q.chunks_exact(k).enumerate() {
+        let (p, j) = (row / nr, row % nr);
+        for (kk, &v) in codes.iter().enumerate() {
+            data[p * kpad * nr + (kk / group) * nr * group + j * group + kk % group] = v;
+        }
+    }
+    data
+}
+
+/// What turns a tile's i32 sums into f32 values: each row's `(scale, zero point)` and, for
+/// this task's columns (`[panel][nr]`, zero-padded), the weight scales and the sums of each
+/// column's codes.
+pub struct Dequant<'a> {
+    pub rows: &'a [(f32, i32)],
+    pub scales: &'a [f32],
+    pub sums: &'a [i32],
+}
+
+impl Dequant<'_> {
+    /// `(sum - zero * column sum) * row scale * column scale` for a tile of rows from `row0`
+    /// and columns from `c0` (relative to the task). The i32 arithmetic cannot overflow for
+    /// `k <= MAX_K` (see there).
+    #[inline(always)]
+    pub fn apply<const R: usize, const NR: usize>(
+        &self,
+        acc: &[[i32; NR]; R],
+        row0: usize,
+        c0: usize,
+    ) -> [[f32; NR]; R] {
+        let rows: &[(f32, i32); R] = self.rows[row0..row0 + R].try_into().expect("R rows");
+        let scales: &[f32; NR] = self.scales[c0..c0 + NR].try_into().expect("NR columns");
+        let sums: &[i32; NR] = self.sums[c0..c0 + NR].try_into().expect("NR columns");
+        let mut out = [[0f32; NR]; R];
+        for i in 0..R {
+            let (scale, zero) = rows[i];
+            for j in 0..NR {
+                // Wrapping operations, which never wrap here (see above): the same values,
+                // and no overflow checks to keep debug builds from vectorising this.
+                let sum = acc[i][j].wrapping_sub(zero.wrapping_mul(sums[j]));
+                out[i][j] = sum as f32 * (scale * scales[j]);
+            }
+        }
+        out
+    }
+}
+
+/// One task's share of an int8 product (see [`tile::f32_panels`] for `out` and `bias`):
+/// `x` holds the activation codes (`kpad` per row), `panels` this task's panels.
+#[allow(clippy::too_many_arguments)]
+pub fn panels(
+    kernel: Kernel,
+    x: &[u8],
+    kpad: usize,
+    panels: &[i8],
+    dequant: &Dequant,
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vnni(token) => {
+            super::x86_int8::vnni(token, x, kpad, panels, dequant, bias, act, out)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Maddubs512(token) => {
+            super::x86_int8::maddubs512(token, x, kpad, panels, dequant, bias, act, out)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Maddubs256(token) => {
+            super::x86_int8::maddubs256(token, x, kpad, panels, dequant, bias, act, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Vnni(token) => match token.never {},
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Maddubs512(token) => match token.never {},
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Maddubs256(token) => match token.never {},
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Plain(Isa::Neon(_)) => {
+            // SAFETY: a Neon token exists only where NEON was detected.
+            unsafe { neon_panels(x, kpad, panels, dequant, bias, act, out) }
+        }
+        Kernel::Plain(_) => plain_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(
+            x, kpad, panels, dequant, bias, act, out,
+        ),
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+fn neon_panels(
+    x: &[u8],
+    kpad: usize,
+    panels: &[i8],
+    dequant: &Dequant,
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    plain_panels::<generic::Fused, NEON_MR, NEON_NR>(x, kpad, panels, dequant, bias, act, out)
+}
+
+/// The plain-loop int8 product over a task's panels (`[panel][kpad / 4][NR][4]`).
+#[inline(always)]
+fn plain_panels<M: MulAdd, const MR: usize, const NR: usize>(
+    x: &[u8],
+    kpad: usize,
+    panels: &[i8],
+    dequant: &Dequant,
+    bias: &[f32],
+    act: Option<Act>,
+    out: &mut [&mut [f32]],
+) {
+    let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
+    tile::walk_panels::<i8, NR>(
+        m,
+        MR,
+        (panels, kpad * NR),
+        bias,
+        width,
+        |rows, row, (panel, _), bias, (c0, cols)| {
+            macro_rules! call {
+                ($r:literal) => {{
+                    let acc = plain_tile::<$r, NR>(x, kpad, row, panel);
+                    for (i, mut v) in dequant.apply(&acc, row, c0).into_iter().enumerate() {
+                        tile::epilogue::<M, NR>(&mut v, bias, act);
+                        tile::store(&mut out[row + i][c0..c0 + cols], &v);
+                    }
+                }};
+            }
+            by_rows!(rows, call)
+        },
+    );
+}
+
+/// The i32 sums of `R` rows of codes (`kpad` each, from `row0`) times one `[kpad / 4][NR][4]`
+/// panel.
+#[inline(always)]
+fn plain_tile<const R: usize, const NR: usize>(
+    x: &[u8],
+    kpad: usize,
+    row0: usize,
+    panel: &[i8],
+) -> [[i32; NR]; R] {
+    let rows: [&[u8]; R] = std::array::from_fn(|i| &x[(row0 + i) * kpad..][..kpad]);
+    let mut a = [[0i32; NR]; R];
+    for (q, b) in panel[..kpad * NR].chunks_exact(4 * NR).enumerate() {
+        for i in 0..R {
+            let xs: [i32; 4] = std::array::from_fn(|t| rows[i][4 * q + t] as i32);
+            for j in 0..NR {
+                for t in 0..4 {
+                    a[i][j] += xs[t] * b[4 * j + t] as i32;
+                }
+            }
+        }
+    }
+    a
+}
