@@ -257,6 +257,22 @@ fn quantization(isa: Isa) {
         let mut codes = vec![9u8; 4];
         assert_eq!(isa.quantize_row(&[0.0; 3], &mut codes, max), (0.0, 0));
         assert_eq!(codes, [0; 4]);
+        // A NaN (an overflowed activation) gets code 0 and leaves the others' range alone, so
+        // no code leaves 0..=max, the bound the kernels' i16 sums rely on.
+        let x: Vec<f32> = (0..37)
+            .map(|i| if i % 5 == 2 { f32::NAN } else { i as f32 - 9.0 })
+            .collect();
+        let (mut codes, mut portable) = (vec![0u8; 40], vec![0u8; 40]);
+        let got = isa.quantize_row(&x, &mut codes, max);
+        assert_eq!(got, Isa::Portable.quantize_row(&x, &mut portable, max));
+        assert_eq!(codes, portable, "codes at {isa} and portable");
+        assert_eq!(got.0, 36.0 / steps);
+        for (v, &c) in x.iter().zip(&codes) {
+            assert!(c <= max);
+            if v.is_nan() {
+                assert_eq!(c, 0);
+            }
+        }
     }
 }
 
