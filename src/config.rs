@@ -122,7 +122,7 @@ pub struct Config {
     /// warn at start-up). int8 (CPU host encoder only) quantizes the linear layers' weights per
     /// output channel at load and their inputs per row at run time, as PyTorch's
     /// quantize_dynamic does but with per-row scales, keeping over 99% of f32's decisions
-    /// (BENCHMARKS.md): about 1.7x f32's throughput with AVX512-VNNI and 1.45x with AVX2 alone
+    /// (BENCHMARKS.md): about 2x f32's throughput with AVX512-VNNI and 1.4x with AVX2 alone
     /// (7-bit inputs there), with a quarter of the weight memory. Without AVX2 it warns and
     /// runs plain loops (slower than f32); on GPUs and candle's path it warns and runs f32.
     #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
