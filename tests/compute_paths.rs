@@ -261,15 +261,30 @@ fn int8_agreement(compute: Compute) {
     );
 }
 
-/// Every int8 kernel this machine has: VNNI, and `vpmaddubsw` or plain loops at each level.
-fn int8_trials() -> Vec<Trial> {
-    let mut trials = Vec::new();
-    let vnni = Avx512Vnni::detect()
+/// bf16 products on AVX512-BF16, or why this CPU cannot run them.
+fn bf16_hardware() -> Result<Compute, String> {
+    Avx512Bf16::detect()
+        .map(|token| Compute::Host {
+            isa: Isa::Avx512(token.avx512()),
+            weights: WeightFormat::Bf16(token),
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")))
+}
+
+/// int8 products on AVX512-VNNI, or why this CPU cannot run them.
+fn vnni_int8() -> Result<Compute, String> {
+    Avx512Vnni::detect()
         .map(|token| Compute::Host {
             isa: Isa::Avx512(token.avx512()),
             weights: WeightFormat::Int8Vnni(token),
         })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")));
+        .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")))
+}
+
+/// Every int8 kernel this machine has: VNNI, and `vpmaddubsw` or plain loops at each level.
+fn int8_trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    let vnni = vnni_int8();
     trials.push(trial("int8::avx512-vnni".into(), vnni, int8_agreement));
     for level in Level::ALL {
         let compute = Isa::detect(level).map(|isa| Compute::Host {
@@ -296,12 +311,7 @@ fn main() {
             long_inputs,
         ));
     }
-    let hardware = Avx512Bf16::detect()
-        .map(|token| Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Bf16(token),
-        })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")));
+    let hardware = bf16_hardware();
     trials.push(trial("bf16::avx512-bf16".into(), hardware, bf16_agreement));
     let best = Isa::best();
     trials.push(trial(

@@ -23,20 +23,10 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from accuracy import read_tsv  # the baseline load script beside this one
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared"))
-
-
-def read_tsv(path):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            line = line.rstrip("\n")
-            if not line or (n == 0 and line.startswith("label")):
-                continue
-            label, text = line.split("\t", 1)
-            rows.append((int(label), text))
-    return rows
 
 
 def fake_quant_weight(w):

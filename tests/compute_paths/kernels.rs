@@ -4,8 +4,7 @@
 use super::trial;
 use libtest_mimic::Trial;
 use sentiment_server::model::cpu::{
-    quantize_weights, Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
-    INT8_MAX_K,
+    quantize_weights, Act, Isa, Level, PackedMatrix, WeightFormat, INT8_MAX_K,
 };
 use sentiment_server::model::Compute;
 
@@ -452,12 +451,7 @@ pub fn trials() -> Vec<Trial> {
             ));
         }
     }
-    let hardware = Avx512Bf16::detect()
-        .map(|token| Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Bf16(token),
-        })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")));
+    let hardware = super::bf16_hardware();
     trials.push(trial(
         "kernels::avx512-bf16::matmul_bf16".into(),
         hardware,
@@ -468,12 +462,7 @@ pub fn trials() -> Vec<Trial> {
             matmul(isa, weights)
         },
     ));
-    let vnni = Avx512Vnni::detect()
-        .map(|token| Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Int8Vnni(token),
-        })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")));
+    let vnni = super::vnni_int8();
     type Check = fn(Isa, WeightFormat);
     let checks: [(&str, Check); 2] = [
         ("matmul_int8", matmul_int8),

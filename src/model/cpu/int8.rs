@@ -158,32 +158,27 @@ impl Dequant<'_> {
     }
 }
 
-/// One task's share of an int8 product (see [`tile::f32_panels`] for `out` and `bias`):
-/// `x` holds the activation codes (`kpad` per row), `panels` this task's panels.
-#[allow(clippy::too_many_arguments)]
-pub fn panels(
-    kernel: Kernel,
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
+/// One task's share of an int8 product (see [`tile::f32_panels`] for `out` and `bias`): the
+/// activation codes (`kpad` per row), this task's weight panels, how their sums turn into
+/// f32, the bias and the activation. Every kernel takes it with the output rows.
+pub struct Task<'a> {
+    pub x: &'a [u8],
+    pub kpad: usize,
+    pub panels: &'a [i8],
+    pub dequant: Dequant<'a>,
+    pub bias: &'a [f32],
+    pub act: Option<Act>,
+}
+
+/// Runs `task` on `kernel`.
+pub fn panels(kernel: Kernel, task: &Task, out: &mut [&mut [f32]]) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Vnni(token) => {
-            super::x86_int8::vnni(token, x, kpad, panels, dequant, bias, act, out)
-        }
+        Kernel::Vnni(token) => super::x86_int8::vnni(token, task, out),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Maddubs512(token) => {
-            super::x86_int8::maddubs512(token, x, kpad, panels, dequant, bias, act, out)
-        }
+        Kernel::Maddubs512(token) => super::x86_int8::maddubs512(token, task, out),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Maddubs256(token) => {
-            super::x86_int8::maddubs256(token, x, kpad, panels, dequant, bias, act, out)
-        }
+        Kernel::Maddubs256(token) => super::x86_int8::maddubs256(token, task, out),
         #[cfg(not(target_arch = "x86_64"))]
         Kernel::Vnni(token) => match token.never {},
         #[cfg(not(target_arch = "x86_64"))]
@@ -193,52 +188,35 @@ pub fn panels(
         #[cfg(target_arch = "aarch64")]
         Kernel::Plain(Isa::Neon(_)) => {
             // SAFETY: a Neon token exists only where NEON was detected.
-            unsafe { neon_panels(x, kpad, panels, dequant, bias, act, out) }
+            unsafe { neon_panels(task, out) }
         }
-        Kernel::Plain(_) => plain_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(
-            x, kpad, panels, dequant, bias, act, out,
-        ),
+        Kernel::Plain(_) => plain_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(task, out),
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon")]
-fn neon_panels(
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    plain_panels::<generic::Fused, NEON_MR, NEON_NR>(x, kpad, panels, dequant, bias, act, out)
+fn neon_panels(task: &Task, out: &mut [&mut [f32]]) {
+    plain_panels::<generic::Fused, NEON_MR, NEON_NR>(task, out)
 }
 
 /// The plain-loop int8 product over a task's panels (`[panel][kpad / 4][NR][4]`).
 #[inline(always)]
-fn plain_panels<M: MulAdd, const MR: usize, const NR: usize>(
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
+fn plain_panels<M: MulAdd, const MR: usize, const NR: usize>(task: &Task, out: &mut [&mut [f32]]) {
     let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
     tile::walk_panels::<i8, NR>(
         m,
         MR,
-        (panels, kpad * NR),
-        bias,
+        (task.panels, task.kpad * NR),
+        task.bias,
         width,
         |rows, row, (panel, _), bias, (c0, cols)| {
             macro_rules! call {
                 ($r:literal) => {{
-                    let acc = plain_tile::<$r, NR>(x, kpad, row, panel);
-                    for (i, mut v) in dequant.apply(&acc, row, c0).into_iter().enumerate() {
-                        tile::epilogue::<M, NR>(&mut v, bias, act);
+                    let acc = plain_tile::<$r, NR>(task.x, task.kpad, row, panel);
+                    let values = task.dequant.apply(&acc, row, c0);
+                    for (i, mut v) in values.into_iter().enumerate() {
+                        tile::epilogue::<M, NR>(&mut v, bias, task.act);
                         tile::store(&mut out[row + i][c0..c0 + cols], &v);
                     }
                 }};

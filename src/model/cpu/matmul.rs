@@ -6,7 +6,7 @@
 //! width, and each product runs the level's micro-kernel with bias and activation fused.
 
 use super::generic::{self, Act};
-use super::int8::{self, Dequant, Kernel};
+use super::int8::{self, Dequant, Kernel, Task};
 use super::tile;
 use super::{Avx512Bf16, Avx512Vnni, Isa};
 use rayon::prelude::*;
@@ -297,12 +297,19 @@ impl PackedMatrix {
                     let span = kpad * nr;
                     let data = &data[panels.start * span..panels.end * span];
                     let columns = panels.start * nr..panels.end * nr;
-                    let dequant = Dequant {
-                        rows: &rows,
-                        scales: &scales[columns.clone()],
-                        sums: &sums[columns],
+                    let task = Task {
+                        x: &x,
+                        kpad,
+                        panels: data,
+                        dequant: Dequant {
+                            rows: &rows,
+                            scales: &scales[columns.clone()],
+                            sums: &sums[columns],
+                        },
+                        bias,
+                        act,
                     };
-                    int8::panels(*kernel, &x, kpad, data, &dequant, bias, act, out_rows)
+                    int8::panels(*kernel, &task, out_rows)
                 });
             }
         }

@@ -7,8 +7,7 @@
 //! Each entry point takes the token of its instruction set. Inside, every pointer read is
 //! bounded by a slice cut, with a checked bound, before the loop.
 
-use super::generic::Act;
-use super::int8::Dequant;
+use super::int8::Task;
 use super::tile::{self, by_rows};
 use super::x86::{finish, prefetch};
 use super::{Avx2, Avx512, Avx512Vnni};
@@ -18,26 +17,28 @@ use std::arch::x86_64::*;
 #[cfg(test)]
 pub const VNNI_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni";
 
-/// Runs `$tile::<R, PREFETCH>` on every tile of this task's panels, then dequantizes, adds
-/// the bias, activates and stores.
+/// Runs `$tile::<R, PREFETCH>` on every tile of the task's panels (`$nr` columns, up to `$mr`
+/// rows), then dequantizes, adds the bias, activates and stores.
 macro_rules! walk {
-    ($tile:ident, $x:expr, $kpad:expr, $panels:expr, $nr:expr, $mr:expr, $dq:expr, $bias:expr, $act:expr, $out:expr) => {{
-        let (m, width) = ($out.len(), $out.first().map_or(0, |r| r.len()));
+    ($tile:ident, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
+        let (task, out) = ($task, $out);
+        let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
         tile::walk_panels::<i8, $nr>(
             m,
             $mr,
-            ($panels, $kpad * $nr),
-            $bias,
+            (task.panels, task.kpad * $nr),
+            task.bias,
             width,
             |rows, row, (panel, next), bias, (c0, cols)| {
                 macro_rules! call {
                     ($r:literal) => {{
+                        let (x, kpad) = (task.x, task.kpad);
                         let acc = match next {
-                            Some(next) => $tile::<$r, true>($x, $kpad, row, (panel, next)),
-                            None => $tile::<$r, false>($x, $kpad, row, (panel, &[])),
+                            Some(next) => $tile::<$r, true>(x, kpad, row, (panel, next)),
+                            None => $tile::<$r, false>(x, kpad, row, (panel, &[])),
                         };
-                        let values = $dq.apply::<$r, $nr>(&acc, row, c0);
-                        finish::<$r, $nr>(values, bias, $act, $out, row, (c0, cols))
+                        let values = task.dequant.apply::<$r, $nr>(&acc, row, c0);
+                        finish::<$r, $nr>(values, bias, task.act, out, row, (c0, cols))
                     }};
                 }
                 by_rows!(rows, call)
@@ -46,122 +47,46 @@ macro_rules! walk {
     }};
 }
 
-/// The int8 product over this task's panels (`[panel][kpad / 4][32][4]`) with `vpdpbusd`;
-/// `x` holds u8 codes, `kpad` (a multiple of 4) per row.
-#[allow(clippy::too_many_arguments)]
-pub fn vnni(
-    token: Avx512Vnni,
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
+/// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpdpbusd`;
+/// u8 codes, `kpad` (a multiple of 4) per row.
+pub fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx512Vnni token exists only where every feature enabled on `vnni_panels`
     // was detected.
-    unsafe { vnni_panels(x, kpad, panels, dequant, bias, act, out) }
+    unsafe { vnni_panels(task, out) }
 }
 
-/// The int8 product over this task's panels (`[panel][kpad / 4][32][4]`) with `vpmaddubsw` at
-/// AVX-512BW; `x` holds u8 codes within 0..=127, `kpad` (a multiple of 4) per row.
-#[allow(clippy::too_many_arguments)]
-pub fn maddubs512(
-    token: Avx512,
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
+/// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpmaddubsw` at
+/// AVX-512BW; u8 codes within 0..=127, `kpad` (a multiple of 4) per row.
+pub fn maddubs512(token: Avx512, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx512 token exists only where every feature enabled on `maddubs512_panels`
     // was detected.
-    unsafe { maddubs512_panels(x, kpad, panels, dequant, bias, act, out) }
+    unsafe { maddubs512_panels(task, out) }
 }
 
 /// As [`maddubs512`] at AVX2, over `[panel][kpad / 4][16][4]` panels.
-#[allow(clippy::too_many_arguments)]
-pub fn maddubs256(
-    token: Avx2,
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
+pub fn maddubs256(token: Avx2, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx2 token exists only where AVX2 and FMA were detected.
-    unsafe { maddubs256_panels(x, kpad, panels, dequant, bias, act, out) }
+    unsafe { maddubs256_panels(task, out) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
-fn vnni_panels(
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(vnni_tile, x, kpad, panels, 32, 8, dequant, bias, act, out)
+fn vnni_panels(task: &Task, out: &mut [&mut [f32]]) {
+    walk!(vnni_tile, task, 32, 8, out)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn maddubs512_panels(
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(
-        maddubs512_tile,
-        x,
-        kpad,
-        panels,
-        32,
-        8,
-        dequant,
-        bias,
-        act,
-        out
-    )
+fn maddubs512_panels(task: &Task, out: &mut [&mut [f32]]) {
+    walk!(maddubs512_tile, task, 32, 8, out)
 }
 
 /// 4 rows: 8 accumulators, 2 weight registers, the ones, a broadcast and the products fit
 /// AVX2's 16 registers without spills (6 rows, as the f32 kernel has, would not).
 #[target_feature(enable = "avx2,fma")]
-fn maddubs256_panels(
-    x: &[u8],
-    kpad: usize,
-    panels: &[i8],
-    dequant: &Dequant,
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(
-        maddubs256_tile,
-        x,
-        kpad,
-        panels,
-        16,
-        4,
-        dequant,
-        bias,
-        act,
-        out
-    )
+fn maddubs256_panels(task: &Task, out: &mut [&mut [f32]]) {
+    walk!(maddubs256_tile, task, 16, 4, out)
 }
 
 /// The accumulators of a tile as plain i32 values.
