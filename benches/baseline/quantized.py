@@ -11,12 +11,16 @@ BENCHMARKS.md) through
 - a simulation of sentiment-server's `--dtype int8` scheme in float (fake quantization): weights
   per output channel symmetric int8, each linear layer's input per row (token) asymmetric u8,
   the classifier head (pooler and classifier) in f32. `--keep-f32 ffn_out,...` keeps linear
-  layers whose name contains one of the words in f32 (the study that chose the scheme).
+  layers whose name contains one of the words in f32 (the study that chose the scheme),
+- with `--onnx`, ONNX Runtime: the fp32 model exported by `torch.onnx.export`, and ONNX Runtime's
+  dynamic int8 (`onnxruntime.quantization.quantize_dynamic`, QInt8 weights, per tensor as its
+  default and per channel), which needs `pip install -r benches/baseline/requirements-onnx.txt`,
 and prints top-label agreement with fp32, accuracy and sentences/s for each.
 """
 
 import argparse
 import os
+import tempfile
 import time
 
 import torch
@@ -82,6 +86,58 @@ def run(model, tokenizer, rows, batch):
     return labels, len(rows) / (time.perf_counter() - start)
 
 
+class OnnxModel:
+    """An ONNX Runtime session behind the `model(**enc).logits` call that `run` makes."""
+
+    def __init__(self, path, threads):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, **enc):
+        feed = {k: v.numpy() for k, v in enc.items() if k in self.inputs}
+        (logits,) = self.session.run(["logits"], feed)
+
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = torch.from_numpy(logits)
+        return out
+
+
+def onnx_variants(load, tokenizer, threads, workdir):
+    """ONNX Runtime fp32 and its dynamic int8 (per tensor, per channel), exported once."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32_path = os.path.join(workdir, "model.onnx")
+    enc = tokenizer(["an example", "and a longer example sentence"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    torch.onnx.export(
+        load(),
+        (dict(enc),),
+        fp32_path,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
+    variants = [("onnxruntime fp32", lambda: OnnxModel(fp32_path, threads))]
+    for per_channel in (False, True):
+        path = os.path.join(workdir, f"model-int8-{'channel' if per_channel else 'tensor'}.onnx")
+        quantize_dynamic(fp32_path, path, weight_type=QuantType.QInt8, per_channel=per_channel)
+        name = f"onnxruntime quantize_dynamic ({'per channel' if per_channel else 'per tensor'})"
+        variants.append((name, lambda path=path: OnnxModel(path, threads)))
+    return variants
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=os.path.join(SHARED, "models", "minilm-sst2"))
@@ -90,6 +146,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--keep-f32", default="", help="comma-separated layer-name words kept in f32 (simulation)")
     ap.add_argument("--only-sim", action="store_true", help="fp32 and the simulation only")
+    ap.add_argument("--onnx", action="store_true", help="ONNX Runtime fp32 and dynamic int8 too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = read_tsv(args.data)
@@ -103,7 +160,7 @@ def main():
     acc = lambda labels: sum(p == y for p, y in zip(labels, gold)) / len(gold)  # noqa: E731
     agree = lambda labels: sum(a == b for a, b in zip(labels, fp32)) / len(fp32)  # noqa: E731
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, {len(rows)} sentences")
-    print(f"{'fp32':42s} accuracy {acc(fp32):.4f}  agreement 1.0000  {fp32_rate:6.1f} sentences/s")
+    print(f"{'fp32':52s} accuracy {acc(fp32):.4f}  agreement 1.0000  {fp32_rate:6.1f} sentences/s")
     variants = []
     if not args.only_sim:
         variants.append(
@@ -111,9 +168,15 @@ def main():
         )
     keep = [w for w in args.keep_f32.split(",") if w]
     variants.append((f"ours simulated (f32: {','.join(keep) or 'head only'})", lambda: simulate(load(), keep)))
-    for name, make in variants:
-        labels, rate = run(make(), tokenizer, rows, args.batch)
-        print(f"{name:42s} accuracy {acc(labels):.4f}  agreement {agree(labels):.4f}  {rate:6.1f} sentences/s")
+    with tempfile.TemporaryDirectory() as workdir:
+        if args.onnx:
+            import onnxruntime
+
+            print(f"onnxruntime {onnxruntime.__version__}")
+            variants += onnx_variants(load, tokenizer, args.threads, workdir)
+        for name, make in variants:
+            labels, rate = run(make(), tokenizer, rows, args.batch)
+            print(f"{name:52s} accuracy {acc(labels):.4f}  agreement {agree(labels):.4f}  {rate:6.1f} sentences/s")
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ impl PackedMatrix {
                         int8::MAX_K
                     ));
                 }
-                let (codes, row_scales) = int8::quantize_weights(weight, k);
+                let (kernel, codes, row_scales) = kernel.quantize_weights(weight, k);
                 let padded = n.div_ceil(width) * width;
                 let mut scales = row_scales;
                 scales.resize(padded, 0.0);
@@ -335,6 +335,24 @@ impl PackedMatrix {
                 .collect()
         };
         (codes, rows, kpad)
+    }
+
+    /// The weight codes and per-channel scales an int8 matrix's kernel multiplies, from the
+    /// row-major `[n, k]` weights it was packed from (for tests' references); `None` for the
+    /// float formats.
+    pub fn int8_weight_codes(&self, weight: &[f32]) -> Option<(Vec<i8>, Vec<f32>)> {
+        match &self.panels {
+            Panels::Int8 { kernel, .. } => {
+                let (_, codes, scales) = kernel.quantize_weights(weight, self.k);
+                Some((codes, scales))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether an int8 matrix's kernel adds two steps in i16 (`int8::bound_pair_groups`).
+    pub fn int8_two_steps(&self) -> bool {
+        matches!(&self.panels, Panels::Int8 { kernel, .. } if kernel.two_steps())
     }
 
     /// The largest activation code of an int8 matrix's products (255, or 127 for the

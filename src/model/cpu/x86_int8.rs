@@ -1,8 +1,10 @@
 //! Hand-written x86-64 int8 micro-kernels (see `int8.rs` for the scheme): AVX512-VNNI's
 //! `vpdpbusd` (8 rows x 32 columns, four k values per instruction and lane, summed into the
 //! accumulator), and `vpmaddubsw` + `vpmaddwd` at AVX-512BW (8 x 32) and AVX2 (4 x 16): the
-//! same four products per lane in two steps, through an i16 pair sum that the activation
-//! codes' range (0..=127) keeps from saturating. The i32 sums stay in range for `k <= int8::MAX_K`.
+//! same four products per lane in two instructions, through an i16 pair sum that the
+//! activation codes' range (0..=127) keeps from saturating, and, where the weights are
+//! bounded for it, two such sums added in i16 before each `vpmaddwd`. The i32 sums stay in
+//! range for `k <= int8::MAX_K`.
 //!
 //! Each entry point takes the token of its instruction set. Inside, every pointer read is
 //! bounded by a slice cut, with a checked bound, before the loop.
@@ -17,10 +19,10 @@ use std::arch::x86_64::*;
 #[cfg(test)]
 pub const VNNI_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni";
 
-/// Runs `$tile::<R, PREFETCH>` on every tile of the task's panels (`$nr` columns, up to `$mr`
-/// rows), then dequantizes, adds the bias, activates and stores.
+/// Runs `$tile::<R, $two, PREFETCH>` on every tile of the task's panels (`$nr` columns, up
+/// to `$mr` rows), then dequantizes, adds the bias, activates and stores.
 macro_rules! walk {
-    ($tile:ident, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
+    ($tile:ident, $two:expr, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
         let (task, out) = ($task, $out);
         let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
         tile::walk_panels::<i8, $nr>(
@@ -34,8 +36,8 @@ macro_rules! walk {
                     ($r:literal) => {{
                         let (x, kpad) = (task.x, task.kpad);
                         let acc = match next {
-                            Some(next) => $tile::<$r, true>(x, kpad, row, (panel, next)),
-                            None => $tile::<$r, false>(x, kpad, row, (panel, &[])),
+                            Some(next) => $tile::<$r, $two, true>(x, kpad, row, (panel, next)),
+                            None => $tile::<$r, $two, false>(x, kpad, row, (panel, &[])),
                         };
                         let values = task.dequant.apply::<$r, $nr>(&acc, row, c0);
                         finish::<$r, $nr>(values, bias, task.act, out, row, (c0, cols))
@@ -57,36 +59,49 @@ pub fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
 }
 
 /// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpmaddubsw` at
-/// AVX-512BW; u8 codes within 0..=127, `kpad` (a multiple of 4) per row.
-pub fn maddubs512(token: Avx512, task: &Task, out: &mut [&mut [f32]]) {
+/// AVX-512BW; u8 codes within 0..=127, `kpad` (a multiple of 4) per row; `two_steps` where
+/// the weights are bounded for it (`int8::bound_pair_groups`).
+pub fn maddubs512(token: Avx512, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx512 token exists only where every feature enabled on `maddubs512_panels`
     // was detected.
-    unsafe { maddubs512_panels(task, out) }
+    unsafe {
+        if two_steps {
+            maddubs512_panels::<true>(task, out)
+        } else {
+            maddubs512_panels::<false>(task, out)
+        }
+    }
 }
 
 /// As [`maddubs512`] at AVX2, over `[panel][kpad / 4][16][4]` panels.
-pub fn maddubs256(token: Avx2, task: &Task, out: &mut [&mut [f32]]) {
+pub fn maddubs256(token: Avx2, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx2 token exists only where AVX2 and FMA were detected.
-    unsafe { maddubs256_panels(task, out) }
+    unsafe {
+        if two_steps {
+            maddubs256_panels::<true>(task, out)
+        } else {
+            maddubs256_panels::<false>(task, out)
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
 fn vnni_panels(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(vnni_tile, task, 32, 8, out)
+    walk!(vnni_tile, false, task, 32, 8, out)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn maddubs512_panels(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs512_tile, task, 32, 8, out)
+fn maddubs512_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
+    walk!(maddubs512_tile, TWO, task, 32, 8, out)
 }
 
 /// 4 rows: 8 accumulators, 2 weight registers, the ones, a broadcast and the products fit
 /// AVX2's 16 registers without spills (6 rows, as the f32 kernel has, would not).
 #[target_feature(enable = "avx2,fma")]
-fn maddubs256_panels(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs256_tile, task, 16, 4, out)
+fn maddubs256_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
+    walk!(maddubs256_tile, TWO, task, 16, 4, out)
 }
 
 /// The accumulators of a tile as plain i32 values.
@@ -103,10 +118,10 @@ fn sums<V: Copy, const R: usize, const NR: usize>(a: &[[V; 2]; R]) -> [[i32; NR]
 }
 
 /// `R` rows of u8 codes (`kpad` each, from `row0`) times one `[kpad / 4][32][4]` panel:
-/// the i32 sums.
+/// the i32 sums (`TWO` is unused: `vpdpbusd` widens as it adds).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
-fn vnni_tile<const R: usize, const PREFETCH: bool>(
+fn vnni_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     x: &[u8],
     kpad: usize,
     row0: usize,
@@ -142,11 +157,13 @@ fn vnni_tile<const R: usize, const PREFETCH: bool>(
 }
 
 /// `R` rows of u8 codes within 0..=127 times one `[kpad / 4][32][4]` panel: `vpmaddubsw`
-/// sums each pair of products in i16 (at most 127 * 127 * 2 = 32,258 in magnitude, so it
-/// never saturates), `vpmaddwd` by ones sums the pairs into i32.
+/// sums each pair of products in i16 (at most 127 * 127 * 2 = 32,258), and `vpmaddwd` by
+/// ones sums the lanes into i32. With `TWO`, `vpaddw` first adds the next step's pair (the
+/// weights' bound, `int8::bound_pair_groups`, keeps the two within 127 * 258 = 32,766, so
+/// nothing saturates or wraps): three multiplier instructions per two steps instead of four.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn maddubs512_tile<const R: usize, const PREFETCH: bool>(
+fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     x: &[u8],
     kpad: usize,
     row0: usize,
@@ -157,29 +174,48 @@ fn maddubs512_tile<const R: usize, const PREFETCH: bool>(
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
     let ones = _mm512_set1_epi16(1);
     let mut a = [[_mm512_setzero_si512(); 2]; R];
-    for q in 0..kpad / 4 {
+    let steps = kpad / 4;
+    // Two steps at a time; the last of an odd count alone (its pair sums alone are within
+    // 127 * 254).
+    let mut step = |q: usize, two: bool| {
         if PREFETCH {
-            prefetch(next, q * 128);
-            prefetch(next, q * 128 + 64);
+            for line in 0..if two { 4 } else { 2 } {
+                prefetch(next, q * 128 + line * 64);
+            }
         }
-        // SAFETY: q < kpad / 4, so `bp + 128 q + 128 <= panel.len()`, and
-        // `i kpad + 4 q + 4 <= R kpad = x.len()`.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_si512(bp.add(q * 128).cast()),
-                _mm512_loadu_si512(bp.add(q * 128 + 64).cast()),
-            )
+        // SAFETY: q (and q + 1 when `two`) < kpad / 4, so every weight read ends within
+        // `bp + 128 (q + 2) <= panel.len()`.
+        let load = |at: usize| unsafe { _mm512_loadu_si512(bp.add(at).cast()) };
+        let (b0, b1) = (load(q * 128), load(q * 128 + 64));
+        let (c0, c1) = if two {
+            (load(q * 128 + 128), load(q * 128 + 192))
+        } else {
+            (_mm512_setzero_si512(), _mm512_setzero_si512())
         };
         for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above; an unaligned read of 4 codes.
-            let xv = _mm512_set1_epi32(unsafe {
-                xp.add(i * kpad + 4 * q).cast::<i32>().read_unaligned()
-            });
-            let p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(xv, b0), ones);
-            let p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(xv, b1), ones);
-            acc[0] = _mm512_add_epi32(acc[0], p0);
-            acc[1] = _mm512_add_epi32(acc[1], p1);
+            // SAFETY: `i kpad + 4 q + 8 <= R kpad = x.len()` when `two`, `+ 4` otherwise;
+            // unaligned reads of 4 codes.
+            let code = |at: usize| unsafe { xp.add(i * kpad + at).cast::<i32>().read_unaligned() };
+            let xv = _mm512_set1_epi32(code(4 * q));
+            let mut p0 = _mm512_maddubs_epi16(xv, b0);
+            let mut p1 = _mm512_maddubs_epi16(xv, b1);
+            if two {
+                let yv = _mm512_set1_epi32(code(4 * q + 4));
+                p0 = _mm512_add_epi16(p0, _mm512_maddubs_epi16(yv, c0));
+                p1 = _mm512_add_epi16(p1, _mm512_maddubs_epi16(yv, c1));
+            }
+            acc[0] = _mm512_add_epi32(acc[0], _mm512_madd_epi16(p0, ones));
+            acc[1] = _mm512_add_epi32(acc[1], _mm512_madd_epi16(p1, ones));
         }
+    };
+    let mut q = 0;
+    while TWO && q + 1 < steps {
+        step(q, true);
+        q += 2;
+    }
+    while q < steps {
+        step(q, false);
+        q += 1;
     }
     sums(&a)
 }
@@ -187,7 +223,7 @@ fn maddubs512_tile<const R: usize, const PREFETCH: bool>(
 /// As [`maddubs512_tile`] in 256-bit registers, over a `[kpad / 4][16][4]` panel.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn maddubs256_tile<const R: usize, const PREFETCH: bool>(
+fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     x: &[u8],
     kpad: usize,
     row0: usize,
@@ -197,28 +233,46 @@ fn maddubs256_tile<const R: usize, const PREFETCH: bool>(
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
     let ones = _mm256_set1_epi16(1);
     let mut a = [[_mm256_setzero_si256(); 2]; R];
-    for q in 0..kpad / 4 {
+    let steps = kpad / 4;
+    let mut step = |q: usize, two: bool| {
         if PREFETCH {
-            prefetch(next, q * 64);
+            for line in 0..if two { 2 } else { 1 } {
+                prefetch(next, q * 64 + line * 64);
+            }
         }
-        // SAFETY: q < kpad / 4, so `bp + 64 q + 64 <= panel.len()` and
-        // `i kpad + 4 q + 4 <= x.len()`.
-        let (b0, b1) = unsafe {
-            (
-                _mm256_loadu_si256(bp.add(q * 64).cast()),
-                _mm256_loadu_si256(bp.add(q * 64 + 32).cast()),
-            )
+        // SAFETY: q (and q + 1 when `two`) < kpad / 4, so every weight read ends within
+        // `bp + 64 (q + 2) <= panel.len()`.
+        let load = |at: usize| unsafe { _mm256_loadu_si256(bp.add(at).cast()) };
+        let (b0, b1) = (load(q * 64), load(q * 64 + 32));
+        let (c0, c1) = if two {
+            (load(q * 64 + 64), load(q * 64 + 96))
+        } else {
+            (_mm256_setzero_si256(), _mm256_setzero_si256())
         };
         for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above; an unaligned read of 4 codes.
-            let xv = _mm256_set1_epi32(unsafe {
-                xp.add(i * kpad + 4 * q).cast::<i32>().read_unaligned()
-            });
-            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(xv, b0), ones);
-            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(xv, b1), ones);
-            acc[0] = _mm256_add_epi32(acc[0], p0);
-            acc[1] = _mm256_add_epi32(acc[1], p1);
+            // SAFETY: `i kpad + 4 q + 8 <= x.len()` when `two`, `+ 4` otherwise; unaligned
+            // reads of 4 codes.
+            let code = |at: usize| unsafe { xp.add(i * kpad + at).cast::<i32>().read_unaligned() };
+            let xv = _mm256_set1_epi32(code(4 * q));
+            let mut p0 = _mm256_maddubs_epi16(xv, b0);
+            let mut p1 = _mm256_maddubs_epi16(xv, b1);
+            if two {
+                let yv = _mm256_set1_epi32(code(4 * q + 4));
+                p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(yv, c0));
+                p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(yv, c1));
+            }
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
         }
+    };
+    let mut q = 0;
+    while TWO && q + 1 < steps {
+        step(q, true);
+        q += 2;
+    }
+    while q < steps {
+        step(q, false);
+        q += 1;
     }
     sums(&a)
 }
