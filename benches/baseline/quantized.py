@@ -22,6 +22,7 @@ import argparse
 import os
 import tempfile
 import time
+import types
 
 import torch
 from torch import nn
@@ -101,13 +102,7 @@ class OnnxModel:
     def __call__(self, **enc):
         feed = {k: v.numpy() for k, v in enc.items() if k in self.inputs}
         (logits,) = self.session.run(["logits"], feed)
-
-        class Out:
-            pass
-
-        out = Out()
-        out.logits = torch.from_numpy(logits)
-        return out
+        return types.SimpleNamespace(logits=torch.from_numpy(logits))
 
 
 def onnx_variants(load, tokenizer, threads, workdir):

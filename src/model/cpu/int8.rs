@@ -176,14 +176,11 @@ impl Kernel {
         }
         let mut bounded = codes.clone();
         bound_pair_groups(&mut bounded, k);
-        let energy = |it: &mut dyn Iterator<Item = i32>| it.map(|v| (v * v) as f64).sum::<f64>();
-        let change = energy(
-            &mut codes
-                .iter()
-                .zip(&bounded)
-                .map(|(&a, &b)| i32::from(a) - i32::from(b)),
-        );
-        let total = energy(&mut codes.iter().map(|&c| i32::from(c)));
+        let square = |v: i32| f64::from(v * v);
+        let change: f64 = (codes.iter().zip(&bounded))
+            .map(|(&a, &b)| square(i32::from(a) - i32::from(b)))
+            .sum();
+        let total: f64 = codes.iter().map(|&c| square(i32::from(c))).sum();
         if change <= MAX_BOUND_CHANGE * total {
             (self, bounded, scales)
         } else {

@@ -156,6 +156,22 @@ fn vnni_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     sums(&a)
 }
 
+/// Runs `step(q, two)` over `steps` k steps: with `TWO`, two at a time (`two` true, from
+/// `q`), the last of an odd count alone (its pair sums alone stay within 127 * 254);
+/// otherwise one at a time.
+#[inline(always)]
+fn by_steps<const TWO: bool>(steps: usize, mut step: impl FnMut(usize, bool)) {
+    let mut q = 0;
+    while TWO && q + 1 < steps {
+        step(q, true);
+        q += 2;
+    }
+    while q < steps {
+        step(q, false);
+        q += 1;
+    }
+}
+
 /// `R` rows of u8 codes within 0..=127 times one `[kpad / 4][32][4]` panel: `vpmaddubsw`
 /// sums each pair of products in i16 (at most 127 * 127 * 2 = 32,258), and `vpmaddwd` by
 /// ones sums the lanes into i32. With `TWO`, `vpaddw` first adds the next step's pair (the
@@ -175,9 +191,7 @@ fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     let ones = _mm512_set1_epi16(1);
     let mut a = [[_mm512_setzero_si512(); 2]; R];
     let steps = kpad / 4;
-    // Two steps at a time; the last of an odd count alone (its pair sums alone are within
-    // 127 * 254).
-    let mut step = |q: usize, two: bool| {
+    let step = |q: usize, two: bool| {
         if PREFETCH {
             for line in 0..if two { 4 } else { 2 } {
                 prefetch(next, q * 128 + line * 64);
@@ -208,15 +222,7 @@ fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
             acc[1] = _mm512_add_epi32(acc[1], _mm512_madd_epi16(p1, ones));
         }
     };
-    let mut q = 0;
-    while TWO && q + 1 < steps {
-        step(q, true);
-        q += 2;
-    }
-    while q < steps {
-        step(q, false);
-        q += 1;
-    }
+    by_steps::<TWO>(steps, step);
     sums(&a)
 }
 
@@ -234,7 +240,7 @@ fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     let ones = _mm256_set1_epi16(1);
     let mut a = [[_mm256_setzero_si256(); 2]; R];
     let steps = kpad / 4;
-    let mut step = |q: usize, two: bool| {
+    let step = |q: usize, two: bool| {
         if PREFETCH {
             for line in 0..if two { 2 } else { 1 } {
                 prefetch(next, q * 64 + line * 64);
@@ -265,14 +271,6 @@ fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
             acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
         }
     };
-    let mut q = 0;
-    while TWO && q + 1 < steps {
-        step(q, true);
-        q += 2;
-    }
-    while q < steps {
-        step(q, false);
-        q += 1;
-    }
+    by_steps::<TWO>(steps, step);
     sums(&a)
 }
