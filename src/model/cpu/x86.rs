@@ -199,7 +199,9 @@ pub(super) fn finish<const R: usize, const NR: usize>(
 
 /// The accumulators of a tile as plain floats.
 #[inline(always)]
-fn tile_values<V: Copy, const R: usize, const NR: usize>(a: &[[V; 2]; R]) -> [[f32; NR]; R] {
+pub(super) fn tile_values<V: Copy, const R: usize, const NR: usize>(
+    a: &[[V; 2]; R],
+) -> [[f32; NR]; R] {
     assert_eq!(
         std::mem::size_of::<[[V; 2]; R]>(),
         std::mem::size_of::<[[f32; NR]; R]>()

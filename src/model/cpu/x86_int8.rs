@@ -9,9 +9,10 @@
 //! Each entry point takes the token of its instruction set. Inside, every pointer read is
 //! bounded by a slice cut, with a checked bound, before the loop.
 
+use super::generic::{self, Fused};
 use super::int8::Task;
 use super::tile::{self, by_rows};
-use super::x86::{finish, prefetch};
+use super::x86::{prefetch, tile_values};
 use super::{Avx2, Avx512, Avx512Vnni};
 use std::arch::x86_64::*;
 
@@ -20,9 +21,9 @@ use std::arch::x86_64::*;
 pub const VNNI_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni";
 
 /// Runs `$tile::<R, $two, PREFETCH>` on every tile of the task's panels (`$nr` columns, up
-/// to `$mr` rows), then dequantizes, adds the bias, activates and stores.
+/// to `$mr` rows), then `$finish` turns its sums into the outputs.
 macro_rules! walk {
-    ($tile:ident, $two:expr, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
+    ($tile:ident, $two:expr, $finish:ident, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
         let (task, out) = ($task, $out);
         let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
         tile::walk_panels::<i8, $nr>(
@@ -31,7 +32,7 @@ macro_rules! walk {
             (task.panels, task.kpad * $nr),
             task.bias,
             width,
-            |rows, row, (panel, next), bias, (c0, cols)| {
+            |rows, row, (panel, next), bias, cols| {
                 macro_rules! call {
                     ($r:literal) => {{
                         let (x, kpad) = (task.x, task.kpad);
@@ -39,8 +40,7 @@ macro_rules! walk {
                             Some(next) => $tile::<$r, $two, true>(x, kpad, row, (panel, next)),
                             None => $tile::<$r, $two, false>(x, kpad, row, (panel, &[])),
                         };
-                        let values = task.dequant.apply::<$r, $nr>(&acc, row, c0);
-                        finish::<$r, $nr>(values, bias, task.act, out, row, (c0, cols))
+                        $finish::<$r>(&acc, task, bias, out, row, cols)
                     }};
                 }
                 by_rows!(rows, call)
@@ -48,6 +48,120 @@ macro_rules! walk {
         )
     }};
 }
+
+/// Defines `$name::<R>(acc, task, bias, out, row0, (c0, cols))`, which turns a tile's i32
+/// sums (`R` rows of two `$vi` registers) into outputs without leaving the registers:
+/// `(sum - zero * column sum) * (row scale * column scale) + bias` (the same operations, in
+/// the same order, as `int8::Dequant::apply` and `x86::finish`, so the same values), then
+/// the activation, if any, over the whole tile, and the store. Through plain arrays, as
+/// those two compute it, the tile's sums and values went through memory three times
+/// (`memmove` calls among them): 15-20% of an avx2 int8 product, whose tiles are short
+/// (k = 384 is ~750 cycles of `vpmaddubsw`).
+macro_rules! dequant_finish {
+    (
+        $name:ident, $features:literal, $nr:literal, $vi:ty, $vf:ty,
+        $loadu_ps:ident, $loadu_si:ident, $storeu_ps:ident, $set1_ps:ident, $set1_epi32:ident,
+        $mullo:ident, $sub:ident, $cvt:ident, $mul:ident, $add:ident
+    ) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(
+            acc: &[[$vi; 2]; R],
+            task: &Task,
+            bias: &[f32; $nr],
+            out: &mut [&mut [f32]],
+            row0: usize,
+            (c0, cols): (usize, usize),
+        ) {
+            const HALF: usize = $nr / 2;
+            let d = &task.dequant;
+            let rows: &[(f32, i32); R] = d.rows[row0..row0 + R].try_into().expect("R rows");
+            let scales: &[f32; $nr] = d.scales[c0..c0 + $nr].try_into().expect("a panel");
+            let sums: &[i32; $nr] = d.sums[c0..c0 + $nr].try_into().expect("a panel");
+            // SAFETY: each read is HALF values at 0 or HALF of a `$nr`-value array.
+            let (col_scale, col_sum, bias) = unsafe {
+                (
+                    [
+                        $loadu_ps(scales.as_ptr()),
+                        $loadu_ps(scales.as_ptr().add(HALF)),
+                    ],
+                    [
+                        $loadu_si(sums.as_ptr().cast()),
+                        $loadu_si(sums.as_ptr().add(HALF).cast()),
+                    ],
+                    [$loadu_ps(bias.as_ptr()), $loadu_ps(bias.as_ptr().add(HALF))],
+                )
+            };
+            let mut values = [[$set1_ps(0.0); 2]; R];
+            for ((v, a), &(scale, zero)) in values.iter_mut().zip(acc).zip(rows) {
+                let (scale, zero) = ($set1_ps(scale), $set1_epi32(zero));
+                for h in 0..2 {
+                    // Wrapping i32 operations, which never wrap here (see `int8::MAX_K`).
+                    let sum = $sub(a[h], $mullo(zero, col_sum[h]));
+                    let value = $mul($cvt(sum), $mul(scale, col_scale[h]));
+                    v[h] = $add(value, bias[h]);
+                }
+            }
+            if let Some(act) = task.act {
+                let mut tile = tile_values::<$vf, R, $nr>(&values);
+                generic::activate::<Fused>(tile.as_flattened_mut(), act);
+                for (i, row) in tile.iter().enumerate() {
+                    tile::store(&mut out[row0 + i][c0..c0 + cols], row);
+                }
+                return;
+            }
+            for (i, v) in values.iter().enumerate() {
+                match <&mut [f32; $nr]>::try_from(&mut out[row0 + i][c0..c0 + cols]) {
+                    // SAFETY: two stores of HALF values at 0 and HALF of a `$nr`-value array.
+                    Ok(full) => unsafe {
+                        $storeu_ps(full.as_mut_ptr(), v[0]);
+                        $storeu_ps(full.as_mut_ptr().add(HALF), v[1]);
+                    },
+                    Err(_) => {
+                        let row = tile_values::<$vf, 1, $nr>(&[*v]);
+                        tile::store(&mut out[row0 + i][c0..c0 + cols], &row[0]);
+                    }
+                }
+            }
+        }
+    };
+}
+
+dequant_finish!(
+    finish512,
+    "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma",
+    32,
+    __m512i,
+    __m512,
+    _mm512_loadu_ps,
+    _mm512_loadu_si512,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_set1_epi32,
+    _mm512_mullo_epi32,
+    _mm512_sub_epi32,
+    _mm512_cvtepi32_ps,
+    _mm512_mul_ps,
+    _mm512_add_ps
+);
+
+dequant_finish!(
+    finish256,
+    "avx2,fma",
+    16,
+    __m256i,
+    __m256,
+    _mm256_loadu_ps,
+    _mm256_loadu_si256,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_set1_epi32,
+    _mm256_mullo_epi32,
+    _mm256_sub_epi32,
+    _mm256_cvtepi32_ps,
+    _mm256_mul_ps,
+    _mm256_add_ps
+);
 
 /// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpdpbusd`;
 /// u8 codes, `kpad` (a multiple of 4) per row.
@@ -89,32 +203,19 @@ pub fn maddubs256(token: Avx2, two_steps: bool, task: &Task, out: &mut [&mut [f3
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
 fn vnni_panels(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(vnni_tile, false, task, 32, 8, out)
+    walk!(vnni_tile, false, finish512, task, 32, 8, out)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
 fn maddubs512_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs512_tile, TWO, task, 32, 8, out)
+    walk!(maddubs512_tile, TWO, finish512, task, 32, 8, out)
 }
 
 /// 4 rows: 8 accumulators, 2 weight registers, the ones, a broadcast and the products fit
 /// AVX2's 16 registers without spills (6 rows, as the f32 kernel has, would not).
 #[target_feature(enable = "avx2,fma")]
 fn maddubs256_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs256_tile, TWO, task, 16, 4, out)
-}
-
-/// The accumulators of a tile as plain i32 values.
-#[inline(always)]
-fn sums<V: Copy, const R: usize, const NR: usize>(a: &[[V; 2]; R]) -> [[i32; NR]; R] {
-    assert_eq!(
-        std::mem::size_of::<[[V; 2]; R]>(),
-        std::mem::size_of::<[[i32; NR]; R]>()
-    );
-    // SAFETY: the sizes are equal (checked above, and constant-folded); both are plain data
-    // (vector registers of i32 lanes and arrays of i32) with no invalid bit patterns, and
-    // `transmute_copy` reads unaligned.
-    unsafe { std::mem::transmute_copy(a) }
+    walk!(maddubs256_tile, TWO, finish256, task, 16, 4, out)
 }
 
 /// `R` rows of u8 codes (`kpad` each, from `row0`) times one `[kpad / 4][32][4]` panel:
@@ -126,7 +227,7 @@ fn vnni_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     kpad: usize,
     row0: usize,
     (panel, next): (&[i8], &[i8]),
-) -> [[i32; 32]; R] {
+) -> [[__m512i; 2]; R] {
     // Checked bounds for every read below: R rows of kpad codes, kpad / 4 quads of 32 x 4.
     let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 32]);
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
@@ -153,7 +254,7 @@ fn vnni_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
             acc[1] = _mm512_dpbusd_epi32(acc[1], xv, b1);
         }
     }
-    sums(&a)
+    a
 }
 
 /// Runs `step(q, two)` over `steps` k steps: with `TWO`, two at a time (`two` true, from
@@ -184,7 +285,7 @@ fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     kpad: usize,
     row0: usize,
     (panel, next): (&[i8], &[i8]),
-) -> [[i32; 32]; R] {
+) -> [[__m512i; 2]; R] {
     // Checked bounds for every read below: R rows of kpad codes, kpad / 4 quads of 32 x 4.
     let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 32]);
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
@@ -223,7 +324,7 @@ fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
         }
     };
     by_steps::<TWO>(steps, step);
-    sums(&a)
+    a
 }
 
 /// As [`maddubs512_tile`] in 256-bit registers, over a `[kpad / 4][16][4]` panel.
@@ -234,7 +335,7 @@ fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
     kpad: usize,
     row0: usize,
     (panel, next): (&[i8], &[i8]),
-) -> [[i32; 16]; R] {
+) -> [[__m256i; 2]; R] {
     let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 16]);
     let (xp, bp) = (x.as_ptr(), panel.as_ptr());
     let ones = _mm256_set1_epi16(1);
@@ -272,5 +373,5 @@ fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
         }
     };
     by_steps::<TWO>(steps, step);
-    sums(&a)
+    a
 }
