@@ -85,3 +85,70 @@ impl ApiKeys {
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
+
+/// Who may call the model repository's routes that change what is served (load, unload, and
+/// the index, which rescans).
+#[derive(Clone, Debug, Default)]
+pub enum AdminAccess {
+    /// Holders of these keys (`--admin-key-file`, else the API keys).
+    Keys(ApiKeys),
+    /// Anyone who reaches the port (`--allow-unauthenticated-admin`, no key configured).
+    Open,
+    /// Nobody: no key is configured and the routes were not opened explicitly.
+    #[default]
+    Closed,
+}
+
+impl AdminAccess {
+    /// The admin keys when there are some, else the API keys, else open or closed as chosen.
+    pub fn new(admin_keys: ApiKeys, api_keys: &ApiKeys, allow_unauthenticated: bool) -> Self {
+        if admin_keys.enabled() {
+            Self::Keys(admin_keys)
+        } else if api_keys.enabled() {
+            Self::Keys(api_keys.clone())
+        } else if allow_unauthenticated {
+            Self::Open
+        } else {
+            Self::Closed
+        }
+    }
+
+    /// Ok when `authorization` may call the admin routes.
+    pub fn check(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        match self {
+            Self::Keys(keys) => keys.check(authorization),
+            Self::Open => Ok(()),
+            Self::Closed => Err(ApiError::Forbidden(
+                "the model repository's load, unload and index routes are closed: no key guards \
+                 them. Start the server with --admin-key-file (or --api-key-file) and send \
+                 `Authorization: Bearer <key>`, or open them with --allow-unauthenticated-admin \
+                 on a port no one else reaches"
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(key: &str) -> ApiKeys {
+        ApiKeys::load(Some(key), None).unwrap()
+    }
+
+    #[test]
+    fn admin_routes_take_admin_keys_then_api_keys_and_are_closed_without_any() {
+        let (admin, api) = (keys("admin-key-0123456789"), keys("api-key-0123456789ab"));
+        let access = AdminAccess::new(admin.clone(), &api, true);
+        assert!(access.check(Some("Bearer admin-key-0123456789")).is_ok());
+        assert!(access.check(Some("Bearer api-key-0123456789ab")).is_err());
+        let access = AdminAccess::new(ApiKeys::default(), &api, false);
+        assert!(access.check(Some("Bearer api-key-0123456789ab")).is_ok());
+        assert!(access.check(None).is_err());
+        let closed = AdminAccess::new(ApiKeys::default(), &ApiKeys::default(), false);
+        assert!(matches!(closed.check(None), Err(ApiError::Forbidden(_))));
+        let open = AdminAccess::new(ApiKeys::default(), &ApiKeys::default(), true);
+        assert!(open.check(None).is_ok());
+    }
+}

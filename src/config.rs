@@ -2,6 +2,7 @@
 
 use crate::model::CpuKernels;
 use crate::repository::VersionPolicy;
+use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +23,22 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Cli {
+    /// The command line and the environment, with one conflict settled: a `MODEL_DIR` from
+    /// the environment (the images set one for their default layout) gives way to a model
+    /// repository, which neither compose nor Kubernetes could otherwise serve from those
+    /// images; `--model-dir` given on the command line still conflicts.
+    pub fn parse_settled() -> Self {
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let from_env = matches.value_source("model_dir") == Some(ValueSource::EnvVariable);
+        if cli.config.model_repository.is_some() && from_env {
+            cli.config.model_dir = None;
+        }
+        cli
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -80,10 +97,13 @@ pub struct Config {
     #[arg(long, env = "REPOSITORY_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub repository_poll_interval: Duration,
 
-    /// When /ready (and /health) answer 200: default, once the default model has a loaded
-    /// version (other models keep loading behind it); all, once every selected version of
-    /// every model is loaded (a version that failed to load keeps it at 503).
-    #[arg(long, env = "READY_WHEN", value_enum, default_value_t = ReadyWhen::Default)]
+    /// When /ready (and /health) answer 200: all (the default), once every version selected
+    /// at start-up has finished loading, so that a replica joins its load balancer ready for
+    /// every model it serves; a version that fails to load does not hold readiness (it is
+    /// reported in /info, the log and sentiment_model_load_failures_total, and loaded again
+    /// when its files change). default: once the default model has a loaded version, the
+    /// others loading behind it (their routes answer 503 meanwhile).
+    #[arg(long, env = "READY_WHEN", value_enum, default_value_t = ReadyWhen::All)]
     pub ready_when: ReadyWhen,
 
     /// The Hub model served when --model-dir is not given: fetched once into models/default
@@ -193,8 +213,17 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// Longest a client may take to send a request body, from the end of its headers; slower
-    /// requests get 408 and the connection is closed. Raise it for large batches on slow links.
+    /// Longest an HTTP/2 or gRPC connection may stay open with no request in flight; it is then
+    /// closed with GOAWAY, which HTTP/2 and gRPC clients follow by reconnecting when they next
+    /// need to. Without it, idle connections that answer pings hold a --max-connections slot
+    /// for ever. 30s, as --header-read-timeout bounds an idle HTTP/1 keep-alive connection;
+    /// keep it above the idle time-out of a proxy that pools HTTP/2 connections to this server.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest a client may take to send a request body (a gRPC message included), from the end
+    /// of its headers; slower requests get 408 (gRPC: DEADLINE_EXCEEDED) and, over HTTP/1, the
+    /// connection is closed. Raise it for large batches on slow links.
     #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
 
@@ -266,6 +295,21 @@ pub struct Config {
     #[arg(long, env = "API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
 
+    /// File of keys for the model repository's routes that change what is served (load,
+    /// unload, and the index, which rescans), one per line as in --api-key-file; callers send
+    /// `Authorization: Bearer <key>`. Unset: those routes take the API keys (--api-key,
+    /// --api-key-file); with no key at all they answer 403 unless
+    /// --allow-unauthenticated-admin. They take `Content-Type: application/json` only, so that
+    /// no simple cross-site request (a form, a text/plain fetch) reaches them.
+    #[arg(long, env = "ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+
+    /// Let anyone who reaches the port load, unload and rescan repository models when no key
+    /// guards those routes (--admin-key-file, --api-key, --api-key-file). Only for a port that
+    /// no one else reaches; off, they answer 403 without a key.
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED_ADMIN")]
+    pub allow_unauthenticated_admin: bool,
+
     /// Origins browsers may call this API from (CORS), comma-separated, e.g.
     /// https://app.example.com; `*` allows any origin. Unset: no CORS
     /// headers, so browsers allow same-origin pages only (the playground at / works either way).
@@ -316,7 +360,7 @@ impl Dtype {
 pub enum ReadyWhen {
     /// The default model.
     Default,
-    /// Every selected version of every model.
+    /// Every version selected at start-up has loaded or failed.
     All,
 }
 
@@ -395,6 +439,13 @@ fn parse_version_policy(s: &str) -> Result<VersionPolicy, String> {
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5ms, 2s, 1m)"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be above 0 (examples: 10s, 1m)".into()),
+        d => Ok(d),
+    }
 }
 
 /// What `--model-id` defaults to: transformers' default for `pipeline("sentiment-analysis")`.

@@ -48,8 +48,22 @@ pub struct ModelInfo {
 /// Requests whose texts total at most this many bytes are tokenized on the async runtime.
 const INLINE_TOKENIZE_BYTES: usize = 2048;
 
+/// Set when the future that waits for a tokenization is dropped (its caller has gone), so
+/// that the blocking task stops before its next input.
+#[derive(Default)]
+struct Gone(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub struct Engine {
     tokenizer: Arc<TextTokenizer>,
+    /// Long requests tokenizing on the blocking pool at once: one per core, the rest wait
+    /// (their queue places taken, within their deadline).
+    tokenizing: tokio::sync::Semaphore,
     batcher: Batcher,
     pub info: ModelInfo,
     metrics: Arc<ModelMetrics>,
@@ -152,8 +166,10 @@ impl Engine {
             max_queue_wait: config.max_queue_wait,
         };
         let batcher = Batcher::start(backend, limits, metrics.clone());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             tokenizer: Arc::new(tokenizer),
+            tokenizing: tokio::sync::Semaphore::new(cores),
             batcher,
             info,
             metrics,
@@ -164,29 +180,19 @@ impl Engine {
         self.batcher.limits()
     }
 
-    /// Logits for each input (a text or a pair), in order. Tokenization runs on the blocking
-    /// pool, inference on the worker thread; this future only waits.
+    /// Logits for each input (a text or a pair), in order. The inputs take their queue places
+    /// first (429 when the queue is full), so that tokenization counts toward admission; long
+    /// inputs are tokenized on the blocking pool, a few at a time, and stop between inputs once
+    /// the caller has gone (a client that left, a time-out). This future only waits.
     pub async fn classify(
         &self,
         inputs: Vec<TextInput>,
         truncation: Truncation,
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
         let incoming = self.batcher.announce();
-        let bytes: usize = inputs.iter().map(TextInput::len).sum();
-        let tokenizer = self.tokenizer.clone();
+        let admitted = self.batcher.admit(inputs.len())?;
         let started = Instant::now();
-        let encode = move || tokenizer.encode_inputs(&inputs, truncation);
-        // A few sentences tokenize in tens of microseconds: less than a round trip through the
-        // blocking pool (~0.2 ms measured at one client), so they are tokenized here. Longer
-        // inputs go to the blocking pool, where they cannot stall the runtime's threads.
-        let encoded = if bytes <= INLINE_TOKENIZE_BYTES {
-            encode()
-        } else {
-            tokio::task::spawn_blocking(encode)
-                .await
-                .map_err(|e| InferenceError::Internal(format!("tokenizer task failed: {e}")))?
-        }
-        .map_err(|(i, e)| InferenceError::Input(format!("cannot tokenize inputs[{i}]: {e}")))?;
+        let encoded = self.tokenize(inputs, truncation).await?;
         self.metrics
             .tokenization_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -198,7 +204,7 @@ impl Engine {
                 )));
             }
         }
-        let receivers = self.batcher.submit(encoded, incoming)?;
+        let receivers = self.batcher.enqueue(admitted, encoded, incoming)?;
         let mut logits = Vec::with_capacity(receivers.len());
         for rx in receivers {
             let row = rx
@@ -210,6 +216,38 @@ impl Engine {
             logits.push(row);
         }
         Ok(logits)
+    }
+
+    async fn tokenize(
+        &self,
+        inputs: Vec<TextInput>,
+        truncation: Truncation,
+    ) -> Result<Vec<crate::types::Encoded>, InferenceError> {
+        let bytes: usize = inputs.iter().map(TextInput::len).sum();
+        let tokenizer = self.tokenizer.clone();
+        let gone = Gone::default();
+        let caller_gone = gone.0.clone();
+        let encode = move || {
+            let left = || caller_gone.load(std::sync::atomic::Ordering::Relaxed);
+            tokenizer.encode_inputs_while(&inputs, truncation, || !left())
+        };
+        // A few sentences tokenize in tens of microseconds: less than a round trip through the
+        // blocking pool (~0.2 ms measured at one client), so they are tokenized here. Longer
+        // inputs go to the blocking pool, where they cannot stall the runtime's threads.
+        let encoded = if bytes <= INLINE_TOKENIZE_BYTES {
+            encode()
+        } else {
+            let _slot = self
+                .tokenizing
+                .acquire()
+                .await
+                .map_err(|_| InferenceError::Stopped("the server is shutting down".into()))?;
+            tokio::task::spawn_blocking(encode)
+                .await
+                .map_err(|e| InferenceError::Internal(format!("tokenizer task failed: {e}")))?
+        };
+        drop(gone);
+        encoded.map_err(|(i, e)| InferenceError::Input(format!("cannot tokenize inputs[{i}]: {e}")))
     }
 
     /// Stops the worker after it has finished the queued work.

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// `--api-key` is set and the request has no valid `Authorization: Bearer` key.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A route this server's settings close (the repository's admin routes without a key).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no route for {0}")]
     NotFound(String),
     /// A `/v2/models/...` path naming a model or version this server does not serve.
@@ -51,7 +54,7 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// Stable machine-readable kind: validation, bad_request, malformed_json, payload_too_large,
-    /// unsupported_media_type, method_not_allowed, unauthorized, not_found, model_not_found, overloaded,
+    /// unsupported_media_type, method_not_allowed, unauthorized, forbidden, not_found, model_not_found, overloaded,
     /// unavailable, timeout, body_timeout, backend, internal.
     pub error_type: String,
 }
@@ -96,6 +99,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -114,6 +118,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::ModelNotFound(_) => "model_not_found",
             Self::QueueFull(_) => "overloaded",
@@ -138,6 +143,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::QueueFull(_) => Code::ResourceExhausted,
             Self::MethodNotAllowed => Code::Unimplemented,
             Self::Unauthorized(_) => Code::Unauthenticated,
+            Self::Forbidden(_) => Code::PermissionDenied,
             Self::NotFound(_) | Self::ModelNotFound(_) => Code::NotFound,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Timeout(_) | Self::BodyTimeout(_) => Code::DeadlineExceeded,
@@ -166,12 +172,28 @@ impl ApiError {
     }
 }
 
+/// What a client reads of a 500: the details (a panic's message, a kernel's error) may show
+/// the server's internals, so they go to the log, under the request's id, and not to the
+/// client.
+const INTERNAL_MESSAGE: &str =
+    "the server could not answer this request; its log has the details under this request's id";
+
+impl ApiError {
+    /// The message a client reads: the error itself, except for 500s.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Inference(_) | Self::Internal(_) => INTERNAL_MESSAGE.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         self.log();
         let body = ErrorBody {
-            error: self.to_string(),
+            error: self.public_message(),
             error_type: self.error_type().to_string(),
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -217,7 +239,7 @@ impl From<crate::types::InferenceError> for ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
         error.log();
-        let mut status = tonic::Status::new(error.grpc_code(), error.to_string());
+        let mut status = tonic::Status::new(error.grpc_code(), error.public_message());
         status.metadata_mut().insert(
             "error-type",
             tonic::metadata::MetadataValue::from_static(error.error_type()),

@@ -20,6 +20,43 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub const REQUEST_ID_KEY: &str = "x-request-id";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_KEY);
 
+/// Longest client request id kept (`x-request-id` over HTTP, gRPC metadata); a longer one, or
+/// one with other characters than [`is_safe_request_id`] allows, is replaced by a new id.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id is kept: 1 to [`MAX_REQUEST_ID`] characters of ASCII letters,
+/// digits and `-_.:;=+/@` (UUIDs, ULIDs, W3C trace ids and AWS trace headers fit). It is
+/// echoed in responses, written on every log line of its request and stored with every
+/// prediction, so its size and alphabet are bounded.
+pub fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:;=+/@".contains(&b))
+}
+
+/// A new request id (a random UUID).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Longest client-chosen text (a URI, a method) one log line carries.
+pub const MAX_LOGGED_TEXT: usize = 256;
+
+/// `text` cut to at most `max` bytes at a character boundary, ending in `...` when cut: what a
+/// log line shows of client input.
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
+}
+
 /// Where traces go: an OTLP/HTTP collector and the service name they carry.
 pub struct Otlp<'a> {
     pub endpoint: &'a str,
@@ -120,12 +157,14 @@ fn tracer_provider(otlp: Otlp<'_>) -> Result<SdkTracerProvider, String> {
 /// The span of one HTTP request; a W3C `traceparent` header makes it a child of the caller's
 /// span, so traces continue through this server.
 pub fn request_span<B>(request: &Request<B>, request_id: &str) -> tracing::Span {
+    let method = bounded(request.method().as_str(), 16);
+    let uri = request.uri().to_string();
     let span = tracing::info_span!(
         "request",
-        method = %request.method(),
-        uri = %request.uri(),
+        method = %method,
+        uri = %bounded(&uri, MAX_LOGGED_TEXT),
         request_id = %request_id,
-        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.name = %format!("{method} {}", bounded(request.uri().path(), 64)),
     );
     if request.headers().contains_key("traceparent") {
         let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
@@ -143,5 +182,31 @@ impl Extractor for Headers<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_short_and_plain() {
+        assert!(is_safe_request_id("3f2b9c1e-8d4a-4b7e-9f00-123456789abc"));
+        assert!(is_safe_request_id(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+        ));
+        assert!(is_safe_request_id(&"a".repeat(MAX_REQUEST_ID)));
+        assert!(!is_safe_request_id(&"a".repeat(MAX_REQUEST_ID + 1)));
+        for bad in ["", "a b", "a\nb", "a\"b", "é", "<script>", "a\u{0}"] {
+            assert!(!is_safe_request_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn logged_text_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short", 16), "short");
+        let long = "é".repeat(100);
+        let cut = bounded(&long, 16);
+        assert!(cut.len() <= 16 && cut.ends_with("..."), "{cut}");
     }
 }

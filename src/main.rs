@@ -1,10 +1,9 @@
-use clap::Parser;
 use sentiment_server::config::{Cli, Command, Config, LogFormat};
 use sentiment_server::{download, healthcheck, logging, server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_settled();
     match cli.command {
         Some(Command::Healthcheck { timeout }) => match healthcheck::check(&cli.config, timeout) {
             Ok(()) => ExitCode::SUCCESS,

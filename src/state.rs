@@ -1,7 +1,7 @@
 //! Shared server state: configuration, metrics, the served models, and the shutdown phase
 //! (withdrawn from rotation, draining).
 
-use crate::auth::ApiKeys;
+use crate::auth::{AdminAccess, ApiKeys};
 use crate::config::{Config, ReadyWhen};
 use crate::engine::Engine;
 use crate::error::{ApiError, StartupError};
@@ -19,6 +19,8 @@ pub struct AppState {
     pub prediction_log: Option<PredictionLog>,
     /// Keys `/predict` and `/v2/.../infer` require; none configured means open.
     pub api_keys: ApiKeys,
+    /// Who may call the repository's admin routes (load, unload, index).
+    pub admin: AdminAccess,
     /// The CORS layer for `--cors-allow-origin`; none when no origin is configured.
     pub cors: Option<CorsLayer>,
     /// The served models, replaced whole on every change: readers take a snapshot (one
@@ -28,8 +30,9 @@ pub struct AppState {
     phase: AtomicU8,
     /// The hot-reload task's handle, once it watches `--model-repository`.
     reload: OnceLock<crate::reload::Control>,
-    /// `--ready-when all` has seen every version loaded: from then on a model with a version
-    /// serving counts as ready, so that a reload in progress never turns readiness off.
+    /// `--ready-when all` has seen every version settle (loaded or failed): from then on a model
+    /// with a version serving counts as ready, so that a reload in progress never turns
+    /// readiness off.
     all_loaded_once: AtomicBool,
 }
 
@@ -47,6 +50,7 @@ impl AppState {
             metrics,
             prediction_log: None,
             api_keys: ApiKeys::default(),
+            admin: AdminAccess::default(),
             served: RwLock::new(Arc::new(Served::default())),
             phase: AtomicU8::new(PHASE_SERVING),
             reload: OnceLock::new(),
@@ -61,6 +65,11 @@ impl AppState {
 
     pub fn with_api_keys(mut self, keys: ApiKeys) -> Self {
         self.api_keys = keys;
+        self
+    }
+
+    pub fn with_admin(mut self, admin: AdminAccess) -> Self {
+        self.admin = admin;
         self
     }
 
@@ -180,12 +189,12 @@ impl AppState {
         let served = self.served();
         served.default_engine()?;
         if self.config.ready_when == ReadyWhen::All {
-            if served.all_ready() {
+            if served.all_settled() {
                 self.all_loaded_once.store(true, Ordering::SeqCst);
             } else if !(self.all_loaded_once.load(Ordering::SeqCst) && served.every_model_serves())
             {
                 return Err(ApiError::Unavailable(
-                    "not every model version is loaded yet (--ready-when all)".into(),
+                    "not every model version has finished loading yet (--ready-when all)".into(),
                 ));
             }
         }

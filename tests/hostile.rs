@@ -251,3 +251,6 @@ async fn slow_clients_are_cut_off_and_leave_nothing_behind() {
     }
     still_correct(&server).await;
 }
+
+#[path = "hostile/edge.rs"]
+mod edge;

@@ -68,6 +68,8 @@ fn repository_config(root: &Path) -> sentiment_server::Config {
     let mut config = common::config_for(PathBuf::new());
     config.model_dir = None;
     config.model_repository = Some(root.to_path_buf());
+    // These tests drive the admin routes without a key; their guard is tested in hostile.rs.
+    config.allow_unauthenticated_admin = true;
     config.repository_poll_interval = POLL;
     config
 }

@@ -1,22 +1,25 @@
-//! Admission: what the queue takes. A request's sequences are queued all or none, bounded by
-//! `--max-queue-size` places and by `--max-queue-wait` of work at the measured throughput.
+//! Admission: what the queue takes. A request's sequences are admitted all or none, bounded
+//! by `--max-queue-size` places and by `--max-queue-wait` of work at the measured throughput,
+//! before they are tokenized; then queued in the places taken.
 
 use super::{Batcher, Incoming, Job, Reply};
 use crate::types::{Encoded, InferenceError};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+/// Queue places taken for one request's sequences before they are tokenized, so that
+/// tokenization counts toward admission; given back when dropped unused.
+pub struct Admitted {
+    permit: OwnedSemaphorePermit,
+    n: usize,
+}
 
 impl Batcher {
-    /// Queues every sequence of one request, or none of them: a full queue refuses the whole
-    /// request (429) rather than answering part of it. `incoming` is the request's mark from
-    /// [`Batcher::announce`], withdrawn just before its last sequence is queued.
-    pub fn submit(
-        &self,
-        sequences: Vec<Encoded>,
-        incoming: Incoming,
-    ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
-        let n = sequences.len();
+    /// Takes queue places for `n` sequences, or refuses the whole request (429) when the queue
+    /// holds `--max-queue-size` sequences, or `--max-queue-wait` of work at the measured
+    /// throughput. Places taken count as queued until the sequences are answered.
+    pub fn admit(&self, n: usize) -> Result<Admitted, InferenceError> {
         let queued = self.limits.max_queue_size - self.permits.available_permits();
         if let Some(limit) = self.wait_limit() {
             if queued + n > limit {
@@ -34,10 +37,39 @@ impl Batcher {
                 self.limits.max_queue_size
             ))
         };
-        let mut permit = u32::try_from(n)
+        let permit = u32::try_from(n)
             .ok()
             .and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok())
             .ok_or_else(full)?;
+        Ok(Admitted { permit, n })
+    }
+
+    /// [`Batcher::admit`], then [`Batcher::enqueue`].
+    pub fn submit(
+        &self,
+        sequences: Vec<Encoded>,
+        incoming: Incoming,
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
+        let admitted = self.admit(sequences.len())?;
+        self.enqueue(admitted, sequences, incoming)
+    }
+
+    /// Queues every sequence of one request in the places `admitted` holds for them.
+    /// `incoming` is the request's mark from [`Batcher::announce`], withdrawn just before its
+    /// last sequence is queued.
+    pub fn enqueue(
+        &self,
+        admitted: Admitted,
+        sequences: Vec<Encoded>,
+        incoming: Incoming,
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
+        let n = sequences.len();
+        if n != admitted.n {
+            return Err(InferenceError::Internal(
+                "queue places taken for another number of sequences".into(),
+            ));
+        }
+        let mut permit = admitted.permit;
         let guard = self
             .sender
             .lock()

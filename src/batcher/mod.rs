@@ -12,6 +12,7 @@ mod plan;
 mod worker;
 
 pub use crate::types::{Backend, Reply};
+pub use admission::Admitted;
 pub use plan::split_sizes;
 
 use crate::metrics::ModelMetrics;

@@ -144,15 +144,10 @@ impl GrpcInferenceService for Inference {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let id = request_id(request.metadata());
         let state = &self.state;
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        // The API key was checked before the message was read (guard.rs).
         let client_deadline = deadline(request.metadata());
         let request = request.into_inner();
         observed(state, "ModelInfer", &id, async {
-            state.api_keys.check(authorization.as_deref())?;
             let call = Call::new(state, &id).with_deadline(client_deadline?);
             let (_, engine) =
                 state.ready_model(&request.model_name, version(&request.model_version))?;

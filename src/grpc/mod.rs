@@ -3,6 +3,7 @@
 //! ([`health`]) for Kubernetes gRPC probes. Requests go through the same validation, queue,
 //! deadlines, API keys, prediction log and metrics as HTTP, and drain with it at shutdown.
 
+mod guard;
 mod health;
 mod inference;
 
@@ -36,19 +37,32 @@ pub fn build_service(state: Arc<AppState>) -> axum::Router {
     )
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
-    let health = health_proto::health_server::HealthServer::new(health::Health::new(state));
+    let health = health_proto::health_server::HealthServer::new(health::Health::new(state.clone()));
     tonic::service::Routes::new(inference)
         .add_service(health)
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state, guard::guard))
 }
 
-/// The request's `x-request-id` metadata, or a new id.
+/// The request's `x-request-id` metadata, or a new id when it has none or one that is too
+/// long or has other characters than [`crate::logging::is_safe_request_id`] allows (said once
+/// in the log, with its length only).
 fn request_id(metadata: &MetadataMap) -> String {
-    metadata
-        .get(REQUEST_ID_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+    let Some(id) = metadata.get(REQUEST_ID_KEY) else {
+        return crate::logging::new_request_id();
+    };
+    match id.to_str() {
+        Ok(text) if crate::logging::is_safe_request_id(text) => text.to_owned(),
+        _ => {
+            let new = crate::logging::new_request_id();
+            tracing::info!(
+                request_id = %new,
+                client_id_bytes = id.as_bytes().len(),
+                "x-request-id replaced: over 128 characters or outside [A-Za-z0-9-_.:;=+/@]"
+            );
+            new
+        }
+    }
 }
 
 /// The client's deadline from `grpc-timeout` (e.g. `500m`, `2S`), when it sent one.

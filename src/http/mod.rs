@@ -43,7 +43,7 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
 pub fn build_app(state: Arc<AppState>) -> Router {
     let payload_limit = state.config.payload_limit;
     let cors = state.cors.clone();
-    // The inference and repository routes: behind the API key when one is configured.
+    // The inference routes: behind the API key when one is configured.
     let inference = Router::new()
         .route("/predict", post(predict::predict))
         .route("/models/{name}/predict", post(predict::predict_model))
@@ -54,7 +54,12 @@ pub fn build_app(state: Arc<AppState>) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(v2::infer::infer_version),
         )
-        // The repository routes change what is served (a rescan, a load, an unload).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    // The repository routes change what is served (a rescan, a load, an unload).
+    let admin = Router::new()
         .route(
             "/v2/repository/index",
             post(v2::repository::repository_index),
@@ -69,10 +74,11 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_key,
+            auth::require_admin,
         ));
     Router::new()
         .merge(inference)
+        .merge(admin)
         .route("/", get(playground::page))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
@@ -121,6 +127,7 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .layer(option_layer(cors))
         .layer(
             ServiceBuilder::new()
+                .map_request(screen_request_id)
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -130,7 +137,12 @@ pub fn build_app(state: Arc<AppState>) -> Router {
                                 .get::<RequestId>()
                                 .and_then(|id| id.header_value().to_str().ok())
                                 .unwrap_or("-");
-                            crate::logging::request_span(request, id)
+                            let span = crate::logging::request_span(request, id);
+                            if let Some(ReplacedRequestId(bytes)) = request.extensions().get() {
+                                span.in_scope(|| tracing::info!(client_id_bytes = bytes,
+                                    "x-request-id replaced: over 128 characters or outside [A-Za-z0-9-_.:;=+/@]"));
+                            }
+                            span
                         })
                         // One line per answered request, with its status and latency; 5xx
                         // are logged by ApiError at the level they deserve, not again here.
@@ -143,8 +155,27 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The length of a client's request id that was not kept.
+#[derive(Clone, Copy)]
+struct ReplacedRequestId(usize);
+
+/// Drops a client's `x-request-id` that is too long or has other characters than
+/// [`crate::logging::is_safe_request_id`] allows, so that a new one is made for the request.
+fn screen_request_id(mut request: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let Some(id) = request.headers().get(REQUEST_ID) else {
+        return request;
+    };
+    if id.to_str().is_ok_and(crate::logging::is_safe_request_id) {
+        return request;
+    }
+    let bytes = id.len();
+    request.headers_mut().remove(REQUEST_ID);
+    request.extensions_mut().insert(ReplacedRequestId(bytes));
+    request
+}
+
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_string())
+    ApiError::NotFound(crate::logging::bounded(uri.path(), crate::logging::MAX_LOGGED_TEXT).into())
 }
 
 async fn method_not_allowed() -> ApiError {

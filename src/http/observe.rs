@@ -3,7 +3,7 @@
 use crate::metrics::{Route, RouteStatus};
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -23,15 +23,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Counts requests by route and status and times them. Unmatched paths share one label so
-/// that scanners cannot blow up the metric's cardinality.
+/// Counts requests by route and status and times them. Every label comes from a fixed set:
+/// the route template (unmatched paths share `unmatched`) and the method as one of five
+/// names, so that scanners and made-up methods cannot grow `/metrics`.
 pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let metrics = &state.metrics;
     metrics.in_flight.inc();
     let started = Instant::now();
@@ -52,4 +53,28 @@ pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: N
         })
         .inc();
     response
+}
+
+/// The method as a metric label: the methods this API answers by name, anything else `other`.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_api_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::DELETE), "other");
+        let made_up = Method::from_bytes(b"XYZZY").unwrap();
+        assert_eq!(method_label(&made_up), "other");
+    }
 }

@@ -2,12 +2,17 @@
 
 use crate::engine::ModelInfo;
 use crate::error::{ApiError, ErrorBody};
-use crate::repository::VersionState;
+use crate::repository::{ServedVersion, VersionState};
 use crate::state::AppState;
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 use std::sync::Arc;
+
+/// What `/info` shows of a path when API keys are set and the request has none.
+const HIDDEN: &str = "(hidden: send the API key)";
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Status {
@@ -94,8 +99,14 @@ pub struct Info {
 /// model with its versions and their states.
 #[utoipa::path(get, path = "/info", tag = "probes",
     responses((status = 200, body = Info), (status = 503, body = ErrorBody)))]
-pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiError> {
+pub async fn info(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Info>, ApiError> {
     let engine = state.loaded_engine()?;
+    // Paths and load failures tell about the host: for key holders only, when keys are set.
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let privileged = state.api_keys.check(authorization).is_ok();
     let limits = engine.limits();
     let served = state.served();
     let models = served
@@ -107,28 +118,12 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
             versions: model
                 .versions
                 .iter()
-                .map(|v| VersionStatus {
-                    version: v.version,
-                    state: v.state.name(),
-                    reason: match &v.state {
-                        VersionState::Failed(why) => Some(why.clone()),
-                        VersionState::Unloaded => Some("unloaded".into()),
-                        _ => v
-                            .reload_error
-                            .as_ref()
-                            .map(|why| format!("its changed files failed to load: {why}")),
-                    },
-                    dir: v.dir.display().to_string(),
-                    model: match &v.state {
-                        VersionState::Ready(engine) => Some(engine.info.clone()),
-                        _ => None,
-                    },
-                })
+                .map(|v| version_status(v, privileged))
                 .collect(),
         })
         .collect();
     Ok(Json(Info {
-        model: engine.info.clone(),
+        model: shown(&engine.info, privileged),
         models,
         batching: BatchingInfo {
             max_batch_size: limits.max_batch_size,
@@ -142,4 +137,40 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Result<Json<Info>, ApiE
         api_key_required: state.api_keys.enabled(),
         version: env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// A model's info as `/info` shows it: its directory only to `privileged` callers.
+fn shown(info: &ModelInfo, privileged: bool) -> ModelInfo {
+    let mut info = info.clone();
+    if !privileged {
+        info.model_dir = HIDDEN.into();
+    }
+    info
+}
+
+/// One version's state; where its files are and why it failed or was unloaded only to
+/// `privileged` callers (paths and load errors tell about the host).
+fn version_status(v: &ServedVersion, privileged: bool) -> VersionStatus {
+    let reason = match &v.state {
+        VersionState::Failed(why) => Some(why.clone()),
+        VersionState::Unloaded => Some("unloaded".into()),
+        _ => v
+            .reload_error
+            .as_ref()
+            .map(|why| format!("its changed files failed to load: {why}")),
+    };
+    VersionStatus {
+        version: v.version,
+        state: v.state.name(),
+        reason: reason.filter(|_| privileged),
+        dir: if privileged {
+            v.dir.display().to_string()
+        } else {
+            HIDDEN.into()
+        },
+        model: match &v.state {
+            VersionState::Ready(engine) => Some(shown(&engine.info, privileged)),
+            _ => None,
+        },
+    }
 }

@@ -157,14 +157,16 @@ impl Served {
             })
     }
 
-    /// Whether every selected version is ready (`--ready-when all`).
-    pub fn all_ready(&self) -> bool {
+    /// Whether every selected version has finished loading, ready or failed (`--ready-when
+    /// all`): a version that failed stays failed until its files change, so waiting for it
+    /// would keep the replica out of rotation for good.
+    pub fn all_settled(&self) -> bool {
         !self.models.is_empty()
             && self
                 .models
                 .iter()
                 .flat_map(|m| &m.versions)
-                .all(|v| matches!(v.state, VersionState::Ready(_) | VersionState::Unloaded))
+                .all(|v| !matches!(v.state, VersionState::Loading))
     }
 
     /// The engine `name` (and `version`, when given; else the highest ready one) reaches.
@@ -297,7 +299,8 @@ mod tests {
         // No version ready: the highest says why.
         assert!(status(served.lookup("b", None)).1.contains("failed"));
         assert!(served.default_engine().is_err());
-        assert!(!served.all_ready());
+        // b 1 is still loading.
+        assert!(!served.all_settled());
         assert_eq!(served.engines().count(), 0);
     }
 

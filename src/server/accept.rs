@@ -1,26 +1,40 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 connections with the limits a public endpoint needs
 //! (axum::serve has none): a deadline for request headers against slow-header (slowloris)
-//! clients, a cap on open connections so a flood cannot exhaust file descriptors, and a
-//! graceful drain that closes idle keep-alive connections and waits for busy ones.
+//! clients, an idle time-out for HTTP/2 connections without an open stream, a cap on open
+//! connections so a flood cannot exhaust file descriptors, and a graceful drain that closes
+//! idle connections and waits for busy ones.
 
+use super::connection::{self, Protocol};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// Longest a client may take to send a request's line and headers.
+    /// Longest a client may take to send a request's line and headers (HTTP/1; also its
+    /// keep-alive idle time) or the HTTP/2 preface.
     pub header_read_timeout: Duration,
+    /// Longest an HTTP/2 (and gRPC) connection may stay open without a stream in flight.
+    pub idle_timeout: Duration,
     /// Most connections open at once; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
 }
+
+/// Most request header bytes (request line included) an HTTP/1 client may send: hyper's default
+/// buffer takes about 400 KB, which every log line and echoed header would then carry.
+const MAX_HTTP1_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most streams one HTTP/2 connection may have open at once (hyper's default is 200): each is
+/// a request in flight, bounded by the queue anyway.
+const MAX_HTTP2_STREAMS: u32 = 128;
+
+/// Most header bytes of one HTTP/2 request (hyper's default, said here).
+const MAX_HTTP2_HEADER_LIST: u32 = 16 * 1024;
 
 /// Serves `app` on `listener` until `stop` is cancelled, then stops accepting and returns once
 /// every open connection has finished its requests (bound the wait with a timeout).
@@ -30,9 +44,10 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: CancellationToken,
 ) {
-    let http1 = builder(Protocol::Http1, limits);
-    let http2 = builder(Protocol::Http2, limits);
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(connection::Builders {
+        http1: builder(Protocol::Http1, limits),
+        http2: builder(Protocol::Http2, limits),
+    });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let slot = tokio::select! {
@@ -55,37 +70,9 @@ pub async fn serve(
             () = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (http1, http2, app, watcher, stop) = (
-            http1.clone(),
-            http2.clone(),
-            app.clone(),
-            graceful.watcher(),
-            stop.clone(),
-        );
+        let (builders, app, stop) = (builders.clone(), app.clone(), stop.clone());
         tokio::spawn(async move {
-            // A client that sends nothing (or a partial HTTP/2 preface) is dropped here, and
-            // at once when the drain starts: it has no request in flight, and hyper cannot
-            // be told to close a connection it has not been given yet, so the drain would
-            // otherwise wait up to --header-read-timeout for it.
-            let protocol = tokio::select! {
-                // Bytes already there win over the drain: their request is served.
-                biased;
-                protocol = sniff(&stream, limits.header_read_timeout) => protocol,
-                () = stop.cancelled() => None,
-            };
-            if let Some(protocol) = protocol {
-                let builder = if protocol == Protocol::Http1 {
-                    &http1
-                } else {
-                    &http2
-                };
-                let service = TowerToHyperService::new(app);
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = watcher.watch(connection).await {
-                    // Client resets, header time-outs, protocol errors: the client's business.
-                    tracing::debug!(error = %error, "connection closed with an error");
-                }
-            }
+            connection::serve(stream, &builders, app, limits, stop).await;
             drop(slot);
         });
     }
@@ -98,13 +85,9 @@ pub async fn serve(
         open_connections = open,
         "stopped accepting connections"
     );
-    graceful.shutdown().await;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Http1,
-    Http2,
+    // Every connection gives its slot back once its requests are answered.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
 }
 
 fn builder(protocol: Protocol, limits: ConnectionLimits) -> auto::Builder<TokioExecutor> {
@@ -119,38 +102,15 @@ fn builder(protocol: Protocol, limits: ConnectionLimits) -> auto::Builder<TokioE
         // Also the idle time-out of keep-alive connections (hyper starts it whenever it waits
         // for a request head).
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HTTP1_HEADER_BYTES)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_HTTP2_STREAMS)
+        .max_header_list_size(MAX_HTTP2_HEADER_LIST)
         // Finds dead HTTP/2 peers (their streams would otherwise hold the connection open).
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
-}
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// HTTP/1 or HTTP/2 (prior knowledge), from the first bytes, within `deadline`. hyper-util's
-/// own detection waits for them without a time limit, which a silent client could exploit.
-async fn sniff(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
-    let detect = async {
-        let mut buf = [0u8; 24];
-        loop {
-            stream.readable().await.ok()?;
-            let n = stream.peek(&mut buf).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            if buf[..n] != H2_PREFACE[..n] {
-                return Some(Protocol::Http1);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(Protocol::Http2);
-            }
-            // Part of the HTTP/2 preface: the rest is on its way (peek does not wait for it).
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(deadline, detect).await.ok().flatten()
 }

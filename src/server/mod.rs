@@ -3,10 +3,11 @@
 //! in-flight work within `--shutdown-timeout`.
 
 mod accept;
+mod connection;
 mod fetch;
 mod load;
 
-use crate::auth::ApiKeys;
+use crate::auth::{AdminAccess, ApiKeys};
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::http::build_app;
@@ -88,12 +89,17 @@ pub async fn run(
         config.api_key_file.as_deref(),
     )
     .map_err(|e| StartupError::setting("--api-key", e))?;
+    let admin_keys = ApiKeys::load(None, config.admin_key_file.as_deref())
+        .map_err(|e| StartupError::setting("--admin-key-file", e))?;
+    let admin = AdminAccess::new(admin_keys, &api_keys, config.allow_unauthenticated_admin);
+    warn_if_open(&config, &api_keys, &admin);
     let state = AppState::new(config.clone(), metrics.clone())?;
     let prediction_log = PredictionLog::start(&config, metrics.clone())?;
     let state = Arc::new(
         state
             .with_prediction_log(prediction_log)
-            .with_api_keys(api_keys),
+            .with_api_keys(api_keys)
+            .with_admin(admin),
     );
     if let Ok(address) = listeners.local_addr() {
         tracing::info!(%address, "listening; probes answer 503 until the model is loaded");
@@ -105,6 +111,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     let limits = accept::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
         max_connections: config.max_connections as usize,
     };
     // Both protocols drain together: `stop` ends both accept loops, each waits for its own
@@ -194,6 +201,25 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says at start-up what anyone who reaches the port may do, when that is more than a
+/// loopback client: run inference without a key, and change what is served.
+fn warn_if_open(config: &Config, api_keys: &ApiKeys, admin: &AdminAccess) {
+    let loopback = config.host == "localhost"
+        || config
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return;
+    }
+    if !api_keys.enabled() {
+        tracing::warn!(host = %config.host, "no API key (--api-key-file): anyone who reaches this port may run inference");
+    }
+    if config.model_repository.is_some() && matches!(admin, AdminAccess::Open) {
+        tracing::warn!(host = %config.host, "--allow-unauthenticated-admin: anyone who reaches this port may load, unload and rescan models");
+    }
 }
 
 /// One router that sends gRPC requests (`content-type: application/grpc...`) to `grpc` and

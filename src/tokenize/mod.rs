@@ -7,6 +7,7 @@ use tokenizers::{
     TruncationStrategy,
 };
 
+mod prefix;
 mod wordpiece;
 
 pub use crate::types::{Encoded, TextInput, Truncation};
@@ -107,9 +108,23 @@ impl TextTokenizer {
         inputs: &[TextInput],
         truncation: Truncation,
     ) -> Result<Vec<Encoded>, (usize, String)> {
+        self.encode_inputs_while(inputs, truncation, || true)
+    }
+
+    /// [`TextTokenizer::encode_inputs`], stopping before the next input once `keep_going`
+    /// says no (the caller has gone).
+    pub fn encode_inputs_while(
+        &self,
+        inputs: &[TextInput],
+        truncation: Truncation,
+        keep_going: impl Fn() -> bool,
+    ) -> Result<Vec<Encoded>, (usize, String)> {
         let mut previous: Option<(&str, Encoding)> = None;
         let mut encoded = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
+            if !keep_going() {
+                return Err((i, "the request was cancelled".into()));
+            }
             let first = match &previous {
                 Some((text, encoding)) if *text == input.text => encoding.clone(),
                 _ => {
@@ -134,9 +149,10 @@ impl TextTokenizer {
         Ok(encoded)
     }
 
-    /// One text's tokens, whole and without special tokens, of token type `type_id`.
+    /// One text's tokens without special tokens, of token type `type_id`: whole, or for a text
+    /// longer than the model reads, those of enough of its beginning ([`prefix::encode`]).
     fn segment(&self, text: &str, type_id: u32) -> Result<Encoding, String> {
-        let mut encoding = self.inner.encode(text, false).map_err(|e| e.to_string())?;
+        let mut encoding = prefix::encode(&self.inner, text, self.max_length)?;
         if type_id != 0 {
             encoding.set_type_ids(vec![type_id; encoding.len()]);
         }

@@ -64,7 +64,11 @@ impl Spawned {
         let url = format!("{}{path}", self.base);
         let mut request = match method {
             "GET" => self.client.get(url),
-            _ => self.client.post(url),
+            // The repository routes take JSON only, an empty body included.
+            _ => self
+                .client
+                .post(url)
+                .header("content-type", "application/json"),
         };
         if let Some(key) = key {
             request = request.bearer_auth(key);
