@@ -88,3 +88,68 @@ fn a_roberta_model_without_tokenizer_json_names_the_missing_file() {
         "{error}"
     );
 }
+
+/// What transformers does with a long text: tokenize all of it, then cut at `max_length`.
+fn whole_then_cut(dir: &Path, text: &str, max_length: usize) -> Vec<u32> {
+    let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length,
+            ..Default::default()
+        }))
+        .unwrap();
+    tokenizer.encode(text, true).unwrap().get_ids().to_vec()
+}
+
+/// The server tokenizes a long text only as far as its first tokens need (issue 30): the ids
+/// must be those of the whole text cut at the maximum, in every script and tokenizer kind
+/// (WordPiece, byte-level BPE, Unigram), for texts with and without word boundaries.
+#[test]
+fn a_huge_text_gives_the_first_tokens_of_the_whole_in_every_script() {
+    let units = [
+        (
+            "english",
+            "The film is a quiet triumph, though its second act drags. ",
+        ),
+        (
+            "cjk without spaces",
+            "東京は素晴らしい我喜欢这部电影한국어영화도좋아요",
+        ),
+        ("emoji", "😀🎬👍🏽❤️‍🔥 "),
+        ("arabic", "هذا الفيلم رائع جدا ولكن النهاية ضعيفة "),
+        ("devanagari", "यह फ़िल्म बहुत अच्छी है। "),
+        ("thai without spaces", "ภาพยนตร์เรื่องนี้ดีมาก"),
+        ("combining marks", "e\u{301}a\u{308}o\u{302}"),
+        ("one giant word", "a"),
+        (
+            "mixed",
+            "naïve café 東京 😀 supercalifragilistic-expialidocious!!! ",
+        ),
+    ];
+    let dirs = [
+        common::minilm(),
+        common::fixture("roberta-tiny-3class"),
+        common::fixture("distilbert-tiny"),
+        common::more_fixture("deberta-v2-tiny-3class"),
+        common::more_fixture("modernbert-tiny-3class"),
+        common::more_fixture("electra-tiny-2class"),
+    ];
+    for dir in &dirs {
+        let ours = load(dir);
+        for (script, unit) in units {
+            // Past the longest prefix the server ever tokenizes for a 512-token model.
+            let text = unit.repeat(140_000 / unit.len() + 1);
+            let expected = whole_then_cut(dir, &text, ours.max_length());
+            let got = ours.encode(&text).expect("encode");
+            assert_eq!(got.ids, expected, "{} on {script}", dir.display());
+            let whole_is_longer = expected.len() == ours.max_length();
+            assert_eq!(
+                got.truncated,
+                whole_is_longer,
+                "{} on {script}",
+                dir.display()
+            );
+        }
+    }
+}

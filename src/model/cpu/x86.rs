@@ -197,9 +197,21 @@ pub(super) fn finish<const R: usize, const NR: usize>(
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::__m256 {}
+    impl Sealed for super::__m512 {}
+}
+
+/// Vector registers of f32 lanes, and nothing else (sealed): plain data whose every bit
+/// pattern is a valid array of f32, which [`tile_values`] relies on.
+pub(super) trait F32Lanes: Copy + sealed::Sealed {}
+impl F32Lanes for __m256 {}
+impl F32Lanes for __m512 {}
+
 /// The accumulators of a tile as plain floats.
 #[inline(always)]
-pub(super) fn tile_values<V: Copy, const R: usize, const NR: usize>(
+pub(super) fn tile_values<V: F32Lanes, const R: usize, const NR: usize>(
     a: &[[V; 2]; R],
 ) -> [[f32; NR]; R] {
     assert_eq!(
@@ -207,8 +219,8 @@ pub(super) fn tile_values<V: Copy, const R: usize, const NR: usize>(
         std::mem::size_of::<[[f32; NR]; R]>()
     );
     // SAFETY: the sizes are equal (checked above, and constant-folded); both are plain data
-    // (vector registers of f32 lanes and arrays of f32) with no invalid bit patterns, and
-    // `transmute_copy` reads unaligned.
+    // (`V` can only be a vector register of f32 lanes, by the sealed `F32Lanes`, and arrays of
+    // f32) with no invalid bit patterns, and `transmute_copy` reads unaligned.
     unsafe { std::mem::transmute_copy(a) }
 }
 
