@@ -109,7 +109,9 @@ const INDEX_RESCAN_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 /// versions show as `LOADING`. The request body is ignored.
 #[utoipa::path(post, path = "/v2/repository/index", tag = "v2",
     responses((status = 200, body = Vec<RepositoryModel>),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 401, description = "A key guards the route (--admin-key-file, --api-key) and is missing or wrong", body = ErrorBody),
+        (status = 403, description = "With --model-repository: no key guards the route and --allow-unauthenticated-admin is off", body = ErrorBody),
+        (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub async fn repository_index(
     State(state): State<Arc<AppState>>,
@@ -162,7 +164,9 @@ fn index(state: &AppState, only: Option<&str>) -> Vec<RepositoryModel> {
     params(("name" = String, Path, description = "the model's directory name in the repository")),
     responses((status = 200, body = Vec<RepositoryModel>),
         (status = 400, description = "A version failed to load, the server has no --model-repository, or the name is not valid UTF-8", body = ErrorBody),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 401, description = "A key guards the route (--admin-key-file, --api-key) and is missing or wrong", body = ErrorBody),
+        (status = 403, description = "With --model-repository: no key guards the route and --allow-unauthenticated-admin is off", body = ErrorBody),
+        (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 404, description = "No such model in the repository", body = ErrorBody),
         (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
 pub async fn load_model(
@@ -183,7 +187,9 @@ pub async fn load_model(
     params(("name" = String, Path, description = "the model's directory name in the repository")),
     responses((status = 200, body = Vec<RepositoryModel>),
         (status = 400, description = "The default model, a server without --model-repository, or a name not valid UTF-8", body = ErrorBody),
-        (status = 401, description = "API key required (--api-key) and missing or wrong", body = ErrorBody),
+        (status = 401, description = "A key guards the route (--admin-key-file, --api-key) and is missing or wrong", body = ErrorBody),
+        (status = 403, description = "With --model-repository: no key guards the route and --allow-unauthenticated-admin is off", body = ErrorBody),
+        (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 404, description = "No such model served", body = ErrorBody),
         (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
 pub async fn unload_model(
