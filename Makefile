@@ -63,7 +63,7 @@ up: ## start the compose stack in the background; PROFILES=tracking adds MLflow 
 	$(COMPOSE) $(foreach p,$(PROFILES),--profile $(p)) up -d
 
 down: ## stop and remove the compose stack, every profile (volumes kept; `docker compose down -v` drops them)
-	$(COMPOSE) --profile tracking --profile gpu down
+	$(COMPOSE) --profile tracking --profile gpu --profile repository down
 
 compose-up: up ## alias of up
 

@@ -18,7 +18,11 @@ file under deploy/kserve it:
      container's environment, else the image's ENV, else the defaults in src/config.rs);
   4. checks the "restricted" Pod Security Standard on every pod spec, and the project's own
      rules (read-only root filesystem and model mount, grace period longer than preStop +
-     SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT, CUDA images only on containers with a GPU, references that resolve).
+     SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT, CUDA images only on containers with a GPU, references that resolve),
+     and keys only from Secrets: a server with MODEL_REPOSITORY sets ADMIN_KEY_FILE (its routes
+     that change what is served are otherwise open), and every key file (ADMIN_KEY_FILE,
+     API_KEY_FILE) lies on a read-only mount of a Secret volume that is not optional; no
+     Secret with a value is committed.
 
 Exits 0 when everything passes, 1 otherwise; the last line is "k8s: N passed, N failed".
 """
@@ -334,6 +338,40 @@ def resolve_port(port: Any, container: dict, default: int | None) -> int | None:
     return None
 
 
+KEY_FILES = ("ADMIN_KEY_FILE", "API_KEY_FILE")
+
+
+def check_key_file(report: Report, where: str, pod: dict, container: dict, name: str,
+                   path: str) -> None:
+    """A key file the server reads (env `name` = `path`) must come from a Secret volume that
+    is mounted read-only and is not optional: a pod must not start without its keys."""
+    def covers(m: dict) -> bool:
+        mp = m["mountPath"].rstrip("/")
+        return path == mp or path.startswith(mp + "/")
+    mounts = [m for m in container.get("volumeMounts") or [] if covers(m)]
+    if not report.check(bool(mounts), where, f"{name} {path} is on no volume mount"):
+        return
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    report.check(mount.get("readOnly") is True, where,
+                 f"{name}: mount {mount['mountPath']} is not readOnly")
+    volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount["name"]), {})
+    secret = volume.get("secret")
+    if not report.check(isinstance(secret, dict), where,
+                        f"{name}: volume {mount['name']} is not a Secret"):
+        return
+    report.check(not secret.get("optional"), where,
+                 f"{name}: Secret {secret.get('secretName')} is optional: the pod would start "
+                 "without its keys")
+    rel = path[len(mount["mountPath"].rstrip("/")):].lstrip("/")
+    if mount.get("subPath"):
+        rel = mount["subPath"].rstrip("/") + ("/" + rel if rel else "")
+    items = secret.get("items")
+    if items:
+        report.check(rel in {i.get("path") for i in items}, where,
+                     f"{name}: {path} is not among the Secret's items "
+                     f"({', '.join(sorted(i.get('path', '') for i in items))})")
+
+
 LIVE_SERVICES = {"", "live"}
 READY_SERVICES = {"ready", "inference.GRPCInferenceService"}
 
@@ -425,6 +463,19 @@ def check_server(report: Report, where: str, pod: dict, annotations: dict, knati
             for m in mounts:
                 report.check(m.get("readOnly") is True, cw,
                              f"model mount {m['mountPath']} is not readOnly")
+        # The repository routes that change what is served (load, unload, index) need a key.
+        if env.get("MODEL_REPOSITORY"):
+            report.check(bool(env.get("ADMIN_KEY_FILE")), cw,
+                         "MODEL_REPOSITORY without ADMIN_KEY_FILE: set it to a key file from a "
+                         "mounted Secret (deploy/k8s/overlays/repository)")
+        report.check(env.get("ALLOW_UNAUTHENTICATED_ADMIN", "false").lower() != "true", cw,
+                     "ALLOW_UNAUTHENTICATED_ADMIN opens the repository routes to anyone")
+        for name in KEY_FILES:
+            if env.get(name):
+                check_key_file(report, cw, pod, c, name, env[name])
+            report.check(not any(v.get("name") == name and "valueFrom" in v
+                                 for v in c.get("env") or []), cw,
+                         f"{name} must be a literal path (the key file's, on a Secret mount)")
         if "STORAGE_URI" in env:
             report.check(c.get("name") == "kserve-container", cw, "KServe's storage "
                          "initializer serves STORAGE_URI only for the container named "
@@ -516,6 +567,11 @@ def check_references(report: Report, where: str, objs: list[dict]) -> None:
             if claim:
                 report.check(claim in by_kind.get("PersistentVolumeClaim", {}), ow,
                              f"PersistentVolumeClaim {claim} not rendered")
+    # Secrets are made by hand (kubectl create secret ...), never committed with a value.
+    for secret in by_kind.get("Secret", {}).values():
+        report.check(not (secret.get("data") or secret.get("stringData")),
+                     f"{where} Secret/{secret['metadata']['name']}",
+                     "a Secret with a value is committed: create it with kubectl instead")
     for svc in by_kind.get("Service", {}).values():
         sw = f"{where} Service/{svc['metadata']['name']}"
         targets = selects(svc["spec"].get("selector") or {})

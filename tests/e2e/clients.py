@@ -86,7 +86,10 @@ config = server.get_model_config("minilm-sst2")
 assert [t["name"] for t in config["input"]] == ["text", "text_pair"], config
 assert config["input"][1].get("optional") is True, config
 assert [t["name"] for t in config["output"]] == ["label", "score", "scores"], config
-index = server.get_model_repository_index(headers=dict(auth))
+# The repository routes also require Content-Type: application/json (415 otherwise) and, on a
+# server with --model-repository and --admin-key-file, the admin key; this server (--model-dir,
+# API key) needs only its API key, but the header keeps the call valid against a repository.
+index = server.get_model_repository_index(headers={**auth, "content-type": "application/json"})
 assert index == [{"name": "minilm-sst2", "version": "1", "state": "READY"}], index
 try:
     server.get_inference_statistics("minilm-sst2")

@@ -11,11 +11,17 @@
 #   - MLflow turns healthy; an experiment, a run, a metric and an artifact made through its REST
 #     API land in PostgreSQL's mlflow database and the artifact volume;
 #   - `down` (volumes kept) and `up` again: the same password, the predictions and the MLflow
-#     experiment are still there; then MODEL_PATH (a host directory) instead of the volume.
+#     experiment are still there; then MODEL_PATH (a host directory) instead of the volume;
+#   - the repository profile: admin-secret-init generates api-repository's admin key (shown
+#     nowhere, readable by UID 10001 only); the repository routes that change what is served
+#     answer 401 without it or with another key, 415 without `Content-Type: application/json`,
+#     and 200 with both; inference needs no key. The same key when both containers are made
+#     afresh.
 # Needs IMAGE (scripts/build-image.sh) and POSTGRES_IMAGE (the official one, or
 # IMAGES=postgres scripts/build-base-images.sh on machines without a registry); builds the MLflow
 # image (scripts/build-mlflow-image.sh) when the tag of its current sources is missing, in at most
-# MLFLOW_BUILD_TIMEOUT seconds. Host ports: API_PORT, API_GRPC_PORT, MLFLOW_PORT.
+# MLFLOW_BUILD_TIMEOUT seconds. Host ports: API_PORT, API_GRPC_PORT, MLFLOW_PORT,
+# API_REPOSITORY_PORT, API_REPOSITORY_GRPC_PORT.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
@@ -25,9 +31,12 @@ export SENTIMENT_IMAGE=$IMAGE
 export API_PORT=${API_PORT:-18000}
 export API_GRPC_PORT=${API_GRPC_PORT:-18001}
 export MLFLOW_PORT=${MLFLOW_PORT:-15000}
+export API_REPOSITORY_PORT=${API_REPOSITORY_PORT:-18004}
+export API_REPOSITORY_GRPC_PORT=${API_REPOSITORY_GRPC_PORT:-18005}
 # Served by the stand-in Hub (any id serves the shared model).
 export MODEL_ID=e2e/minilm-sst2
-unset MODEL_PATH POSTGRES_SECRET_DIR HF_ENDPOINT HF_REVISION HF_TOKEN MLFLOW_ALLOWED_HOSTS
+unset MODEL_PATH POSTGRES_SECRET_DIR HF_ENDPOINT HF_REVISION HF_TOKEN MLFLOW_ALLOWED_HOSTS \
+    ADMIN_SECRET_DIR MODEL_REPOSITORY_PATH DEFAULT_MODEL REPOSITORY_POLL_INTERVAL
 PROJECT=${COMPOSE_PROJECT:-sentiment-e2e-$$}
 HUB=$PROJECT-hub
 TMP=$(mktemp -d)
@@ -35,17 +44,20 @@ TMP=$(mktemp -d)
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 # An empty env file: a developer's .env does not change what is tested.
 compose() { "${COMPOSE[@]}" --env-file "$TMP/empty.env" -p "$PROJECT" --profile tracking "$@"; }
+# Every profile this test starts: for ps, down and the repository step (a plain `up` with it
+# would start api-repository too).
+compose_all() { compose --profile repository "$@"; }
 cleanup() {
     # The background model-init run (below), if the test stopped before waiting for it.
     if [ -n "${offline:-}" ]; then wait "$offline" 2>/dev/null || true; fi
     if [ "${KEEP:-0}" != 1 ]; then
         docker rm -f "$HUB" >/dev/null 2>&1 || true
-        compose down -v --remove-orphans >/dev/null 2>&1 || true
+        compose_all down -v --remove-orphans >/dev/null 2>&1 || true
     fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-cid() { compose ps -a -q "$1"; }
+cid() { compose_all ps -a -q "$1"; }
 psql_in() { compose exec -T postgres psql -U sentiment -d "$1" -tAc "$2" 2>/dev/null | tr -d '[:space:]'; }
 psql_count() { psql_in sentiment "SELECT count(*) FROM predictions"; }
 BASE=http://127.0.0.1:$API_PORT
@@ -243,8 +255,68 @@ expect "status" "$code" 200
 for _ in $(seq 1 60); do [ "$(psql_count)" = "$((stored + 2))" ] && break; sleep 0.5; done
 expect "rows" "$(psql_count)" "$((stored + 2))"
 
+step "repository profile: api-repository and its generated admin key"
+REPO=http://127.0.0.1:$API_REPOSITORY_PORT
+mkdir -p "$TMP/repo/sst2"
+cp -RL "$MODEL" "$TMP/repo/sst2/1"
+chmod -R a+rX "$TMP/repo"
+repo_up() {
+    MODEL_REPOSITORY_PATH=$TMP/repo DEFAULT_MODEL=sst2 compose_all up -d --no-build api-repository >"$TMP/up-repo.log" 2>&1 ||
+        { cat "$TMP/up-repo.log" >&2; fail "compose up api-repository failed"; }
+}
+repo_up
+REPO_API=$(cid api-repository)
+exited_ok admin-secret-init "generated a random admin key"
+wait_healthy "$REPO_API" 180
+admin_key=$(docker exec "$REPO_API" cat /run/secrets/admin/admin_key)
+[[ "$admin_key" =~ ^[A-Za-z0-9]{32}$ ]] || fail "the admin key is not 32 letters and digits (${#admin_key} characters)"
+ok "admin key: 32 random letters and digits"
+expect "admin key file owner and mode" "$(docker exec "$REPO_API" stat -c '%u:%g %a' /run/secrets/admin/admin_key)" "10001:10001 400"
+admin_key_leaks() {
+    local c
+    if grep -qF "$admin_key" <<<"$(compose_all logs --no-color 2>&1)"; then fail "the admin key is in the logs"; fi
+    if grep -qF "$admin_key" <<<"$(curl -sS --max-time 10 "$REPO/info")"; then fail "the admin key is in /info"; fi
+    for c in "$(cid admin-secret-init)" "$REPO_API"; do
+        if grep -qF "$admin_key" <<<"$(docker inspect "$c")"; then fail "the admin key is in docker inspect $c"; fi
+    done
+    if grep -qF "$admin_key" <<<"$(docker top "$REPO_API" -eo args 2>&1)"; then fail "the admin key is in api-repository's command lines"; fi
+    ok "admin key not in the logs, /info, docker inspect or command lines"
+}
+admin_key_leaks
+# repo_post <path> <content type> [key]: POST with an empty body; prints the status (the body
+# goes to $TMP/repo.out).
+repo_post() {
+    local headers=(-H "content-type: $2")
+    if [ -n "${3:-}" ]; then headers+=(-H "authorization: Bearer $3"); fi
+    curl -sS --max-time 120 -o "$TMP/repo.out" -w '%{http_code}' -X POST "${headers[@]}" --data-binary '' "$REPO$1"
+}
+for route in /v2/repository/index /v2/repository/models/sst2/load; do
+    expect "POST $route without a key" "$(repo_post "$route" application/json)" 401
+    expect "POST $route with another key" "$(repo_post "$route" application/json "not-the-admin-key-0123456789abcdef")" 401
+    expect "POST $route as text/plain, with the key" "$(repo_post "$route" text/plain "$admin_key")" 415
+done
+expect "POST /v2/repository/index with the key" "$(repo_post /v2/repository/index application/json "$admin_key")" 200
+python3 -c 'import json,sys; index=json.load(open(sys.argv[1]))
+assert {"name": "sst2", "version": "1", "state": "READY"} in index, index' "$TMP/repo.out" ||
+    fail "sst2 version 1 is not READY in the index: $(cat "$TMP/repo.out")"
+ok "the index lists sst2 version 1 READY"
+expect "POST /v2/repository/models/sst2/load with the key" "$(repo_post /v2/repository/models/sst2/load application/json "$admin_key")" 200
+read -r code _ < <(predict "$REPO" '{"inputs": "served from the repository, no key needed"}')
+expect "predict on api-repository, no key" "$code" 200
+# Both containers made afresh (the volume kept): the same key, told so.
+compose_all stop api-repository >/dev/null 2>&1
+compose_all rm -f api-repository admin-secret-init >/dev/null 2>&1
+repo_up
+REPO_API=$(cid api-repository)
+exited_ok admin-secret-init "admin key present; kept"
+wait_healthy "$REPO_API" 180
+[ "$(docker exec "$REPO_API" cat /run/secrets/admin/admin_key)" = "$admin_key" ] || fail "the admin key changed"
+ok "the same admin key"
+expect "POST /v2/repository/index with the key, after the restart" "$(repo_post /v2/repository/index application/json "$admin_key")" 200
+admin_key_leaks
+
 step "compose down -v"
-compose down -v >/dev/null 2>&1
+compose_all down -v >/dev/null 2>&1
 expect "containers left" "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" 0
 expect "volumes left" "$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" 0
 echo "compose e2e: passed in $(($(date +%s) - started)) s"
