@@ -621,9 +621,9 @@ def run_attacks(ctx, end, stop, results, log):
                 ok, figures = fn(ctx)
             except Exception as e:  # noqa: BLE001 - an attack that breaks is a failed round, not a stop
                 ok, figures = False, {"exception": f"{type(e).__name__}: {e}"}
-            entry = results.setdefault(name, {"rounds": 0, "held": 0, "last": None, "failed": []})
+            entry = results.setdefault(name, {"rounds": 0, "rounds_held": 0, "last": None, "failed": []})
             entry["rounds"] += 1
-            entry["held"] += bool(ok)
+            entry["rounds_held"] += bool(ok)
             entry["last"] = figures
             if not ok:
                 entry["failed"].append(figures)
@@ -765,7 +765,7 @@ def main():
             }
             held = (log_result["normal_rows_stored"] == normal.ok and dropped == 0
                     and log_result["connected"] == 1)
-            entry = results.setdefault("log-poison", {"rounds": 0, "held": 0, "last": None, "failed": []})
+            entry = results.setdefault("log-poison", {"rounds": 0, "rounds_held": 0, "last": None, "failed": []})
             entry["final"] = log_result
             entry["final_held"] = held
 
@@ -795,7 +795,7 @@ def main():
             if entry is None:
                 attack_held[name] = None if (name == "log-poison" and not pg) else False
                 continue
-            held = entry["held"] == entry["rounds"] and entry["rounds"] > 0
+            held = entry["rounds_held"] == entry["rounds"] and entry["rounds"] > 0
             if "final_held" in entry:
                 held = held and entry["final_held"]
             attack_held[name] = held
@@ -835,9 +835,10 @@ def main():
         for name, _ in ATTACKS:
             entry = results.get(name, {})
             held = attack_held[name]
-            outcome = "skipped" if held is None else ("held" if held else "FAILED")
+            outcome = "skipped" if held is None else ("held" if held else
+                                                      "FAILED" if entry.get("rounds") else "NOT RUN (run longer)")
             figures = entry.get("final") if "final" in entry else (entry.get("failed") or [entry.get("last")])[0]
-            print(f"| attack {name} | {outcome} | {entry.get('held', 0)}/{entry.get('rounds', 0)} rounds held; "
+            print(f"| attack {name} | {outcome} | {entry.get('rounds_held', 0)}/{entry.get('rounds', 0)} rounds held; "
                   f"{json.dumps(figures)[:400]} |")
         if normal.errors:
             print("normal errors (first 5): " + "; ".join(normal.errors[:5]))

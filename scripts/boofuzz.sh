@@ -4,10 +4,11 @@
 # HTTP/1.1 and h2c, each on a new connection (tests/e2e/http_fuzz.py says what is fuzzed). Fails on
 # any 5xx, a case neither answered nor closed within the case time-out, a crash, or GET /live not
 # answered 200 within 2 s between cases. Failures, with the exact request, go to $BOOFUZZ_OUT.
-#   BOOFUZZ_CASES=2000          cases in all (30% over h2c); about 3 minutes on 2 cores
+#   BOOFUZZ_CASES=8000          cases in all (30% over h2c); about 1.5 minutes on 2 cores
+#   BOOFUZZ_MAX_SECONDS=180     stop early (and say so) after this long: cases held open until the
+#                               time-out (5 s each) could otherwise run for long
 #   BOOFUZZ_SEED=1              which sample of the mutations (the default is fixed: CI repeats it)
 #   BOOFUZZ_CASE_TIMEOUT=5      seconds for a case to be answered or closed
-#   BOOFUZZ_MAX_SECONDS=600     stop early (and say so) after this long
 #   BOOFUZZ_OUT=target/boofuzz  failures.jsonl, summary.json and the server log
 #   SERVER_BIN=path             a prebuilt server (default: `cargo build`, target/debug)
 #   MODEL_DIR=dir               the model to serve (default $SHARED_DIR/fixtures/bert-tiny-3class)
@@ -19,10 +20,10 @@ cd "$(dirname "$0")/.."
 
 BOOFUZZ_VERSION=0.4.2
 HPACK_VERSION=4.2.0
-CASES="${BOOFUZZ_CASES:-2000}"
+CASES="${BOOFUZZ_CASES:-8000}"
 SEED="${BOOFUZZ_SEED:-1}"
 CASE_TIMEOUT="${BOOFUZZ_CASE_TIMEOUT:-5}"
-MAX_SECONDS="${BOOFUZZ_MAX_SECONDS:-600}"
+MAX_SECONDS="${BOOFUZZ_MAX_SECONDS:-180}"
 OUT="${BOOFUZZ_OUT:-target/boofuzz}"
 VENV="${VENV:-.venv-fuzz}"
 export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"

@@ -458,7 +458,7 @@ def sample_cases(session, requests, budget, rng):
         if not prims:
             continue
         path = session._path_names_to_edges(node_names=[req.name])
-        per_field = max(1, math.floor(share / len(prims)))
+        per_field = max(1, math.ceil(share / len(prims)))
         wanted = {}
         for p in prims:
             n = p.get_num_mutations()
@@ -581,12 +581,12 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--server-pid", type=int, required=True)
-    ap.add_argument("--cases", type=int, default=2000, help="total cases, both protocols")
+    ap.add_argument("--cases", type=int, default=8000, help="total cases, both protocols")
     ap.add_argument("--h2-share", type=float, default=0.3, help="share of the cases sent over h2c")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--case-timeout", type=float, default=5.0)
     ap.add_argument("--probe-every", type=int, default=1)
-    ap.add_argument("--max-seconds", type=float, default=600, help="stop (and say so) after this long")
+    ap.add_argument("--max-seconds", type=float, default=180, help="stop (and say so) after this long")
     ap.add_argument("--work", required=True, help="temporary directory: boofuzz's session database")
     ap.add_argument("--out", required=True, help="failures.jsonl and summary.json go here")
     args = ap.parse_args()
