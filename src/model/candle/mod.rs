@@ -6,6 +6,9 @@ mod encoder;
 mod input;
 mod layers;
 mod modernbert;
+#[cfg(test)]
+mod modernbert_blocks_test;
+mod query_blocks;
 
 use super::batch::Batch;
 use super::config::{Activation, Architecture, ModelConfig};
@@ -91,6 +94,16 @@ impl CandleClassifier {
             head: Head::load(vb, head, config)?,
             pad_token_id: config.pad_token_id,
         })
+    }
+
+    /// A ModernBERT attending `rows` queries at a time (other families are unchanged).
+    #[cfg(test)]
+    fn with_query_block(mut self, rows: usize) -> Self {
+        self.body = match self.body {
+            Body::ModernBert(model) => Body::ModernBert(Box::new((*model).with_query_block(rows))),
+            other => other,
+        };
+        self
     }
 
     /// Logits `[sequences][labels]` in f32, whatever the compute dtype.

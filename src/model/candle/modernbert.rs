@@ -6,7 +6,8 @@
 
 use super::super::config::{Activation, AttentionKind, ModelConfig, ModernBertSettings, Pooling};
 use super::input::BatchInput;
-use super::layers::{activate, additive_mask, LayerNorm, Linear};
+use super::layers::{activate, LayerNorm, Linear};
+use super::query_blocks::{self, QueryBlock, QUERY_BLOCK};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -32,15 +33,18 @@ pub struct ModernBert {
     head_dim: usize,
     intermediate: usize,
     activation: Activation,
+    /// Query rows per attention block ([`QUERY_BLOCK`]; tests force smaller ones).
+    query_block: usize,
     device: Device,
     dtype: DType,
 }
 
-/// One kind of layer's inputs for a batch: rotary tables and mask.
+/// One kind of layer's inputs for a batch: rotary tables, and the query blocks with their
+/// masks (memory linear in the padded tokens, see [`query_blocks`]).
 struct Attention {
     cos: Tensor,
     sin: Tensor,
-    mask: Tensor,
+    blocks: Vec<QueryBlock>,
 }
 
 impl ModernBert {
@@ -86,9 +90,18 @@ impl ModernBert {
             head_dim: h / config.num_heads,
             intermediate: ffn,
             activation: config.activation,
+            query_block: QUERY_BLOCK,
             device: vb.device().clone(),
             dtype: vb.dtype(),
         })
+    }
+
+    /// The same model attending `rows` queries at a time: small blocks put several blocks,
+    /// and windows across their edges, into the fixtures' short texts.
+    #[cfg(test)]
+    pub fn with_query_block(mut self, rows: usize) -> Self {
+        self.query_block = rows;
+        self
     }
 
     /// The pooled final hidden states, `[batch, hidden]`: the first token's, or the mean over
@@ -136,9 +149,10 @@ impl ModernBert {
         }
     }
 
-    /// Rotary tables `[seq, head_dim / 2]` and the additive mask for one kind of layer.
+    /// Rotary tables `[seq, head_dim / 2]` (O(L x head_dim)) and the query blocks with their
+    /// masks for one kind of layer.
     fn attention(&self, input: &BatchInput, kind: AttentionKind) -> Result<Attention> {
-        let (b, l, hd) = (input.batch_size(), input.seq_len, self.head_dim);
+        let (l, hd) = (input.seq_len, self.head_dim);
         let theta = match kind {
             AttentionKind::Global => self.settings.global_rope_theta,
             AttentionKind::Local => self.settings.local_rope_theta,
@@ -154,24 +168,15 @@ impl ModernBert {
             let values: Vec<f32> = angles.iter().map(|&a| f(a)).collect();
             Tensor::from_vec(values, (l, hd / 2), &self.device)?.to_dtype(self.dtype)
         };
-        let mask = match kind {
-            AttentionKind::Global => input.padding_mask(&self.device, self.dtype)?,
-            AttentionKind::Local => {
-                // Real queries see real keys at most `window` away. Padding queries (whose
-                // output nobody reads) see all real keys, so that no row is fully masked.
-                let window = self.settings.window;
-                let allowed = input.lengths.iter().flat_map(|&len| {
-                    (0..l).flat_map(move |q| {
-                        (0..l).map(move |k| k < len && (q >= len || q.abs_diff(k) <= window))
-                    })
-                });
-                additive_mask(allowed, (b, 1, l, l), &self.device, self.dtype)?
-            }
+        let window = match kind {
+            AttentionKind::Global => None,
+            AttentionKind::Local => Some(self.settings.window),
         };
+        let blocks = query_blocks::plan(input, self.query_block, window, &self.device, self.dtype)?;
         Ok(Attention {
             cos: table(f32::cos)?,
             sin: table(f32::sin)?,
-            mask,
+            blocks,
         })
     }
 
@@ -197,13 +202,12 @@ impl ModernBert {
         let rotate = |t: Tensor| {
             candle_nn::rotary_emb::rope(&t.contiguous()?, &attention.cos, &attention.sin)
         };
-        let q = rotate(qkv.get(0)?)?;
+        // Scaling the queries (O(L x d)) rather than each block's scores saves a block-sized
+        // copy; for head sizes 16 and 64 the scale is a power of two, so nothing changes.
+        let q = (rotate(qkv.get(0)?)? * (1.0 / (hd as f64).sqrt()))?;
         let k = rotate(qkv.get(1)?)?;
         let v = qkv.get(2)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&attention.mask)?)?;
-        let context = probs
-            .matmul(&v)?
+        let context = query_blocks::attend(&q, &k, &v, &attention.blocks)?
             .transpose(1, 2)?
             .reshape((b * l, nh * hd))?;
         let x = x.add(&layer.attn_out.forward(&context)?)?;
