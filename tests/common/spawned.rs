@@ -28,6 +28,8 @@ impl Spawned {
             .args(args)
             .env_remove("API_KEY")
             .env_remove("DATABASE_URL")
+            // As the images set it: a MODEL_DIR from the environment gives way to the repository.
+            .env("MODEL_DIR", "/models/model")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
