@@ -342,6 +342,7 @@ fn error_types(status: StatusCode) -> Option<&'static [&'static str]> {
     Some(match status.as_u16() {
         400 => &["malformed_json", "bad_request"],
         401 => &["unauthorized"],
+        403 => &["forbidden"],
         404 => &["not_found", "model_not_found"],
         405 => &["method_not_allowed"],
         408 => &["body_timeout"],
