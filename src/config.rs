@@ -260,7 +260,7 @@ pub struct Config {
     /// TLS as in libpq: sslmode=disable|prefer (default)|require|verify-ca|verify-full and
     /// sslrootcert=/path/ca.pem (else Mozilla's and the system's roots); use verify-full for
     /// a database reached over a network you do not own.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// File holding the database password, e.g. a Docker or Kubernetes secret
@@ -268,10 +268,14 @@ pub struct Config {
     #[arg(long, env = "DATABASE_PASSWORD_FILE")]
     pub database_password_file: Option<PathBuf>,
 
-    /// What the prediction log stores of each text: hash (its sha256 only, the default, for
-    /// personal data) or full (the text and its sha256).
+    /// What the prediction log stores of each text: hash (its hash only, the default, for
+    /// personal data) or full (the text and its hash).
     #[arg(long, env = "PREDICTION_LOG_TEXT", value_enum, default_value_t = LogText::Hash)]
     pub prediction_log_text: LogText,
+
+    /// Secret key file (16+ bytes) for HMAC-SHA256 text hashes; unset: plain SHA-256 (guessable).
+    #[arg(long, env = "PREDICTION_LOG_HASH_KEY_FILE")]
+    pub prediction_log_hash_key_file: Option<PathBuf>,
 
     /// Prediction-log rows held in memory while the database is slow or down. Beyond it new rows
     /// are dropped and counted (sentiment_prediction_log_dropped_rows_total); /predict never

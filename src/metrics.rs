@@ -60,6 +60,8 @@ pub struct Metrics {
     pub model_reloads: Family<ModelVersion, Counter>,
     pub prediction_log_written: Counter,
     pub prediction_log_dropped: Counter,
+    /// Row fields changed to be storable (NUL replaced, request id cut); no client-derived labels.
+    pub prediction_log_sanitized: Counter,
     pub prediction_log_errors: Counter,
     pub prediction_log_buffered: Gauge,
     pub prediction_log_connected: Gauge,
@@ -129,6 +131,7 @@ impl Metrics {
         let model_reloads = Family::<ModelVersion, Counter>::default();
         let prediction_log_written = Counter::default();
         let prediction_log_dropped = Counter::default();
+        let prediction_log_sanitized = Counter::default();
         let prediction_log_errors = Counter::default();
         let prediction_log_buffered = Gauge::default();
         let prediction_log_connected = Gauge::default();
@@ -215,12 +218,18 @@ impl Metrics {
         );
         registry.register(
             "prediction_log_dropped_rows",
-            "Prediction-log rows dropped: buffer full, database down at shutdown, or rejected",
+            "Prediction-log rows dropped: buffer full, database down at shutdown, or refused by the database (only the refused rows of a batch)",
             prediction_log_dropped.clone(),
         );
         registry.register(
+            "prediction_log_sanitized_fields",
+            "Prediction-log row fields changed to be storable: NUL replaced in a text, label or \
+             score key, a request id cut to 128 characters or stripped of control characters",
+            prediction_log_sanitized.clone(),
+        );
+        registry.register(
             "prediction_log_write_errors",
-            "Failed prediction-log writes (each is retried after reconnecting unless rejected)",
+            "Failed prediction-log INSERTs: a lost connection is retried after reconnecting; a refused batch is split to store all but its refused rows",
             prediction_log_errors.clone(),
         );
         registry.register(
@@ -252,6 +261,7 @@ impl Metrics {
             model_reloads,
             prediction_log_written,
             prediction_log_dropped,
+            prediction_log_sanitized,
             prediction_log_errors,
             prediction_log_buffered,
             prediction_log_connected,

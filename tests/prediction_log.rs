@@ -2,6 +2,8 @@
 //! schema migrates once, and a database outage never fails /predict nor loses a row silently.
 
 mod common;
+#[path = "prediction_log/hardening.rs"]
+mod hardening;
 
 use common::postgres::Postgres;
 use common::TestServer;
@@ -177,6 +179,15 @@ async fn every_prediction_lands_in_postgres_with_its_request_model_and_scores() 
         Some("keep this one")
     );
     assert_eq!(row.get::<_, String>(1), sha256("keep this one"));
+    let kind: String = client
+        .query_one(
+            "SELECT text_hash_kind FROM predictions WHERE request_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(kind, "sha256", "no key file: plain SHA-256");
     let migrations: i64 = client
         .query_one("SELECT count(*) FROM sentiment_schema_migrations", &[])
         .await
@@ -265,20 +276,36 @@ async fn a_database_outage_never_fails_predict_and_every_row_is_stored_or_counte
 }
 
 #[tokio::test]
-async fn an_unreadable_password_file_or_a_bad_url_stops_start_up() {
-    for (url, file, expected) in [
+async fn an_unreadable_password_file_a_bad_url_or_a_short_hash_key_stops_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let short_key = dir.path().join("short-key");
+    std::fs::write(&short_key, "fifteen-bytes!!\n").expect("key file");
+    for (url, file, key, expected) in [
         (
             "postgres://u@127.0.0.1/db",
             Some("/nonexistent/db-password"),
+            None,
             "/nonexistent/db-password",
         ),
-        ("postgres://u@127.0.0.1:notaport/db", None, "--database-url"),
+        (
+            "postgres://u@127.0.0.1:notaport/db",
+            None,
+            None,
+            "--database-url",
+        ),
+        (
+            "postgres://u@127.0.0.1/db",
+            None,
+            Some(&short_key),
+            "--prediction-log-hash-key-file",
+        ),
     ] {
         let mut config = common::config_for(common::minilm());
         config.host = "127.0.0.1".into();
         config.port = 0;
         config.database_url = Some(url.into());
         config.database_password_file = file.map(Into::into);
+        config.prediction_log_hash_key_file = key.cloned();
         let listener = sentiment_server::server::bind(&config).await.expect("bind");
         let error = sentiment_server::server::run(config, listener, std::future::pending())
             .await
@@ -286,6 +313,7 @@ async fn an_unreadable_password_file_or_a_bad_url_stops_start_up() {
         let message = error.to_string();
         assert!(message.contains(expected), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");
+        assert!(!message.contains("fifteen"), "never the key: {message}");
     }
 }
 

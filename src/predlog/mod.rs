@@ -4,23 +4,29 @@
 //! absent database never fails or slows `/predict`: when the buffer is full the row is dropped
 //! and counted (`sentiment_prediction_log_dropped_rows_total`). The writer ([`writer`]) owns the
 //! connection, runs the migrations ([`schema`]) on every (re)connect, inserts in batches and
-//! reconnects with backoff.
+//! reconnects with backoff. Rows are made storable ([`sanitize`]) before they are queued, and
+//! a batch the database refuses is split until the refused rows are found ([`store`]).
 
 mod dburl;
+mod hash;
+mod sanitize;
 mod schema;
+mod store;
 mod tls;
 mod writer;
 
 use crate::config::{Config, LogText};
 use crate::error::StartupError;
 use crate::metrics::Metrics;
-use sha2::{Digest, Sha256};
+use hash::TextHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use hash::HashKind;
+pub use sanitize::MAX_REQUEST_ID_CHARS;
 pub use schema::MIGRATIONS;
 
 /// What a row's prediction answered: its `task` column.
@@ -66,6 +72,8 @@ pub struct Row {
     /// The text itself, only with `--prediction-log-text full`.
     pub text: Option<String>,
     pub text_sha256: String,
+    /// Which hash `text_sha256` and `text_pair_sha256` hold.
+    pub text_hash_kind: HashKind,
     /// A pair's second text, stored as `text` is; `None` for a single text.
     pub text_pair: Option<String>,
     pub text_pair_sha256: Option<String>,
@@ -80,6 +88,7 @@ pub struct Row {
 /// What a request keeps of its texts until the prediction is known.
 pub struct PendingTexts {
     task: Task,
+    hash_kind: HashKind,
     inputs: Vec<Kept>,
 }
 
@@ -93,6 +102,7 @@ struct Kept {
 pub struct PredictionLog {
     sender: mpsc::Sender<Row>,
     text: LogText,
+    hasher: TextHasher,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -105,6 +115,13 @@ impl PredictionLog {
         let Some(url) = config.database_url.as_deref() else {
             return Ok(None);
         };
+        let hasher = TextHasher::from_key_file(config.prediction_log_hash_key_file.as_deref())?;
+        if hasher.kind() == HashKind::Sha256 && config.prediction_log_text == LogText::Hash {
+            tracing::warn!(
+                "prediction log: texts are stored as plain SHA-256, from which short texts can \
+                 be recovered by guessing; set --prediction-log-hash-key-file for keyed hashes"
+            );
+        }
         let url =
             tls::DatabaseUrl::parse(url).map_err(|e| StartupError::setting("--database-url", e))?;
         let connector = url
@@ -133,6 +150,7 @@ impl PredictionLog {
             user = pg.get_user().unwrap_or("-"),
             sslmode = url.ssl_mode.as_str(),
             text = ?config.prediction_log_text,
+            text_hash = hasher.kind().as_str(),
             buffer = config.prediction_log_buffer,
             "prediction log enabled"
         );
@@ -149,6 +167,7 @@ impl PredictionLog {
         Ok(Some(Self {
             sender,
             text: config.prediction_log_text,
+            hasher,
             metrics,
             stop,
             writer: Mutex::new(Some(writer)),
@@ -163,11 +182,12 @@ impl PredictionLog {
         inputs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     ) -> PendingTexts {
         let keep = |text: &str| {
-            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            let hash = self.hasher.hash(text);
             ((self.text == LogText::Full).then(|| text.to_owned()), hash)
         };
         PendingTexts {
             task,
+            hash_kind: self.hasher.kind(),
             inputs: inputs
                 .into_iter()
                 .map(|(text, pair)| Kept {
@@ -203,7 +223,7 @@ impl PredictionLog {
                 Some((pair, hash)) => (pair, Some(hash)),
                 None => (None, None),
             };
-            let row = Row {
+            let mut row = Row {
                 id: uuid::Uuid::new_v4(),
                 request_id: request_id.to_owned(),
                 input_index: index as i32,
@@ -213,6 +233,7 @@ impl PredictionLog {
                 model_version: model.version.to_owned(),
                 text,
                 text_sha256,
+                text_hash_kind: texts.hash_kind,
                 text_pair,
                 text_pair_sha256,
                 task: texts.task,
@@ -221,6 +242,10 @@ impl PredictionLog {
                 scores: serde_json::Value::Object(scores),
                 latency_ms,
             };
+            let sanitized = sanitize::row(&mut row);
+            if sanitized > 0 {
+                self.metrics.prediction_log_sanitized.inc_by(sanitized);
+            }
             if self.sender.try_send(row).is_ok() {
                 self.metrics.prediction_log_buffered.inc();
             } else {

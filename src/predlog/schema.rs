@@ -46,6 +46,15 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     CREATE INDEX IF NOT EXISTS predictions_model ON predictions (model_name, model_version);
     COMMENT ON COLUMN predictions.model_name IS 'The model as routes name it (/v2/models/<name>); NULL on rows written before version 3';",
     ),
+    (
+        4,
+        "text hash kind",
+        // Every row written before this version holds a plain SHA-256, hence the default (it
+        // also fits a server of the previous release writing after this migration).
+        "ALTER TABLE predictions
+        ADD COLUMN IF NOT EXISTS text_hash_kind text NOT NULL DEFAULT 'sha256';
+    COMMENT ON COLUMN predictions.text_hash_kind IS 'What text_sha256 and text_pair_sha256 hold: sha256 (plain, guessable for short texts) or hmac-sha256 (keyed with --prediction-log-hash-key-file)';",
+    ),
 ];
 
 /// Any constant: serialises replicas that migrate the same database at the same time.

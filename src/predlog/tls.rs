@@ -42,10 +42,11 @@ impl SslMode {
             "require" => Self::Require,
             "verify-ca" => Self::VerifyCa,
             "verify-full" => Self::VerifyFull,
-            other => {
-                return Err(format!(
-                    "unknown sslmode `{other}` (disable, prefer, require, verify-ca, verify-full)"
-                ))
+            // The value is not echoed: errors name keys only (see dburl).
+            _ => {
+                return Err(
+                    "unknown `sslmode` (disable, prefer, require, verify-ca, verify-full)".into(),
+                )
             }
         })
     }
@@ -133,6 +134,8 @@ impl DatabaseUrl {
         let mut roots = RootCertStore::empty();
         match &self.root_cert {
             Some(path) => {
+                // A file's path, shown as --database-password-file's is: not a secret, and
+                // what an operator needs to fix the mount.
                 let shown = path.display();
                 let certs = CertificateDer::pem_file_iter(path)
                     .map_err(|e| format!("sslrootcert {shown}: {e}"))?
@@ -294,7 +297,8 @@ mod tests {
         let err = DatabaseUrl::parse("postgres://db/x?sslmode=verify")
             .err()
             .unwrap();
-        assert!(err.contains("unknown sslmode `verify`"), "{err}");
+        assert!(err.contains("unknown `sslmode`"), "{err}");
+        assert!(!err.contains("verify`"), "{err}");
         assert!(DatabaseUrl::parse("host=db sslrootcert='/x").is_err());
         assert!(DatabaseUrl::parse("postgres://db/x?sslrootcert=%zz").is_err());
     }
