@@ -3,9 +3,14 @@
 use crate::model::CpuKernels;
 use crate::repository::VersionPolicy;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod values;
+pub(crate) use values::parse_duration;
+use values::{parse_positive_duration, parse_version_policy};
+pub use values::{Dtype, LogFormat, LogText, ReadyWhen};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -339,41 +344,6 @@ pub struct Config {
     pub log_level: String,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    Bf16,
-    Int8,
-}
-
-impl Dtype {
-    /// The dtype candle reads the weights in: int8 is quantized from f32 weights (and runs as
-    /// f32 where candle's ops run the model).
-    pub fn candle(self) -> candle_core::DType {
-        match self {
-            Self::F32 | Self::Int8 => candle_core::DType::F32,
-            Self::F16 => candle_core::DType::F16,
-            Self::Bf16 => candle_core::DType::BF16,
-        }
-    }
-}
-
-/// What `/ready` waits for (`--ready-when`).
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadyWhen {
-    /// The default model.
-    Default,
-    /// Every version selected at start-up has loaded or failed.
-    All,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogText {
-    Hash,
-    Full,
-}
-
 /// The arguments of `sentiment-server download` (run by [`crate::download::run`]).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DownloadArgs {
@@ -428,27 +398,6 @@ impl DownloadArgs {
             to.as_os_str(),
         ];
         Standalone::try_parse_from::<_, &std::ffi::OsStr>(argv).map(|s| s.args)
-    }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-fn parse_version_policy(s: &str) -> Result<VersionPolicy, String> {
-    s.parse()
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 5ms, 2s, 1m)"))
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be above 0 (examples: 10s, 1m)".into()),
-        d => Ok(d),
     }
 }
 

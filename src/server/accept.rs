@@ -4,7 +4,7 @@
 //! connections so a flood cannot exhaust file descriptors, and a graceful drain that closes
 //! idle connections and waits for busy ones.
 
-use super::connection::{self, Protocol};
+use super::connection::{self, ConnectionLimits, Protocol};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -13,17 +13,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// Longest a client may take to send a request's line and headers (HTTP/1; also its
-    /// keep-alive idle time) or the HTTP/2 preface.
-    pub header_read_timeout: Duration,
-    /// Longest an HTTP/2 (and gRPC) connection may stay open without a stream in flight.
-    pub idle_timeout: Duration,
-    /// Most connections open at once; further clients wait in the kernel's accept queue.
-    pub max_connections: usize,
-}
 
 /// Most request header bytes (request line included) an HTTP/1 client may send: hyper's default
 /// buffer takes about 400 KB, which every log line and echoed header would then carry.

@@ -2,7 +2,6 @@
 //! then served by hyper until it closes, goes idle (HTTP/2: no stream open for
 //! `--idle-timeout`, closed with GOAWAY) or the drain starts.
 
-use super::accept::ConnectionLimits;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
@@ -21,6 +20,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's line and headers (HTTP/1; also its
+    /// keep-alive idle time) or the HTTP/2 preface.
+    pub header_read_timeout: Duration,
+    /// Longest an HTTP/2 (and gRPC) connection may stay open without a stream in flight.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Protocol {

@@ -109,7 +109,7 @@ pub async fn run(
     }
 
     let stop = CancellationToken::new();
-    let limits = accept::ConnectionLimits {
+    let limits = connection::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         max_connections: config.max_connections as usize,
