@@ -36,6 +36,10 @@ pub fn is_safe_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:;=+/@".contains(&b))
 }
 
+/// What the log says once when a client's request id is not kept.
+pub const REQUEST_ID_REPLACED: &str =
+    "x-request-id replaced: over 128 characters or outside [A-Za-z0-9-_.:;=+/@]";
+
 /// A new request id (a random UUID).
 pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -58,7 +58,7 @@ fn request_id(metadata: &MetadataMap) -> String {
             tracing::info!(
                 request_id = %new,
                 client_id_bytes = id.as_bytes().len(),
-                "x-request-id replaced: over 128 characters or outside [A-Za-z0-9-_.:;=+/@]"
+                "{}", crate::logging::REQUEST_ID_REPLACED
             );
             new
         }

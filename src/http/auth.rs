@@ -18,29 +18,31 @@ pub async fn require_key(
     request: Request,
     next: Next,
 ) -> Response {
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.api_keys.check(authorization) {
+    match state.api_keys.check(authorization(&request)) {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
 }
 
+/// The request's `Authorization` header, when it is text.
+pub(super) fn authorization(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The repository's admin routes, with `--model-repository` (without one nothing can change:
-/// load and unload answer 400 and the index only reads): closed unless a key guards them or `--allow-unauthenticated-admin`
-/// opens them, and JSON only, so that no simple cross-site request (an HTML form, a
-/// `text/plain` fetch, which browsers send without asking) reaches them.
+/// load and unload answer 400 and the index only reads): closed unless a key guards them or
+/// `--allow-unauthenticated-admin` opens them, and JSON only, so that no simple cross-site
+/// request (an HTML form, a `text/plain` fetch, which browsers send without asking) reaches
+/// them.
 pub async fn require_admin(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let authorization = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = authorization(&request);
     if state.config.model_repository.is_none() {
         // Only the index answers there, reading what is served: behind the API keys as the
         // inference routes are.

@@ -131,19 +131,7 @@ pub fn build_app(state: Arc<AppState>) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(|request: &Request<_>| {
-                            let id = request
-                                .extensions()
-                                .get::<RequestId>()
-                                .and_then(|id| id.header_value().to_str().ok())
-                                .unwrap_or("-");
-                            let span = crate::logging::request_span(request, id);
-                            if let Some(ReplacedRequestId(bytes)) = request.extensions().get() {
-                                span.in_scope(|| tracing::info!(client_id_bytes = bytes,
-                                    "x-request-id replaced: over 128 characters or outside [A-Za-z0-9-_.:;=+/@]"));
-                            }
-                            span
-                        })
+                        .make_span_with(span_of)
                         // One line per answered request, with its status and latency; 5xx
                         // are logged by ApiError at the level they deserve, not again here.
                         .on_response(DefaultOnResponse::new().level(Level::INFO))
@@ -153,6 +141,26 @@ pub fn build_app(state: Arc<AppState>) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// The span of one request, with its id; says once in it when the client's id was replaced.
+fn span_of(request: &Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    let span = crate::logging::request_span(request, id);
+    if let Some(ReplacedRequestId(bytes)) = request.extensions().get() {
+        span.in_scope(|| {
+            tracing::info!(
+                client_id_bytes = bytes,
+                "{}",
+                crate::logging::REQUEST_ID_REPLACED
+            )
+        });
+    }
+    span
 }
 
 /// The length of a client's request id that was not kept.
