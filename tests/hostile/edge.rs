@@ -403,3 +403,49 @@ async fn grpc_messages_must_arrive_in_time_and_the_key_is_checked_before_reading
     assert_eq!(status.as_deref(), Some("4"));
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_watches_are_bounded_and_end_at_the_drain() {
+    use sentiment_server::grpc::health_proto::health_client::HealthClient;
+    use sentiment_server::grpc::health_proto::HealthCheckRequest;
+    let mut config = config_for(common::fixture("bert-tiny-3class"));
+    config.grpc_port = Some(0);
+    config.shutdown_timeout = Duration::from_secs(20);
+    let mut server = TestServer::start(config).await;
+    let url = format!("http://{}", server.grpc_addr.unwrap());
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    let ready = || HealthCheckRequest {
+        service: "ready".into(),
+    };
+    let mut watches = Vec::new();
+    for _ in 0..16 {
+        let mut watch = health.watch(ready()).await.expect("watch").into_inner();
+        assert!(watch.message().await.unwrap().is_some());
+        watches.push(watch);
+    }
+    let refused = health.watch(ready()).await.expect_err("a 17th watch");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    // The drain ends every watch: the shutdown does not wait for its time-out.
+    let started = Instant::now();
+    let stopped = server.shutdown();
+    for mut watch in watches {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), watch.message()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(_) => break,
+                Err(_) => panic!("a watch still open 10 s into the drain"),
+            }
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("stopped within 10 s")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
