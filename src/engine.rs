@@ -48,17 +48,6 @@ pub struct ModelInfo {
 /// Requests whose texts total at most this many bytes are tokenized on the async runtime.
 const INLINE_TOKENIZE_BYTES: usize = 2048;
 
-/// Set when the future that waits for a tokenization is dropped (its caller has gone), so
-/// that the blocking task stops before its next input.
-#[derive(Default)]
-struct Gone(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 pub struct Engine {
     tokenizer: Arc<TextTokenizer>,
     /// Long requests tokenizing on the blocking pool at once: one per core, the rest wait
@@ -225,11 +214,13 @@ impl Engine {
     ) -> Result<Vec<crate::types::Encoded>, InferenceError> {
         let bytes: usize = inputs.iter().map(TextInput::len).sum();
         let tokenizer = self.tokenizer.clone();
-        let gone = Gone::default();
-        let caller_gone = gone.0.clone();
+        // Cancelled when this future is dropped (its caller has gone): the blocking task then
+        // stops before its next input.
+        let gone = tokio_util::sync::CancellationToken::new();
+        let caller_gone = gone.clone();
+        let _cancel_when_dropped = gone.drop_guard();
         let encode = move || {
-            let left = || caller_gone.load(std::sync::atomic::Ordering::Relaxed);
-            tokenizer.encode_inputs_while(&inputs, truncation, || !left())
+            tokenizer.encode_inputs_while(&inputs, truncation, || !caller_gone.is_cancelled())
         };
         // A few sentences tokenize in tens of microseconds: less than a round trip through the
         // blocking pool (~0.2 ms measured at one client), so they are tokenized here. Longer
@@ -246,7 +237,6 @@ impl Engine {
                 .await
                 .map_err(|e| InferenceError::Internal(format!("tokenizer task failed: {e}")))?
         };
-        drop(gone);
         encoded.map_err(|(i, e)| InferenceError::Input(format!("cannot tokenize inputs[{i}]: {e}")))
     }
 

@@ -10,10 +10,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// Queue places taken for one request's sequences before they are tokenized, so that
 /// tokenization counts toward admission; given back when dropped unused.
-pub struct Admitted {
-    permit: OwnedSemaphorePermit,
-    n: usize,
-}
+pub struct Admitted(OwnedSemaphorePermit);
 
 impl Batcher {
     /// Takes queue places for `n` sequences, or refuses the whole request (429) when the queue
@@ -41,7 +38,7 @@ impl Batcher {
             .ok()
             .and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok())
             .ok_or_else(full)?;
-        Ok(Admitted { permit, n })
+        Ok(Admitted(permit))
     }
 
     /// [`Batcher::admit`], then [`Batcher::enqueue`].
@@ -64,12 +61,12 @@ impl Batcher {
         incoming: Incoming,
     ) -> Result<Vec<oneshot::Receiver<Reply>>, InferenceError> {
         let n = sequences.len();
-        if n != admitted.n {
+        let mut permit = admitted.0;
+        if n != permit.num_permits() {
             return Err(InferenceError::Internal(
                 "queue places taken for another number of sequences".into(),
             ));
         }
-        let mut permit = admitted.permit;
         let guard = self
             .sender
             .lock()
