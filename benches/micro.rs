@@ -16,7 +16,8 @@ use sentiment_server::model::cpu::{
 };
 use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::{self, Batch, Compute};
-use sentiment_server::tokenize::{Encoded, TextTokenizer};
+use sentiment_server::tokenize::TextTokenizer;
+use sentiment_server::types::Encoded;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn download(config: &Config, args: &download::DownloadArgs) -> ExitCode {
+fn download(config: &Config, args: &sentiment_server::config::DownloadArgs) -> ExitCode {
     logging::init_cli(config.log_format, &config.log_level);
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -25,10 +25,10 @@ mod kernels;
 
 use candle_core::{DType, Device};
 use libtest_mimic::{Arguments, Failed, Trial};
-use sentiment_server::batcher::Backend;
+use sentiment_server::types::Backend;
 use sentiment_server::model::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
 use sentiment_server::model::Compute;
-use sentiment_server::tokenize::Encoded;
+use sentiment_server::types::Encoded;
 use std::path::PathBuf;
 
 /// A CPU compute path: candle's ops, or the host encoder at a kernel level.

@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use sentiment_server::config::Config;
 use sentiment_server::engine::Engine;
-use sentiment_server::http::auth::ApiKeys;
+use sentiment_server::auth::ApiKeys;
 use sentiment_server::metrics::Metrics;
 use sentiment_server::types::ScoreFunction;
 use sentiment_server::{build_app, AppState};

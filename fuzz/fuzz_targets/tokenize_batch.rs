@@ -16,10 +16,12 @@ mod common;
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use sentiment_server::batcher::{Backend, BatchLimits, Batcher, Reply};
+use sentiment_server::batcher::{BatchLimits, Batcher};
+use sentiment_server::types::{Backend, Reply};
 use sentiment_server::metrics::Metrics;
 use sentiment_server::model::{ModelConfig, ModelFiles};
-use sentiment_server::tokenize::{Encoded, TextTokenizer};
+use sentiment_server::tokenize::TextTokenizer;
+use sentiment_server::types::Encoded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -11,7 +11,7 @@ mod admission;
 mod plan;
 mod worker;
 
-pub use crate::types::{Backend, Reply};
+use crate::types::{Backend, Reply};
 pub use admission::Admitted;
 pub use plan::split_sizes;
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::config::DownloadArgs;
+use crate::config::DownloadArgs;
 
 /// Written last into a finished download: what it holds, so a rerun can tell it is current.
 pub const MANIFEST: &str = ".sentiment-server-download.json";

@@ -3,7 +3,6 @@
 //! routes (`/v2/repository/...`, which change what is served). Health, probes, metrics and the
 //! model description stay open: orchestrators and scrapers carry no key.
 
-pub use crate::auth::ApiKeys;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};

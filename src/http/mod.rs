@@ -29,7 +29,7 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-pub use crate::logging::{REQUEST_ID, REQUEST_ID_KEY};
+use crate::logging::REQUEST_ID;
 
 /// The request's id for logs, `-` when it has none that is printable.
 pub fn request_id(headers: &axum::http::HeaderMap) -> &str {

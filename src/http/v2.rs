@@ -23,7 +23,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-pub use crate::service::v2::MetadataTensor;
+use crate::service::v2::MetadataTensor;
 use crate::service::v2::{model_tensors, EXTENSIONS, PLATFORM};
 
 /// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an

@@ -3,7 +3,7 @@
 
 mod batch;
 mod candle;
-pub mod compute;
+mod compute;
 pub mod cpu;
 mod dtype;
 mod host;

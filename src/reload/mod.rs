@@ -28,7 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use triggers::{hangup_signal, next_hangup, next_tick};
 
-pub use scan::fingerprint;
 
 /// Starts watching `--model-repository` (nothing without one) and registers the routes'
 /// [`Control`] in `state`. The task ends when `stop` is cancelled.

@@ -6,9 +6,9 @@
 //! that [`crate::state::AppState`] swaps whole, so a later hot reload can build a new one
 //! beside the old and swap it in without pausing requests.
 
-pub mod discover;
-pub mod name;
-pub mod policy;
+mod discover;
+mod name;
+mod policy;
 mod served;
 
 pub use discover::{discover, Discovery, ModelSource, VersionSource};

@@ -11,7 +11,7 @@ use tokenizers::{
 mod prefix;
 mod wordpiece;
 
-pub use crate::types::{Encoded, TextInput, Truncation};
+use crate::types::{Encoded, TextInput, Truncation};
 
 pub struct TextTokenizer {
     /// Without padding or truncation: [`TextTokenizer::finish`] cuts.

@@ -50,7 +50,7 @@ impl Pki {
     }
 }
 
-fn config(pg: &Postgres, query: &str) -> sentiment_server::Config {
+fn config(pg: &Postgres, query: &str) -> sentiment_server::config::Config {
     let mut config = common::config_for(common::minilm());
     config.database_url = Some(format!("{}?{query}", pg.url()));
     config.database_password_file = Some(pg.password_file());

@@ -24,7 +24,7 @@ use tonic::Code;
 
 const MODEL: &str = "minilm-sst2";
 
-async fn start(mut config: sentiment_server::Config) -> (TestServer, Channel) {
+async fn start(mut config: sentiment_server::config::Config) -> (TestServer, Channel) {
     config.grpc_port.get_or_insert(0);
     let server = TestServer::start(config).await;
     let channel = connect(server.grpc_addr.expect("the gRPC port is bound")).await;

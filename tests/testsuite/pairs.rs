@@ -7,8 +7,8 @@ use crate::common;
 
 use candle_core::DType;
 use common::{config_for, PairReference, TestServer};
-use sentiment_server::batcher::Backend;
-use sentiment_server::tokenize::{Encoded, TextInput, Truncation};
+use sentiment_server::types::Backend;
+use sentiment_server::types::{Encoded, TextInput, Truncation};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

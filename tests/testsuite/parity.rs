@@ -8,7 +8,7 @@
 use crate::common;
 
 use candle_core::DType;
-use sentiment_server::batcher::Backend;
+use sentiment_server::types::Backend;
 
 fn load(dir: &std::path::Path) -> common::TestModel {
     common::load_model(dir, &common::test_device(), DType::F32)

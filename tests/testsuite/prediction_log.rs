@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
-fn logged_config(pg: &Postgres) -> sentiment_server::Config {
+fn logged_config(pg: &Postgres) -> sentiment_server::config::Config {
     let mut config = common::config_for(common::minilm());
     config.database_url = Some(pg.url());
     config.database_password_file = Some(pg.password_file());

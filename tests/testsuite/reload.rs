@@ -64,7 +64,7 @@ fn wrong_shapes(dir: &Path) {
     std::fs::write(&config, json.to_string()).unwrap();
 }
 
-fn repository_config(root: &Path) -> sentiment_server::Config {
+fn repository_config(root: &Path) -> sentiment_server::config::Config {
     let mut config = common::config_for(PathBuf::new());
     config.model_dir = None;
     config.model_repository = Some(root.to_path_buf());

@@ -12,7 +12,7 @@ use sentiment_server::grpc::proto::{
     InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
 };
 use sentiment_server::repository::VersionPolicy;
-use sentiment_server::Config;
+use sentiment_server::config::Config;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

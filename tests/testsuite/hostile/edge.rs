@@ -3,7 +3,7 @@
 //! fails on a server without the defence it checks.
 
 use super::common::{self, config_for, TestServer};
-use sentiment_server::Config;
+use sentiment_server::config::Config;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
