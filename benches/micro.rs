@@ -11,10 +11,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sentiment_server::batcher::{split_sizes, BatchLimits};
+use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::cpu::{
     Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
 };
-use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
 use sentiment_server::types::Encoded;

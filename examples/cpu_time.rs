@@ -7,8 +7,8 @@
 //!   cargo run --release --example cpu_time -- avx2-f32 avx2-int8 avx512-f32 avx512-vnni-int8
 //! SHARED_DIR points at the shared models (default ../shared).
 
-use sentiment_server::model::cpu::{Avx512Vnni, Isa, Level, WeightFormat};
 use sentiment_server::checkpoint::ModelFiles;
+use sentiment_server::model::cpu::{Avx512Vnni, Isa, Level, WeightFormat};
 use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
 use std::path::PathBuf;

@@ -6,8 +6,8 @@
 //!
 //! Prints VmHWM (peak RSS) after loading and after the pass, from /proc (Linux).
 
-use sentiment_server::model::Dtype;
 use sentiment_server::checkpoint::ModelFiles;
+use sentiment_server::model::Dtype;
 use sentiment_server::model::{self, Batch, Compute, CpuKernels};
 use std::time::Instant;
 

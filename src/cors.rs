@@ -8,7 +8,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The layer for the configured origins; `None` when none are (no CORS headers at all).
 /// Errors name an origin that is not `*` or a scheme://host[:port] a browser would send.
-pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+pub(crate) fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     let origins: Vec<&str> = origins
         .iter()
         .map(|o| o.trim())

@@ -25,9 +25,9 @@ mod kernels;
 
 use candle_core::{DType, Device};
 use libtest_mimic::{Arguments, Failed, Trial};
-use sentiment_server::types::Backend;
 use sentiment_server::model::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
 use sentiment_server::model::Compute;
+use sentiment_server::types::Backend;
 use sentiment_server::types::Encoded;
 use std::path::PathBuf;
 

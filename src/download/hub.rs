@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A repository at one commit.
 #[derive(Debug, Deserialize)]
-pub struct RepoInfo {
+pub(super) struct RepoInfo {
     /// The commit the revision resolved to: every file is fetched at this commit, so a branch
     /// that moves during the download cannot mix two versions.
     pub sha: String,
@@ -23,7 +23,7 @@ pub struct RepoInfo {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Sibling {
+pub(super) struct Sibling {
     pub rfilename: String,
     pub size: Option<u64>,
     #[serde(rename = "blobId")]
@@ -32,20 +32,20 @@ pub struct Sibling {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Lfs {
+pub(super) struct Lfs {
     pub sha256: String,
     pub size: u64,
 }
 
 /// What a downloaded file must match: its size and a hash the Hub publishes for it.
 #[derive(Debug, Clone)]
-pub struct Expected {
+pub(super) struct Expected {
     pub size: u64,
     pub check: Check,
 }
 
 #[derive(Debug, Clone)]
-pub enum Check {
+pub(super) enum Check {
     /// LFS files (weights): the sha256 of the content.
     Sha256(String),
     /// Files stored in git: the git blob id, sha1 over "blob {size}\0" + content.
@@ -53,7 +53,7 @@ pub enum Check {
 }
 
 impl Sibling {
-    pub fn expected(&self) -> anyhow::Result<Expected> {
+    pub(super) fn expected(&self) -> anyhow::Result<Expected> {
         if let Some(lfs) = &self.lfs {
             return Ok(Expected {
                 size: lfs.size,
@@ -73,14 +73,18 @@ impl Sibling {
     }
 }
 
-pub struct Hub {
+pub(super) struct Hub {
     client: Client,
     endpoint: String,
     token: Option<String>,
 }
 
 impl Hub {
-    pub fn new(endpoint: &str, token: Option<String>, timeout: Duration) -> anyhow::Result<Self> {
+    pub(super) fn new(
+        endpoint: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let client = Client::builder()
             .user_agent(concat!("sentiment-server/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout)
@@ -94,7 +98,7 @@ impl Hub {
         })
     }
 
-    pub async fn repo_info(&self, repo: &str, revision: &str) -> anyhow::Result<RepoInfo> {
+    pub(super) async fn repo_info(&self, repo: &str, revision: &str) -> anyhow::Result<RepoInfo> {
         let url = format!(
             "{}/api/models/{repo}/revision/{}?blobs=true",
             self.endpoint,
@@ -109,7 +113,7 @@ impl Hub {
     }
 
     /// Streams `file` at `commit` into `dest`, checking size and hash; returns the sha256.
-    pub async fn fetch(
+    pub(super) async fn fetch(
         &self,
         repo: &str,
         commit: &str,
@@ -195,7 +199,7 @@ impl Hub {
 
 /// A failure worth retrying: network errors, 429 and 5xx.
 #[derive(Debug)]
-pub struct Transient(pub String);
+pub(super) struct Transient(pub String);
 
 impl std::fmt::Display for Transient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// How often a log line reports a download in progress when there is no terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-pub struct Progress {
+pub(super) struct Progress {
     file: String,
     total: u64,
     bar: Option<ProgressBar>,
@@ -17,7 +17,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress of `file`, `total` bytes long.
-    pub fn start(file: &str, total: u64) -> Self {
+    pub(super) fn start(file: &str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             let style = ProgressStyle::with_template(
@@ -38,7 +38,7 @@ impl Progress {
     }
 
     /// `done` bytes of the file are written.
-    pub fn update(&mut self, done: u64) {
+    pub(super) fn update(&mut self, done: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(done);
         } else if Instant::now() >= self.next_log {

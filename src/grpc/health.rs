@@ -24,13 +24,13 @@ const MAX_WATCHES: usize = 16;
 /// Bounds how long a watcher holds its connection's slot.
 const MAX_WATCH: Duration = Duration::from_secs(300);
 
-pub struct Health {
+pub(super) struct Health {
     state: Arc<AppState>,
     watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl Health {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub(super) fn new(state: Arc<AppState>) -> Self {
         Self {
             state,
             watches: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHES)),

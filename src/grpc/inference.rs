@@ -27,12 +27,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub struct Inference {
+pub(super) struct Inference {
     state: Arc<AppState>,
 }
 
 impl Inference {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub(super) fn new(state: Arc<AppState>) -> Self {
         Self { state }
     }
 }

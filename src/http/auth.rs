@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// Refuses requests without a valid `Authorization: Bearer <key>` when keys are configured.
-pub async fn require_key(
+pub(crate) async fn require_key(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
@@ -36,7 +36,7 @@ pub(super) fn authorization(request: &Request) -> Option<&str> {
 /// `--allow-unauthenticated-admin` opens them, and JSON only, so that no simple cross-site
 /// request (an HTML form, a `text/plain` fetch, which browsers send without asking) reaches
 /// them.
-pub async fn require_admin(
+pub(crate) async fn require_admin(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,

@@ -10,7 +10,7 @@ use std::fmt;
 /// One input, or a list of them (each classified on its own).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum Inputs {
+pub(crate) enum Inputs {
     One(Input),
     Batch(Vec<Input>),
 }
@@ -43,7 +43,7 @@ impl From<Input> for TextInput {
 
 impl Inputs {
     /// The inputs, and whether the request held a single one (not a list).
-    pub fn into_list(self) -> (Vec<Input>, bool) {
+    pub(crate) fn into_list(self) -> (Vec<Input>, bool) {
         match self {
             Inputs::One(input) => (vec![input], true),
             Inputs::Batch(inputs) => (inputs, false),
@@ -107,7 +107,7 @@ impl<'de> Deserialize<'de> for Input {
 /// One text, or a list of texts; each is classified against every candidate label.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged, try_from = "Inputs")]
-pub enum Sequences {
+pub(crate) enum Sequences {
     One(String),
     Batch(Vec<String>),
 }
@@ -140,13 +140,13 @@ impl TryFrom<Inputs> for Sequences {
 /// takes them; blanks around each are dropped). At most `--max-candidate-labels`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum CandidateLabels {
+pub(crate) enum CandidateLabels {
     List(Vec<String>),
     Joined(String),
 }
 
 impl CandidateLabels {
-    pub fn into_list(self) -> Vec<String> {
+    pub(crate) fn into_list(self) -> Vec<String> {
         match self {
             Self::List(labels) => labels,
             Self::Joined(labels) => labels

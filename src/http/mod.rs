@@ -1,15 +1,15 @@
 //! HTTP stage: routes, request ids, tracing, metrics, and JSON errors for everything.
 
-pub mod auth;
+pub(crate) mod auth;
 mod extract;
-pub mod inputs;
+pub(crate) mod inputs;
 mod observe;
-pub mod openapi;
+pub(crate) mod openapi;
 mod playground;
-pub mod predict;
+pub(crate) mod predict;
 mod probes;
-pub mod v2;
-pub mod zero_shot;
+pub(crate) mod v2;
+pub(crate) mod zero_shot;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -32,7 +32,7 @@ use tracing::Level;
 use crate::logging::REQUEST_ID;
 
 /// The request's id for logs, `-` when it has none that is printable.
-pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> &str {
     headers
         .get(REQUEST_ID)
         .and_then(|id| id.to_str().ok())

@@ -12,7 +12,7 @@ use std::time::Instant;
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -26,7 +26,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// Counts requests by route and status and times them. Every label comes from a fixed set:
 /// the route template (unmatched paths share `unmatched`) and the method as one of five
 /// names, so that scanners and made-up methods cannot grow `/metrics`.
-pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(super) async fn track(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -41,11 +41,11 @@ use utoipa::OpenApi;
     tags((name = "inference"), (name = "probes"),
         (name = "v2", description = "Open Inference Protocol (KServe v2 REST)"))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "probes",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

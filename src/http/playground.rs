@@ -14,7 +14,7 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
 /// The playground page: type a text and see every label's score (HTML, self-contained).
 #[utoipa::path(get, path = "/", tag = "playground",
     responses((status = 200, description = "The playground page", content_type = "text/html")))]
-pub async fn page() -> impl IntoResponse {
+pub(super) async fn page() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

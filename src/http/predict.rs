@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct PredictRequest {
+pub(crate) struct PredictRequest {
     pub inputs: Inputs,
     /// Return the logits instead of softmax/sigmoid scores.
     #[serde(default)]
@@ -44,7 +44,7 @@ pub struct PredictRequest {
 /// request is answered as `/zero-shot-classification` answers it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Parameters {
+pub(crate) struct Parameters {
     /// Return only the k best labels.
     #[schema(minimum = 1)]
     pub top_k: Option<usize>,
@@ -118,7 +118,7 @@ fn default_true() -> bool {
 /// list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum PredictResponse {
+pub(crate) enum PredictResponse {
     One(Vec<LabelScore>),
     Batch(Vec<Vec<LabelScore>>),
 }
@@ -135,7 +135,7 @@ pub enum PredictResponse {
     ),
     tag = "inference"
 )]
-pub async fn predict(
+pub(crate) async fn predict(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
@@ -159,7 +159,7 @@ pub async fn predict(
     ),
     tag = "inference"
 )]
-pub async fn predict_model(
+pub(crate) async fn predict_model(
     State(state): State<Arc<AppState>>,
     path: super::v2::ModelPath,
     headers: HeaderMap,
@@ -188,7 +188,7 @@ async fn predict_with(
 /// string answers one flat list, as `InferenceClient.zero_shot_classification` reads it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum InferenceApiResponse {
+pub(crate) enum InferenceApiResponse {
     /// One list of label scores per input, best first: text classification (also for a
     /// single input), and zero-shot on a list of texts.
     PerInput(Vec<Vec<LabelScore>>),
@@ -214,7 +214,7 @@ pub enum InferenceApiResponse {
     ),
     tag = "inference"
 )]
-pub async fn inference_api(
+pub(crate) async fn inference_api(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 const HIDDEN: &str = "(hidden: send the API key)";
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Status {
+pub(super) struct Status {
     /// `ok` (ready or alive).
     pub status: &'static str,
 }
@@ -24,7 +24,7 @@ pub struct Status {
 /// work is accepted; 503 while loading or draining.
 #[utoipa::path(get, path = "/health", tag = "probes",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
-pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
+pub(super) async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
     state.check_ready()?;
     Ok(Json(Status { status: "ok" }))
 }
@@ -32,18 +32,18 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Status>, 
 /// Readiness: the same as /health.
 #[utoipa::path(get, path = "/ready", tag = "probes",
     responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
-pub async fn ready(state: State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
+pub(super) async fn ready(state: State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
     health(state).await
 }
 
 /// Liveness: 200 while the process serves HTTP at all, loading and draining included.
 #[utoipa::path(get, path = "/live", tag = "probes", responses((status = 200, body = Status)))]
-pub async fn live() -> Json<Status> {
+pub(super) async fn live() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchingInfo {
+pub(super) struct BatchingInfo {
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_batch_delay_ms: f64,
@@ -56,7 +56,7 @@ pub struct BatchingInfo {
 
 /// One model of the repository.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelStatus {
+pub(super) struct ModelStatus {
     pub name: String,
     /// The model `/predict` serves.
     pub default: bool,
@@ -65,7 +65,7 @@ pub struct ModelStatus {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct VersionStatus {
+pub(super) struct VersionStatus {
     pub version: u64,
     /// `LOADING`, `READY`, `FAILED` or `UNLOADED`.
     pub state: &'static str,
@@ -80,7 +80,7 @@ pub struct VersionStatus {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Info {
+pub(super) struct Info {
     /// The default model's version that `/predict` reaches.
     #[serde(flatten)]
     pub model: ModelInfo,
@@ -99,7 +99,7 @@ pub struct Info {
 /// model with its versions and their states.
 #[utoipa::path(get, path = "/info", tag = "probes",
     responses((status = 200, body = Info), (status = 503, body = ErrorBody)))]
-pub async fn info(
+pub(super) async fn info(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Info>, ApiError> {

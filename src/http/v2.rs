@@ -9,10 +9,10 @@
 //! (FP32, `[-1, labels]`, every label's probability in id order). Errors are our
 //! `{"error", "error_type"}`, whose `error` is the protocol's error object.
 
-pub mod binary;
-pub mod infer;
-pub mod repository;
-pub mod request;
+pub(crate) mod binary;
+pub(crate) mod infer;
+pub(crate) mod repository;
+pub(crate) mod request;
 
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};
@@ -29,7 +29,7 @@ use crate::service::v2::{model_tensors, EXTENSIONS, PLATFORM};
 /// `{name}` and, on `/versions/{version}/...` routes, `{version}` of a model path; an
 /// undecodable path is a JSON 400 like every other error.
 #[derive(Debug, Deserialize)]
-pub struct ModelPath {
+pub(crate) struct ModelPath {
     pub name: String,
     pub version: Option<String>,
 }
@@ -48,18 +48,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
 impl ModelPath {
     /// The engine the path reaches, also while draining: 404 for an unknown model or
     /// version, 503 while it loads or when it failed to.
-    pub fn loaded(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
+    pub(crate) fn loaded(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
         Ok(state.model(&self.name, self.version.as_deref())?.1)
     }
 
     /// As [`ModelPath::loaded`], and 503 while draining.
-    pub fn ready(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
+    pub(crate) fn ready(&self, state: &AppState) -> Result<Arc<Engine>, ApiError> {
         Ok(state.ready_model(&self.name, self.version.as_deref())?.1)
     }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ServerMetadata {
+pub(crate) struct ServerMetadata {
     pub name: &'static str,
     pub version: &'static str,
     /// Protocol extensions supported: Triton's binary tensor data and classification.
@@ -68,7 +68,7 @@ pub struct ServerMetadata {
 
 /// Server metadata.
 #[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = ServerMetadata)))]
-pub async fn server_metadata() -> Json<ServerMetadata> {
+pub(crate) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
@@ -77,26 +77,26 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ServerLive {
+pub(crate) struct ServerLive {
     pub live: bool,
 }
 
 /// Server liveness: 200 while the process serves HTTP, loading and draining included.
 #[utoipa::path(get, path = "/v2/health/live", tag = "v2",
     responses((status = 200, body = ServerLive)))]
-pub async fn server_live() -> Json<ServerLive> {
+pub(crate) async fn server_live() -> Json<ServerLive> {
     Json(ServerLive { live: true })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ServerReady {
+pub(crate) struct ServerReady {
     pub ready: bool,
 }
 
 /// Server readiness, as `/ready`: 200 when work is accepted, 503 while loading or draining.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
     responses((status = 200, body = ServerReady), (status = 503, body = ErrorBody)))]
-pub async fn server_ready(
+pub(crate) async fn server_ready(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<ServerReady>, ApiError> {
     state.check_ready()?;
@@ -104,7 +104,7 @@ pub async fn server_ready(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelList {
+pub(crate) struct ModelList {
     pub models: Vec<String>,
 }
 
@@ -112,7 +112,9 @@ pub struct ModelList {
 /// extension: the protocol itself has no model listing.
 #[utoipa::path(get, path = "/v2/models", tag = "v2",
     responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
-pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<ModelList>, ApiError> {
+pub(crate) async fn models(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<ModelList>, ApiError> {
     let served = state.served();
     if served.models.is_empty() {
         return Err(crate::repository::still_loading());
@@ -123,13 +125,13 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<ModelList
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelParameters {
+pub(crate) struct ModelParameters {
     /// Label names in id order: the columns of `scores`.
     pub labels: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelMetadata {
+pub(crate) struct ModelMetadata {
     pub name: String,
     /// The model's loaded versions, ascending.
     pub versions: Vec<String>,
@@ -145,7 +147,7 @@ pub struct ModelMetadata {
     responses((status = 200, body = ModelMetadata),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_metadata(
+pub(crate) async fn model_metadata(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -175,7 +177,7 @@ pub async fn model_metadata(
     responses((status = 200, body = ModelMetadata),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_version_metadata(
+pub(crate) async fn model_version_metadata(
     state: State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelMetadata>, ApiError> {
@@ -183,7 +185,7 @@ pub async fn model_version_metadata(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelReady {
+pub(crate) struct ModelReady {
     pub name: String,
     pub ready: bool,
 }
@@ -194,7 +196,7 @@ pub struct ModelReady {
     responses((status = 200, body = ModelReady),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_ready(
+pub(crate) async fn model_ready(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelReady>, ApiError> {
@@ -212,7 +214,7 @@ pub async fn model_ready(
     responses((status = 200, body = ModelReady),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_version_ready(
+pub(crate) async fn model_version_ready(
     state: State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelReady>, ApiError> {

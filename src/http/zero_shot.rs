@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ZeroShotRequest {
+pub(crate) struct ZeroShotRequest {
     pub inputs: Sequences,
     pub parameters: ZeroShotParameters,
 }
@@ -25,7 +25,7 @@ pub struct ZeroShotRequest {
 /// The zero-shot parameters of the Hugging Face Inference API.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ZeroShotParameters {
+pub(crate) struct ZeroShotParameters {
     pub candidate_labels: CandidateLabels,
     /// The hypothesis each label is put into, `{}` where the label goes (`{{` and `}}` for
     /// literal braces); at most 500 characters.
@@ -51,7 +51,7 @@ impl ZeroShotParameters {
 /// One answer for a single text, a list for a list of texts.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum ZeroShotResponse {
+pub(crate) enum ZeroShotResponse {
     One(ZeroShotOutput),
     Batch(Vec<ZeroShotOutput>),
 }
@@ -68,7 +68,7 @@ pub enum ZeroShotResponse {
     ),
     tag = "inference"
 )]
-pub async fn zero_shot(
+pub(crate) async fn zero_shot(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ZeroShotRequest>,

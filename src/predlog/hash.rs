@@ -11,7 +11,7 @@ use std::path::Path;
 
 const FLAG: &str = "--prediction-log-hash-key-file";
 /// Shortest key accepted, in bytes.
-pub const MIN_KEY_BYTES: usize = 16;
+pub(super) const MIN_KEY_BYTES: usize = 16;
 
 /// Which hash a row's `text_sha256` (and `text_pair_sha256`) holds: its `text_hash_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

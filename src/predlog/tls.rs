@@ -26,7 +26,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// libpq's `sslmode` values (`allow` is read as `prefer`: both accept plaintext).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(super) enum SslMode {
     Disable,
     Prefer,
     Require,
@@ -51,7 +51,7 @@ impl SslMode {
         })
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Disable => "disable",
             Self::Prefer => "prefer",
@@ -64,7 +64,7 @@ impl SslMode {
 
 /// `--database-url` taken apart: the connection settings tokio-postgres reads, and the TLS
 /// settings it does not.
-pub struct DatabaseUrl {
+pub(super) struct DatabaseUrl {
     pub pg: tokio_postgres::Config,
     pub ssl_mode: SslMode,
     pub root_cert: Option<PathBuf>,
@@ -72,7 +72,7 @@ pub struct DatabaseUrl {
 
 impl DatabaseUrl {
     /// Parses a `postgres://` URL or a `key=value` string.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub(super) fn parse(url: &str) -> Result<Self, String> {
         let (rest, settings) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
         {
             take_from_uri(url)?
@@ -100,7 +100,7 @@ impl DatabaseUrl {
 
     /// The connector for [`Self::ssl_mode`]; reads the root certificates now, so that a
     /// missing or unreadable `sslrootcert` stops start-up instead of every connection.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+    pub(super) fn connector(&self) -> Result<MakeRustlsConnect, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let check = match (self.ssl_mode, &self.root_cert) {
             (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => Check::Nothing,

@@ -28,10 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use triggers::{hangup_signal, next_hangup, next_tick};
 
-
 /// Starts watching `--model-repository` (nothing without one) and registers the routes'
 /// [`Control`] in `state`. The task ends when `stop` is cancelled.
-pub fn start(
+pub(crate) fn start(
     config: &Config,
     state: &Arc<AppState>,
     metrics: &Arc<Metrics>,

@@ -10,7 +10,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Waits until nothing but `engine` itself holds the engine (every in-flight and queued
 /// request holds it, directly or through the served-set snapshot it took), then stops its
 /// worker and frees its model on a blocking thread, and returns freed heap to the system.
-pub fn release(engine: Arc<Engine>, model: String, version: u64) {
+pub(super) fn release(engine: Arc<Engine>, model: String, version: u64) {
     tokio::spawn(async move {
         // Once out of the served set no new reference can appear: a request takes its engine
         // from a snapshot, and a snapshot that still holds this one counts here.

@@ -14,11 +14,11 @@ use std::time::SystemTime;
 /// The non-hidden files of a version directory with their sizes and modification times,
 /// sorted: a file rewritten, replaced or added changes it, and no weights are read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Fingerprint(Vec<(String, u64, Option<SystemTime>)>);
+pub(super) struct Fingerprint(Vec<(String, u64, Option<SystemTime>)>);
 
 /// Reads `dir`'s fingerprint, following links (a repository of links to model files changes
 /// when their targets do).
-pub fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
+pub(super) fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -40,7 +40,7 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
 
 /// One version found on disk.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(super) struct Found {
     pub version: u64,
     pub dir: PathBuf,
     pub fingerprint: Fingerprint,
@@ -48,13 +48,13 @@ pub struct Found {
 
 /// What one scan found: each model's selected versions, and the entries skipped with why.
 #[derive(Debug, Default)]
-pub struct Scan {
+pub(super) struct Scan {
     pub models: BTreeMap<String, Vec<Found>>,
     pub skipped: Vec<(String, String)>,
 }
 
 /// Scans `root` as start-up does, then fingerprints every selected version. Blocking.
-pub fn scan(root: &Path, policy: VersionPolicy) -> Result<Scan, String> {
+pub(super) fn scan(root: &Path, policy: VersionPolicy) -> Result<Scan, String> {
     let discovery = discover(root, policy)?;
     let mut scan = Scan {
         skipped: discovery.skipped,
@@ -85,7 +85,7 @@ pub fn scan(root: &Path, policy: VersionPolicy) -> Result<Scan, String> {
 
 /// A version to load, and the fingerprint its files had before loading began.
 #[derive(Debug, Clone)]
-pub struct Load {
+pub(super) struct Load {
     pub name: String,
     pub version: u64,
     pub dir: PathBuf,
@@ -94,7 +94,7 @@ pub struct Load {
 
 /// The outcome of [`plan`]: the served set to publish at once, the loads to run, and each
 /// model's versions on disk (what [`retire`] keeps once the loads are done).
-pub struct Plan {
+pub(super) struct Plan {
     pub next: Served,
     pub loads: Vec<Load>,
     pub targets: HashMap<String, BTreeSet<u64>>,
@@ -104,7 +104,7 @@ pub struct Plan {
 /// ones (another fingerprint than `loaded` records, or `force`d) are reloaded while a ready
 /// one keeps serving its old files; versions gone from disk that do not serve are dropped now,
 /// ready ones only by [`retire`]. Models in `unloaded` stay unloaded.
-pub fn plan(
+pub(super) fn plan(
     current: &Served,
     scan: &Scan,
     loaded: &HashMap<(String, u64), Fingerprint>,
@@ -213,7 +213,7 @@ fn slot_of(found: &Found, state: VersionState) -> ServedVersion {
 /// version policy) leave the served set, and their engines are returned for release, but only
 /// where that takes nothing away: when their model has a ready version on disk, or when the
 /// whole model left the repository and is not the default model (which `/predict` needs).
-pub fn retire(
+pub(super) fn retire(
     current: &Served,
     targets: &HashMap<String, BTreeSet<u64>>,
 ) -> (Served, Vec<(String, u64, Arc<Engine>)>) {

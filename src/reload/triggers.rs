@@ -1,7 +1,7 @@
 //! What starts a scan besides the routes: the poll interval's ticks and SIGHUP.
 
 /// Completes on the next poll tick; never when polling is off.
-pub async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+pub(super) async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
     match tick {
         Some(tick) => {
             tick.tick().await;
@@ -12,12 +12,12 @@ pub async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
 
 /// The SIGHUP stream, where there is one.
 #[cfg(unix)]
-pub type Hangup = Option<tokio::signal::unix::Signal>;
+pub(super) type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 pub type Hangup = Option<()>;
 
 /// SIGHUP, the conventional "reread your configuration" signal, when it can be listened to.
-pub fn hangup_signal() -> Hangup {
+pub(super) fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     let hangup = {
         use tokio::signal::unix::{signal, SignalKind};
@@ -31,7 +31,7 @@ pub fn hangup_signal() -> Hangup {
 }
 
 /// Completes on the next SIGHUP; never when it cannot be listened to.
-pub async fn next_hangup(hangup: &mut Hangup) {
+pub(super) async fn next_hangup(hangup: &mut Hangup) {
     #[cfg(unix)]
     {
         if let Some(signal) = hangup {

@@ -2,12 +2,12 @@
 //! metric labels, so only a small, safe alphabet is accepted.
 
 /// Longest model name, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub(super) const MAX_NAME_LEN: usize = 64;
 
 /// `Ok` for `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` without `..`; otherwise why not. The first
 /// character rules out hidden entries (`.x`, the downloader's `.name.partial-*` directories)
 /// and `-flags`; refusing `..` rules out path tricks even where a name is joined to a path.
-pub fn validate(name: &str) -> Result<(), String> {
+pub(super) fn validate(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return Err("the name is empty".into());
@@ -33,7 +33,7 @@ pub fn validate(name: &str) -> Result<(), String> {
 
 /// A version directory's number: decimal digits without a leading zero, at least 1, so that
 /// each version has exactly one spelling in paths (`/versions/2`, never `/versions/02`).
-pub fn version(name: &str) -> Option<u64> {
+pub(super) fn version(name: &str) -> Option<u64> {
     if name.is_empty() || name.starts_with('0') || !name.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

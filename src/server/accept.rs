@@ -27,7 +27,7 @@ const MAX_HTTP2_HEADER_LIST: u32 = 16 * 1024;
 
 /// Serves `app` on `listener` until `stop` is cancelled, then stops accepting and returns once
 /// every open connection has finished its requests (bound the wait with a timeout).
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,

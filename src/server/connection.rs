@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(super) struct ConnectionLimits {
     /// Longest a client may take to send a request's line and headers (HTTP/1; also its
     /// keep-alive idle time) or the HTTP/2 preface.
     pub header_read_timeout: Duration,

@@ -8,7 +8,7 @@ use crate::error::StartupError;
 use std::path::Path;
 
 /// Fetches the default model when it is needed and not yet there.
-pub async fn default_model(config: &Config) -> Result<(), StartupError> {
+pub(super) async fn default_model(config: &Config) -> Result<(), StartupError> {
     if config.model_dir.is_some() {
         return Ok(());
     }

@@ -13,7 +13,7 @@ use crate::state::AppState;
 use std::sync::Arc;
 
 /// The models to serve and the default one's name.
-pub async fn sources(config: &Config) -> Result<(Vec<ModelSource>, String), StartupError> {
+pub(super) async fn sources(config: &Config) -> Result<(Vec<ModelSource>, String), StartupError> {
     let Some(root) = config.model_repository.clone() else {
         fetch::default_model(config).await?;
         let dir = config.model_dir().to_path_buf();
@@ -78,7 +78,7 @@ pub async fn sources(config: &Config) -> Result<(Vec<ModelSource>, String), Star
 /// Loads every version of `sources` into `state`, off the async runtime, one at a time (they
 /// would share the same cores anyway). A version that fails is logged, counted and reported
 /// FAILED; only a default model with no version loaded stops the start.
-pub async fn load_all(
+pub(super) async fn load_all(
     config: &Config,
     state: &AppState,
     metrics: &Arc<Metrics>,

@@ -4,7 +4,7 @@
 mod control;
 
 pub(crate) use control::Command;
-pub use control::Control;
+pub(crate) use control::Control;
 
 use crate::auth::{AdminAccess, ApiKeys};
 use crate::config::{Config, ReadyWhen};

@@ -56,7 +56,7 @@ impl BertSettings {
 }
 
 /// Builds the tokenizer from `vocab` (one token per line, the line number is its id).
-pub fn from_vocab(vocab: &Path, config: &Value) -> Result<Tokenizer, LoadError> {
+pub(super) fn from_vocab(vocab: &Path, config: &Value) -> Result<Tokenizer, LoadError> {
     let settings = BertSettings::read(config);
     let invalid = |e: &dyn std::fmt::Display| {
         LoadError::new(show(vocab), format!("invalid WordPiece vocabulary: {e}"))

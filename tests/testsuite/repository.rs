@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::TestServer;
+use sentiment_server::config::Config;
 use sentiment_server::config::ReadyWhen;
 use sentiment_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use sentiment_server::grpc::proto::model_infer_request::InferInputTensor;
@@ -12,7 +13,6 @@ use sentiment_server::grpc::proto::{
     InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
 };
 use sentiment_server::repository::VersionPolicy;
-use sentiment_server::config::Config;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -16,10 +16,11 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The header that gives the JSON part's length in both directions.
-pub const HEADER_LENGTH: HeaderName = HeaderName::from_static("inference-header-content-length");
+pub(crate) const HEADER_LENGTH: HeaderName =
+    HeaderName::from_static("inference-header-content-length");
 
 /// A v2 infer request, its binary inputs decoded into `data` like JSON ones.
-pub struct V2Request(pub InferRequest);
+pub(crate) struct V2Request(pub InferRequest);
 
 impl FromRequest<Arc<AppState>> for V2Request {
     type Rejection = ApiError;
@@ -126,7 +127,7 @@ fn binary_size(
 }
 
 /// The extension's response: the JSON header, then the binary outputs' bytes in order.
-pub fn response(
+pub(crate) fn response(
     header: &impl serde::Serialize,
     binary: Vec<Vec<u8>>,
 ) -> Result<Response, ApiError> {

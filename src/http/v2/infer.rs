@@ -20,7 +20,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InferResponse {
+pub(crate) struct InferResponse {
     pub model_name: String,
     pub model_version: String,
     /// The request's `id`, when it had one.
@@ -30,7 +30,7 @@ pub struct InferResponse {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ResponseOutput {
+pub(crate) struct ResponseOutput {
     pub name: &'static str,
     pub shape: Vec<usize>,
     pub datatype: &'static str,
@@ -56,7 +56,7 @@ pub struct ResponseOutput {
     ),
     tag = "v2"
 )]
-pub async fn infer(
+pub(crate) async fn infer(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
     headers: HeaderMap,
@@ -82,7 +82,7 @@ pub async fn infer(
         crate::error::InferenceErrors,
     ),
     tag = "v2")]
-pub async fn infer_version(
+pub(crate) async fn infer_version(
     state: State<Arc<AppState>>,
     path: ModelPath,
     headers: HeaderMap,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// The model configuration in Triton's JSON form (`tritonclient`'s `get_model_config`).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ModelConfig {
+pub(crate) struct ModelConfig {
     pub name: String,
     pub platform: &'static str,
     pub backend: &'static str,
@@ -26,7 +26,7 @@ pub struct ModelConfig {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ConfigTensor {
+pub(crate) struct ConfigTensor {
     pub name: &'static str,
     pub data_type: &'static str,
     pub dims: Vec<i64>,
@@ -58,7 +58,7 @@ impl From<MetadataTensor> for ConfigTensor {
     responses((status = 200, body = ModelConfig),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_config(
+pub(crate) async fn model_config(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelConfig>, ApiError> {
@@ -80,7 +80,7 @@ pub async fn model_config(
     responses((status = 200, body = ModelConfig),
         (status = 400, description = "Model name or version not valid UTF-8", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_version_config(
+pub(crate) async fn model_version_config(
     state: State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<ModelConfig>, ApiError> {
@@ -88,7 +88,7 @@ pub async fn model_version_config(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct RepositoryModel {
+pub(crate) struct RepositoryModel {
     pub name: String,
     pub version: String,
     /// `READY`; `LOADING`; `UNAVAILABLE` when it failed to load or was unloaded (see
@@ -113,7 +113,7 @@ const INDEX_RESCAN_PATIENCE: std::time::Duration = std::time::Duration::from_sec
         (status = 403, description = "With --model-repository: no key guards the route and --allow-unauthenticated-admin is off", body = ErrorBody),
         (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-pub async fn repository_index(
+pub(crate) async fn repository_index(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
     if let Some(reload) = state.reload_if_watching() {
@@ -169,7 +169,7 @@ fn index(state: &AppState, only: Option<&str>) -> Vec<RepositoryModel> {
         (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 404, description = "No such model in the repository", body = ErrorBody),
         (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
-pub async fn load_model(
+pub(crate) async fn load_model(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
@@ -192,7 +192,7 @@ pub async fn load_model(
         (status = 415, description = "With --model-repository: Content-Type is not application/json", body = ErrorBody),
         (status = 404, description = "No such model served", body = ErrorBody),
         (status = 503, description = "Start-up loading not over, or the server is shutting down", body = ErrorBody)))]
-pub async fn unload_model(
+pub(crate) async fn unload_model(
     State(state): State<Arc<AppState>>,
     path: ModelPath,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
@@ -213,7 +213,7 @@ fn no_statistics() -> ApiError {
 /// Inference statistics (Triton's extension): not kept here, a 400 pointing to `/metrics`.
 #[utoipa::path(get, path = "/v2/models/stats", tag = "v2",
     responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody)))]
-pub async fn statistics() -> ApiError {
+pub(crate) async fn statistics() -> ApiError {
     no_statistics()
 }
 
@@ -222,7 +222,10 @@ pub async fn statistics() -> ApiError {
     params(("name" = String, Path)),
     responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_statistics(State(state): State<Arc<AppState>>, path: ModelPath) -> ApiError {
+pub(crate) async fn model_statistics(
+    State(state): State<Arc<AppState>>,
+    path: ModelPath,
+) -> ApiError {
     match path.loaded(&state) {
         Ok(_) => no_statistics(),
         Err(error) => error,
@@ -234,6 +237,9 @@ pub async fn model_statistics(State(state): State<Arc<AppState>>, path: ModelPat
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 400, description = "Statistics are not kept per model: see /metrics", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn model_version_statistics(state: State<Arc<AppState>>, path: ModelPath) -> ApiError {
+pub(crate) async fn model_version_statistics(
+    state: State<Arc<AppState>>,
+    path: ModelPath,
+) -> ApiError {
     model_statistics(state, path).await
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct InferRequest {
+pub(crate) struct InferRequest {
     /// Echoed in the response.
     pub id: Option<String>,
     /// Accepted and ignored.
@@ -20,7 +20,7 @@ pub struct InferRequest {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct RequestInput {
+pub(crate) struct RequestInput {
     pub name: String,
     /// Its element count must equal the number of texts.
     pub shape: Vec<u64>,
@@ -34,7 +34,7 @@ pub struct RequestInput {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct RequestOutput {
+pub(crate) struct RequestOutput {
     /// `label`, `score` or `scores`.
     pub name: String,
     #[schema(value_type = Option<Object>)]

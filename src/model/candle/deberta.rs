@@ -27,7 +27,7 @@ struct Layer {
     pos_query: Option<Tensor>,
 }
 
-pub struct DebertaV2 {
+pub(super) struct DebertaV2 {
     word_embeddings: Tensor,
     position_embeddings: Option<Tensor>,
     token_type_embeddings: Option<Tensor>,
@@ -43,7 +43,7 @@ pub struct DebertaV2 {
 
 impl DebertaV2 {
     /// `vb` points at the encoder's prefix (`deberta`).
-    pub fn load(
+    pub(super) fn load(
         vb: &VarBuilder,
         config: &ModelConfig,
         names: &LayerNames,
@@ -136,7 +136,7 @@ impl DebertaV2 {
 
     /// The final hidden state of each sequence's first token, `[batch, hidden]`: what the
     /// context pooler reads.
-    pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
+    pub(super) fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
         let mut x = self.embed(input)?;
         // `[1, batch, 1, seq]`: the head-major scores' layout.

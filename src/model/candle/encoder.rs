@@ -17,7 +17,7 @@ struct Layer {
     ffn_norm: LayerNorm,
 }
 
-pub struct Encoder {
+pub(super) struct Encoder {
     word_embeddings: Tensor,
     position_embeddings: Tensor,
     token_type_embeddings: Option<Tensor>,
@@ -36,7 +36,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`, `electra`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig, names: &LayerNames) -> Result<Self> {
+    pub(super) fn load(vb: &VarBuilder, config: &ModelConfig, names: &LayerNames) -> Result<Self> {
         let (h, e) = (config.hidden_size, config.embedding_size);
         let emb = vb.pp(names.embeddings);
         let token_type_embeddings = if config.type_vocab_size > 0 {
@@ -88,7 +88,7 @@ impl Encoder {
 
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
     /// Classification heads read nothing else, so the last layer computes only those rows.
-    pub fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
+    pub(super) fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
         let mut x = self.embed(input)?;
         let mask = input.padding_mask(&self.device, self.dtype)?;

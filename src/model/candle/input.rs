@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 /// A padded batch, laid out row-major as `[batch, seq_len]` on the host.
 #[derive(Debug, Clone)]
-pub struct BatchInput {
+pub(super) struct BatchInput {
     pub ids: Vec<u32>,
     pub type_ids: Vec<u32>,
     pub lengths: Vec<usize>,
@@ -15,7 +15,7 @@ pub struct BatchInput {
 
 impl BatchInput {
     /// Right-pads every sequence to the longest one.
-    pub fn pad(batch: &Batch, pad_id: u32) -> Self {
+    pub(super) fn pad(batch: &Batch, pad_id: u32) -> Self {
         let seq_len = batch.lengths.iter().copied().max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * seq_len);
         let mut type_ids = Vec::with_capacity(batch.len() * seq_len);
@@ -33,17 +33,17 @@ impl BatchInput {
         }
     }
 
-    pub fn batch_size(&self) -> usize {
+    pub(super) fn batch_size(&self) -> usize {
         self.lengths.len()
     }
 
     /// Token ids, `[batch * seq_len]`.
-    pub fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
+    pub(super) fn ids_tensor(&self, device: &Device) -> Result<Tensor> {
         Tensor::from_slice(&self.ids, self.ids.len(), device)
     }
 
     /// Additive mask `[batch, 1, 1, seq_len]` that hides the padding from every query.
-    pub fn padding_mask(&self, device: &Device, dtype: DType) -> Result<Tensor> {
+    pub(super) fn padding_mask(&self, device: &Device, dtype: DType) -> Result<Tensor> {
         let l = self.seq_len;
         let allowed = self
             .lengths

@@ -7,18 +7,18 @@ use candle_nn::VarBuilder;
 
 /// `y = x W^T (+ b)` over the last dimension.
 #[derive(Debug, Clone)]
-pub struct Linear {
+pub(super) struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    pub fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
+    pub(super) fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         Self::load_with_bias(vb, in_dim, out_dim, true)
     }
 
     /// ModernBERT's and DeBERTa's configs say which projections have a bias.
-    pub fn load_with_bias(
+    pub(super) fn load_with_bias(
         vb: &VarBuilder,
         in_dim: usize,
         out_dim: usize,
@@ -36,7 +36,7 @@ impl Linear {
 
     /// Stacks several projections of the same input into one (Q, K and V), so that
     /// attention costs one matrix multiplication instead of three.
-    pub fn concat(parts: &[Linear]) -> Result<Self> {
+    pub(super) fn concat(parts: &[Linear]) -> Result<Self> {
         let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
         let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.bias.as_ref()).collect();
         Ok(Self {
@@ -46,7 +46,7 @@ impl Linear {
     }
 
     /// `x` is `[rows, in]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.matmul(&self.weight.t()?)?;
         match &self.bias {
             Some(bias) => y.broadcast_add(bias),
@@ -56,14 +56,14 @@ impl Linear {
 }
 
 #[derive(Debug, Clone)]
-pub struct LayerNorm {
+pub(super) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
 }
 
 impl LayerNorm {
-    pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+    pub(super) fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
         let (w, b) = weights::norm_names(vb);
         Ok(Self {
             weight: vb.get(size, w)?,
@@ -73,7 +73,12 @@ impl LayerNorm {
     }
 
     /// ModernBERT's norms (`norm_bias: false`) have no bias: a zero one adds exactly nothing.
-    pub fn load_with_bias(vb: &VarBuilder, size: usize, eps: f64, bias: bool) -> Result<Self> {
+    pub(super) fn load_with_bias(
+        vb: &VarBuilder,
+        size: usize,
+        eps: f64,
+        bias: bool,
+    ) -> Result<Self> {
         if bias {
             return Self::load(vb, size, eps);
         }
@@ -85,12 +90,12 @@ impl LayerNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
-pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+pub(super) fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
@@ -104,7 +109,7 @@ pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
 /// the dtype's lowest finite value elsewhere. Built on the host in f32 and converted once, so
 /// half precision never sees `-inf * 0 = NaN`; callers keep at least one allowed key per row,
 /// so that no row is all `lowest` (a sum of two `lowest` would be `-inf`).
-pub fn additive_mask(
+pub(super) fn additive_mask(
     allowed: impl Iterator<Item = bool>,
     shape: impl Into<Shape>,
     device: &Device,

@@ -23,7 +23,7 @@ struct Layer {
     mlp_out: Linear,
 }
 
-pub struct ModernBert {
+pub(super) struct ModernBert {
     embeddings: Tensor,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
@@ -49,7 +49,7 @@ struct Attention {
 
 impl ModernBert {
     /// `vb` points at the encoder's prefix (`model`).
-    pub fn load(
+    pub(super) fn load(
         vb: &VarBuilder,
         config: &ModelConfig,
         settings: &ModernBertSettings,
@@ -107,7 +107,7 @@ impl ModernBert {
 
     /// The pooled final hidden states, `[batch, hidden]`: the first token's, or the mean over
     /// each sequence's real tokens (`classifier_pooling`).
-    pub fn forward_pooled(&self, input: &BatchInput) -> Result<Tensor> {
+    pub(super) fn forward_pooled(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
         // Built once per batch for each kind of layer the model has.
         let inputs = |kind: AttentionKind| -> Result<Option<Attention>> {

@@ -15,10 +15,10 @@ use candle_core::{DType, Device, Result, Tensor};
 /// Query rows per block: large enough that each block's products stay efficient, small enough
 /// that a global layer's scores for one 8,192-token input and 12 heads are 96 MiB, not 3 GiB.
 /// An input of at most this many tokens runs as one block, as unblocked attention would.
-pub const QUERY_BLOCK: usize = 256;
+pub(super) const QUERY_BLOCK: usize = 256;
 
 /// One block of query rows, the keys they may see, and what hides the rest.
-pub struct QueryBlock {
+pub(super) struct QueryBlock {
     start: usize,
     len: usize,
     key_start: usize,
@@ -29,7 +29,7 @@ pub struct QueryBlock {
 
 /// The blocks of `block` query rows for a batch; `window` is `Some(w)` in a sliding-window
 /// layer, where a real query sees real keys at most `w` positions away.
-pub fn plan(
+pub(super) fn plan(
     input: &BatchInput,
     block: usize,
     window: Option<usize>,
@@ -92,7 +92,7 @@ pub fn plan(
 
 /// `softmax(q k^T + mask) v` block by block. `q` (already scaled by `1 / sqrt(head_dim)`), `k`
 /// and `v` are contiguous `[batch, heads, L, head_dim]`; so is the result.
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, blocks: &[QueryBlock]) -> Result<Tensor> {
+pub(super) fn attend(q: &Tensor, k: &Tensor, v: &Tensor, blocks: &[QueryBlock]) -> Result<Tensor> {
     if let [block] = blocks {
         // One block (L <= QUERY_BLOCK, or a global layer's only block): no slices, no copies.
         return block.attend(q, k, v);

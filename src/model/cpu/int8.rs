@@ -62,7 +62,7 @@ pub const PAIR_GROUP_MAX: i32 = i16::MAX as i32 / PAIR_ACTIVATION_MAX as i32;
 /// towards zero in turn, largest first, until it does: the least squared change for the
 /// excess. On trained weights (minilm-sst2) 0.7% of groups exceed it; see
 /// [`MAX_BOUND_CHANGE`] for where the kernel takes this.
-pub fn bound_pair_groups(codes: &mut [i8], k: usize) {
+pub(super) fn bound_pair_groups(codes: &mut [i8], k: usize) {
     for row in codes.chunks_exact_mut(k) {
         for base in (0..k).step_by(2 * GROUP) {
             for p in 0..2 {
@@ -92,7 +92,7 @@ pub fn bound_pair_groups(codes: &mut [i8], k: usize) {
 
 /// Which int8 micro-kernel a matrix runs, with the token that proves the CPU can.
 #[derive(Debug, Clone, Copy)]
-pub enum Kernel {
+pub(super) enum Kernel {
     /// AVX512-VNNI `vpdpbusd`: 8 rows x 32 columns, k in fours.
     Vnni(Avx512Vnni),
     /// AVX-512BW `vpmaddubsw` + `vpmaddwd`: 8 x 32, k in fours, 7-bit activation codes;
@@ -110,11 +110,11 @@ pub enum Kernel {
 /// minilm-sst2 0.7% of groups exceed the bound and every matrix stays under 0.09%, agreement
 /// with f32 unchanged. Random weights of narrow layers (the 32-wide test fixtures) spread
 /// large codes everywhere: 0.35-1%, and their scores moved by up to 0.9 when bounded.
-pub const MAX_BOUND_CHANGE: f64 = 2e-3;
+pub(super) const MAX_BOUND_CHANGE: f64 = 2e-3;
 
 impl Kernel {
     /// The kernel for products at `isa`; `vnni` where AVX512-VNNI was detected.
-    pub fn at(isa: Isa, vnni: Option<Avx512Vnni>) -> Self {
+    pub(super) fn at(isa: Isa, vnni: Option<Avx512Vnni>) -> Self {
         match (isa, vnni) {
             (_, Some(token)) => Kernel::Vnni(token),
             (Isa::Avx512(token), None) => Kernel::Maddubs512 {
@@ -130,7 +130,7 @@ impl Kernel {
     }
 
     /// Columns per panel.
-    pub fn nr(self) -> usize {
+    pub(super) fn nr(self) -> usize {
         match self {
             Kernel::Vnni(_) | Kernel::Maddubs512 { .. } => 32,
             Kernel::Maddubs256 { .. } => 16,
@@ -141,7 +141,7 @@ impl Kernel {
 
     /// Whether the kernel adds two steps' pair sums in i16 (its weights bounded by
     /// [`bound_pair_groups`]).
-    pub fn two_steps(self) -> bool {
+    pub(super) fn two_steps(self) -> bool {
         match self {
             Kernel::Maddubs512 { two_steps, .. } | Kernel::Maddubs256 { two_steps, .. } => {
                 two_steps
@@ -169,7 +169,7 @@ impl Kernel {
     /// multiplies them: a two-step kernel keeps two steps when bounding its codes changes
     /// them by at most [`MAX_BOUND_CHANGE`], and becomes one-step otherwise. Deterministic,
     /// so the returned kernel gives the same codes again.
-    pub fn quantize_weights(self, w: &[f32], k: usize) -> (Self, Vec<i8>, Vec<f32>) {
+    pub(super) fn quantize_weights(self, w: &[f32], k: usize) -> (Self, Vec<i8>, Vec<f32>) {
         let (codes, scales) = quantize_weights(w, k);
         if !self.two_steps() {
             return (self, codes, scales);
@@ -189,7 +189,7 @@ impl Kernel {
     }
 
     /// The largest activation code the kernel multiplies without saturating.
-    pub fn activation_max(self) -> u8 {
+    pub(super) fn activation_max(self) -> u8 {
         match self {
             Kernel::Maddubs512 { .. } | Kernel::Maddubs256 { .. } => PAIR_ACTIVATION_MAX,
             Kernel::Vnni(_) | Kernel::Plain(_) => u8::MAX,
@@ -199,11 +199,11 @@ impl Kernel {
 
 /// The largest activation code of the `vpmaddubsw` kernels: a pair of products of these and
 /// weight codes stays in i16 (127 * 127 * 2 = 32,258).
-pub const PAIR_ACTIVATION_MAX: u8 = 127;
+pub(super) const PAIR_ACTIVATION_MAX: u8 = 127;
 
 /// Every kernel multiplies four consecutive k values of a column at once: panels are
 /// `[kpad / 4][nr][4]` codes, k zero-padded to `kpad`, a multiple of 4.
-pub const GROUP: usize = 4;
+pub(super) const GROUP: usize = 4;
 
 /// The plain-loop tiles: 4 x 8 i32 accumulators at the portable level, 6 x 16 at neon (as
 /// the f32 kernel's).
@@ -214,7 +214,7 @@ const NEON_MR: usize = 6;
 const NEON_NR: usize = 16;
 
 /// `[panel][kpad / GROUP][nr][GROUP]` from row-major codes `q [n, k]`, zero past `n` and `k`.
-pub fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
+pub(super) fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
     let group = GROUP;
     let kpad = k.next_multiple_of(group);
     let mut data = vec![0i8; n.div_ceil(nr) * kpad * nr];
@@ -230,7 +230,7 @@ pub fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
 /// What turns a tile's i32 sums into f32 values: each row's `(scale, zero point)` and, for
 /// this task's columns (`[panel][nr]`, zero-padded), the weight scales and the sums of each
 /// column's codes.
-pub struct Dequant<'a> {
+pub(super) struct Dequant<'a> {
     pub rows: &'a [(f32, i32)],
     pub scales: &'a [f32],
     pub sums: &'a [i32],
@@ -241,7 +241,7 @@ impl Dequant<'_> {
     /// and columns from `c0` (relative to the task). The i32 arithmetic cannot overflow for
     /// `k <= MAX_K` (see there).
     #[inline(always)]
-    pub fn apply<const R: usize, const NR: usize>(
+    pub(super) fn apply<const R: usize, const NR: usize>(
         &self,
         acc: &[[i32; NR]; R],
         row0: usize,
@@ -267,7 +267,7 @@ impl Dequant<'_> {
 /// One task's share of an int8 product (see [`tile::f32_panels`] for `out` and `bias`): the
 /// activation codes (`kpad` per row), this task's weight panels, how their sums turn into
 /// f32, the bias and the activation. Every kernel takes it with the output rows.
-pub struct Task<'a> {
+pub(super) struct Task<'a> {
     pub x: &'a [u8],
     pub kpad: usize,
     pub panels: &'a [i8],
@@ -277,7 +277,7 @@ pub struct Task<'a> {
 }
 
 /// Runs `task` on `kernel`.
-pub fn panels(kernel: Kernel, task: &Task, out: &mut [&mut [f32]]) {
+pub(super) fn panels(kernel: Kernel, task: &Task, out: &mut [&mut [f32]]) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni(token) => super::x86_int8::vnni(token, task, out),

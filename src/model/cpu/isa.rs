@@ -55,7 +55,7 @@ impl fmt::Display for Level {
 
 /// An uninhabited type: a token that wraps one cannot exist (other architectures).
 #[derive(Debug, Clone, Copy)]
-pub enum Never {}
+pub(super) enum Never {}
 
 macro_rules! token {
     ($(#[$doc:meta])* $name:ident, $arch:literal, $detect:ident, [$($feature:tt),+]) => {

@@ -12,7 +12,7 @@ use super::generic::{activate_block, Act, MulAdd};
 /// stay in registers from the first product to the store.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
+pub(super) fn tile<M: MulAdd, const R: usize, const NR: usize>(
     x: &[f32],
     k: usize,
     row0: usize,
@@ -46,7 +46,7 @@ pub fn tile<M: MulAdd, const R: usize, const NR: usize>(
 /// `dst = src[..dst.len()]`: a whole panel as fixed-size vector stores (a copy of unknown
 /// length would be a `memcpy` call per tile row), a partial last panel element by element.
 #[inline(always)]
-pub fn store<const NR: usize>(dst: &mut [f32], src: &[f32; NR]) {
+pub(super) fn store<const NR: usize>(dst: &mut [f32], src: &[f32; NR]) {
     match <&mut [f32; NR]>::try_from(&mut *dst) {
         Ok(full) => *full = *src,
         Err(_) => {
@@ -80,7 +80,7 @@ pub(crate) use by_rows;
 /// spread evenly over the tiles still needed (25 rows at 6 make 5 tiles of 5, not 4 of 6 and
 /// a single-row tile that costs as much time as a full one).
 #[inline(always)]
-pub fn tile_rows(left: usize, mr: usize) -> usize {
+pub(super) fn tile_rows(left: usize, mr: usize) -> usize {
     left.div_ceil(left.div_ceil(mr))
 }
 
@@ -88,13 +88,13 @@ pub fn tile_rows(left: usize, mr: usize) -> usize {
 /// not on arithmetic, and prefetching the next panel measured 10-20% faster at 25 rows; with
 /// hundreds of rows the panel is reused by many tiles and the prefetch only crowded the
 /// cache (5-8% slower at 800 rows).
-pub const PREFETCH_MAX_ROWS: usize = 64;
+pub(super) const PREFETCH_MAX_ROWS: usize = 64;
 
 /// How many bytes of input rows one block of the walk keeps in the core's L2 cache. With
 /// hundreds of rows (a batch of 32 sentences is ~800) the input is larger than L2, and walking
 /// every row for each panel read it from L3 once per panel; in blocks of this size each
 /// block is read from memory once and then served from L2 to every panel.
-pub const ROW_BLOCK_BYTES: usize = 128 * 1024;
+pub(super) const ROW_BLOCK_BYTES: usize = 128 * 1024;
 
 /// Rows per block for inputs `row_bytes` wide: as many as fit [`ROW_BLOCK_BYTES`], a
 /// multiple of the tile height `mr` so that every block but the last is whole tiles, and
@@ -113,7 +113,7 @@ fn row_block(row_bytes: usize, mr: usize) -> usize {
 /// are `0..width` of each output row; `bias` is `[panel][NR]`, zero-padded. The panel stays
 /// in cache while every row of the block passes over it.
 #[inline(always)]
-pub fn walk_panels<P, const NR: usize>(
+pub(super) fn walk_panels<P, const NR: usize>(
     m: usize,
     mr: usize,
     (panels, span): (&[P], usize),
@@ -158,7 +158,7 @@ pub fn walk_panels<P, const NR: usize>(
 /// `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])` for every row `r < out.len()` and the
 /// columns of `panels` (`[panel][k][NR]`; `out[r]` holds exactly those columns).
 #[inline(always)]
-pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
+pub(super) fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
     x: &[f32],
     k: usize,
     panels: &[f32],
@@ -186,7 +186,7 @@ pub fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
 
 /// `acc = act(acc + bias)` over one tile row, in registers.
 #[inline(always)]
-pub fn epilogue<M: MulAdd, const NR: usize>(
+pub(super) fn epilogue<M: MulAdd, const NR: usize>(
     acc: &mut [f32; NR],
     bias: &[f32; NR],
     act: Option<Act>,

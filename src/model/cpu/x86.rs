@@ -22,13 +22,13 @@ pub const AVX2_FEATURES: &str = "avx2,fma";
 pub const BF16_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16";
 
 /// Packed columns per panel of the avx512 kernels (f32 and bf16): two 16-lane registers.
-pub const AVX512_NR: usize = 32;
+pub(super) const AVX512_NR: usize = 32;
 /// Packed columns per panel of the avx2 kernel: two 8-lane registers.
-pub const AVX2_NR: usize = 16;
+pub(super) const AVX2_NR: usize = 16;
 
 /// The f32 product over this task's panels (`[panel][k][32]`) at avx512; see
 /// [`tile::f32_panels`] for the arguments.
-pub fn avx512_f32(
+pub(super) fn avx512_f32(
     token: Avx512,
     x: &[f32],
     k: usize,
@@ -44,7 +44,7 @@ pub fn avx512_f32(
 }
 
 /// The f32 product over this task's panels (`[panel][k][16]`) at avx2.
-pub fn avx2_f32(
+pub(super) fn avx2_f32(
     token: Avx2,
     x: &[f32],
     k: usize,
@@ -60,7 +60,7 @@ pub fn avx2_f32(
 
 /// The bf16 product: `x` holds each row's bf16 pairs (`kp` per row, see
 /// `Isa::to_bf16_pairs`), `panels` is `[panel][kp][32]`.
-pub fn avx512_bf16(
+pub(super) fn avx512_bf16(
     token: Avx512Bf16,
     x: &[u32],
     kp: usize,
@@ -198,7 +198,7 @@ pub(super) fn finish<const R: usize, const NR: usize>(
 }
 
 mod sealed {
-    pub trait Sealed {}
+    pub(crate) trait Sealed {}
     impl Sealed for super::__m256 {}
     impl Sealed for super::__m512 {}
 }

@@ -167,7 +167,7 @@ dequant_finish!(
 
 /// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpdpbusd`;
 /// u8 codes, `kpad` (a multiple of 4) per row.
-pub fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
+pub(super) fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx512Vnni token exists only where every feature enabled on `vnni_panels`
     // was detected.
@@ -177,7 +177,7 @@ pub fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
 /// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpmaddubsw` at
 /// AVX-512BW; u8 codes within 0..=127, `kpad` (a multiple of 4) per row; `two_steps` where
 /// the weights are bounded for it (`int8::bound_pair_groups`).
-pub fn maddubs512(token: Avx512, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
+pub(super) fn maddubs512(token: Avx512, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx512 token exists only where every feature enabled on `maddubs512_panels`
     // was detected.
@@ -191,7 +191,7 @@ pub fn maddubs512(token: Avx512, two_steps: bool, task: &Task, out: &mut [&mut [
 }
 
 /// As [`maddubs512`] at AVX2, over `[panel][kpad / 4][16][4]` panels.
-pub fn maddubs256(token: Avx2, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
+pub(super) fn maddubs256(token: Avx2, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
     let _ = token;
     // SAFETY: an Avx2 token exists only where AVX2 and FMA were detected.
     unsafe {

@@ -76,7 +76,7 @@ struct Layer {
     ffn_norm: Norm,
 }
 
-pub struct HostEncoder {
+pub(crate) struct HostEncoder {
     isa: Isa,
     hidden: usize,
     /// `[vocab, hidden]`.
@@ -105,7 +105,7 @@ pub(super) fn act(activation: Activation) -> Act {
 
 impl HostEncoder {
     /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`), in f32.
-    pub fn load(
+    pub(crate) fn load(
         vb: &VarBuilder,
         config: &ModelConfig,
         names: &LayerNames,
@@ -157,12 +157,15 @@ impl HostEncoder {
         })
     }
 
-    pub fn isa(&self) -> Isa {
+    pub(crate) fn isa(&self) -> Isa {
         self.isa
     }
 
     /// The final hidden state of each sequence's first token, `[sequences, hidden]` row-major.
-    pub fn forward_first_token(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+    pub(crate) fn forward_first_token(
+        &self,
+        batch: &Batch,
+    ) -> std::result::Result<Vec<f32>, String> {
         // Every sequence needs a first token (the tokenizer always adds one).
         if batch.lengths.contains(&0) {
             return Err("an empty sequence reached the encoder".into());

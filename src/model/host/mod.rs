@@ -8,7 +8,7 @@ use super::weights;
 use crate::checkpoint::{Encoder, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
-pub use encoder::HostEncoder;
+pub(super) use encoder::HostEncoder;
 
 /// `out(act(dense(first token)))`, packed like the encoder's layers.
 struct Head {

@@ -1,8 +1,8 @@
 //! Parity with the PyTorch references: shared by the device parity test and the per-path test.
 
 use super::{references, TestModel};
-use sentiment_server::types::Backend;
 use sentiment_server::postprocess::scores;
+use sentiment_server::types::Backend;
 use sentiment_server::types::Encoded;
 
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
