@@ -168,6 +168,8 @@ def read_examples(errors):
     for ex in examples:
         if ex.after and ex.after not in names:
             errors.append(f"{ex.where}: after={ex.after} names no example")
+        elif ex.after and names[ex.after].server != ex.server:
+            errors.append(f"{ex.where}: after={ex.after} runs with server={names[ex.after].server}, this one with server={ex.server}")
     return examples, names
 
 
@@ -405,7 +407,7 @@ def main():
     servers = {}
     failed = []
     try:
-        wanted = {c.server for ex in plan for c in [ex] + ([names[ex.after]] if ex.after else [])}
+        wanted = {ex.server for ex in plan}
         if "sst2" in wanted:
             servers["sst2"] = Server("sst2", server_bin, shared / "models" / "minilm-sst2", shared, work)
         if "nli" in wanted:
