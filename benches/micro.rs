@@ -14,7 +14,8 @@ use sentiment_server::batcher::{split_sizes, BatchLimits};
 use sentiment_server::model::cpu::{
     Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
 };
-use sentiment_server::model::{self, Batch, Compute, ModelFiles};
+use sentiment_server::checkpoint::ModelFiles;
+use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::{Encoded, TextTokenizer};
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -8,7 +8,8 @@
 //! SHARED_DIR points at the shared models (default ../shared).
 
 use sentiment_server::model::cpu::{Avx512Vnni, Isa, Level, WeightFormat};
-use sentiment_server::model::{self, Batch, Compute, ModelFiles};
+use sentiment_server::checkpoint::ModelFiles;
+use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -6,8 +6,9 @@
 //!
 //! Prints VmHWM (peak RSS) after loading and after the pass, from /proc (Linux).
 
-use sentiment_server::config::Dtype;
-use sentiment_server::model::{self, Batch, Compute, CpuKernels, ModelFiles};
+use sentiment_server::model::Dtype;
+use sentiment_server::checkpoint::ModelFiles;
+use sentiment_server::model::{self, Batch, Compute, CpuKernels};
 use std::time::Instant;
 
 /// A field of /proc/self/status in MiB (`VmHWM`, `VmRSS`).
@@ -33,7 +34,7 @@ fn main() {
         &candle_core::Device::Cpu,
         Dtype::F32,
         CpuKernels::Auto,
-        config.architecture,
+        config.family,
     )
     .expect("compute");
     let compute: Compute = decision.compute;

@@ -7,7 +7,7 @@
 #
 # What it does, writing everything under $OUT (default ./gpu-check-out):
 #   1. environment: nvidia-smi, the libraries the binaries resolve (ldd), glibc;
-#   2. parity: the compiled tests/parity.rs with TEST_DEVICE=cuda and SHARED_DIR at the bundle's
+#   2. parity: the parity module of the compiled tests/testsuite with TEST_DEVICE=cuda and SHARED_DIR at the bundle's
 #      data: every fixture and minilm-sst2 (fp16 weights, upcast; see pack-gpu.sh) against
 #      PyTorch in fp32 at the GPU tolerance (1e-3);
 #   3. serving: starts the server on minilm-sst2-f16 with --device cuda and --dtype f32, f16
@@ -138,7 +138,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 run_parity() { # DEVICE LOGFILE
-    SHARED_DIR=$shared TEST_DEVICE=$1 RUST_BACKTRACE=1 timeout 600 "$parity" --test-threads=1 >"$2" 2>&1
+    SHARED_DIR=$shared TEST_DEVICE=$1 RUST_BACKTRACE=1 timeout 600 "$parity" parity:: --test-threads=1 >"$2" 2>&1
     local rc=$?
     tail -n 25 "$2"
     local summary

@@ -50,7 +50,8 @@ manifest=$CARGO_TARGET_DIR/release/cuda-artifacts.txt
 [[ -f $manifest ]] || die "no $manifest: run scripts/build-cuda.sh first"
 artifact() { awk -v k="$1" -v n="$2" '$1 == k && $2 == n { print $3 }' "$manifest"; }
 server=$(artifact bin sentiment-server)
-parity=$(artifact test parity)
+# The integration tests are one binary (tests/testsuite); the GPU check runs its parity module.
+parity=$(artifact test testsuite)
 [[ -x $server ]] || die "server binary missing: $server"
 [[ -x $parity ]] || die "parity test executable missing (manifest: $manifest)"
 for f in "$server" "$parity"; do

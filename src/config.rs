@@ -1,6 +1,6 @@
 //! Command line and environment configuration: one struct, every flag also an env variable.
 
-use crate::model::CpuKernels;
+use crate::model::{CpuKernels, Dtype};
 use crate::repository::VersionPolicy;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -10,7 +10,7 @@ use std::time::Duration;
 mod values;
 pub(crate) use values::parse_duration;
 use values::{parse_positive_duration, parse_version_policy};
-pub use values::{Dtype, LogFormat, LogText, ReadyWhen};
+pub use values::{LogFormat, LogText, ReadyWhen};
 
 #[derive(Parser, Debug, Clone)]
 #[command(

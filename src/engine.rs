@@ -1,10 +1,12 @@
 //! The inference pipeline behind the HTTP layer: tokenization, then the batcher, then the model.
 
 use crate::batcher::{BatchLimits, Batcher};
+use crate::checkpoint::{LoadError, ModelFiles};
 use crate::config::Config;
 use crate::metrics::{Metrics, ModelMetrics};
-use crate::model::{self, Compute, LoadError, ModelBackend, ModelFiles, ScoreFunction};
+use crate::model::{self, Compute, ModelBackend};
 use crate::tokenize::TextTokenizer;
+use crate::types::ScoreFunction;
 use crate::types::{InferenceError, TextInput, Truncation};
 use serde::Serialize;
 use std::sync::Arc;
@@ -78,13 +80,13 @@ impl Engine {
         let device =
             crate::device::select(&config.device).map_err(|e| LoadError::new("--device", e))?;
         let files = ModelFiles::locate(dir)?;
-        // The architecture decides whether the host encoder can run the model at all.
+        // The family decides whether the host encoder can run the model at all.
         let model_config = files.read_config()?;
         let decision = Compute::decide(
             &device,
             config.dtype,
             config.cpu_kernels,
-            model_config.architecture,
+            model_config.family,
         )
         .map_err(|e| LoadError::new("--cpu-kernels", e))?;
         for warning in &decision.warnings {
@@ -111,7 +113,7 @@ impl Engine {
         // A first pass surfaces device or kernel problems now rather than on the first request.
         let probe = tokenizer
             .encode("warm-up")
-            .map_err(|e| LoadError::new(model::files::show(&loaded.files.tokenizer), e))?;
+            .map_err(|e| LoadError::new(crate::checkpoint::show(&loaded.files.tokenizer), e))?;
         crate::types::Backend::forward(&backend, &[&probe]).map_err(|e| {
             LoadError::new(
                 loaded.files.weights_display(),
@@ -134,7 +136,7 @@ impl Engine {
             model_id,
             model_version: version.to_string(),
             model_dir: loaded.files.dir.display().to_string(),
-            model_type: loaded.config.architecture.as_str().to_string(),
+            model_type: loaded.config.family.as_str().to_string(),
             architecture: loaded.config.class_name.clone(),
             labels: loaded.config.labels.clone(),
             score_function: loaded.config.score_function,

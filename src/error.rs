@@ -256,7 +256,7 @@ pub enum StartupError {
     #[error("{flag}: {problem}")]
     Setting { flag: &'static str, problem: String },
     #[error("{0}")]
-    Model(#[from] crate::model::LoadError),
+    Model(#[from] crate::checkpoint::LoadError),
 }
 
 impl StartupError {

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod batcher;
+pub mod checkpoint;
 pub mod config;
 pub mod cors;
 pub mod device;

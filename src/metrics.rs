@@ -100,172 +100,162 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sentiment");
-        let requests = Family::<RouteStatus, Counter>::default();
-        let request_duration = Family::<Route, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let in_flight = Gauge::default();
-        let grpc_requests = Family::<GrpcMethodCode, Counter>::default();
-        let grpc_request_duration = Family::<GrpcMethod, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
         let latency = || {
             Family::<ModelVersion, Histogram>::new_with_constructor(
                 latency_histogram as fn() -> Histogram,
             )
         };
-        let queue_depth = Family::<ModelVersion, Gauge>::default();
-        let queue_seconds = latency();
-        let batch_size = Family::<ModelVersion, Histogram>::new_with_constructor(
-            batch_size_histogram as fn() -> Histogram,
-        );
-        let batch_tokens = Family::<ModelVersion, Histogram>::new_with_constructor(
-            batch_tokens_histogram as fn() -> Histogram,
-        );
-        let tokenization_seconds = latency();
-        let inference_seconds = latency();
-        let sequences_cancelled = Family::<ModelVersion, Counter>::default();
-        let model_load_seconds = Family::<ModelVersion, Gauge<f64, AtomicU64>>::default();
-        let model_load_failures = Family::<ModelVersion, Counter>::default();
-        let model_reloads = Family::<ModelVersion, Counter>::default();
-        let prediction_log_written = Counter::default();
-        let prediction_log_dropped = Counter::default();
-        let prediction_log_sanitized = Counter::default();
-        let prediction_log_errors = Counter::default();
-        let prediction_log_buffered = Gauge::default();
-        let prediction_log_connected = Gauge::default();
+        let mut metrics = Self {
+            registry: Registry::with_prefix("sentiment"),
+            requests: Family::<RouteStatus, Counter>::default(),
+            request_duration: Family::<Route, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
+            in_flight: Gauge::default(),
+            grpc_requests: Family::<GrpcMethodCode, Counter>::default(),
+            grpc_request_duration: Family::<GrpcMethod, Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
+            queue_depth: Family::<ModelVersion, Gauge>::default(),
+            queue_seconds: latency(),
+            batch_size: Family::<ModelVersion, Histogram>::new_with_constructor(
+                batch_size_histogram as fn() -> Histogram,
+            ),
+            batch_tokens: Family::<ModelVersion, Histogram>::new_with_constructor(
+                batch_tokens_histogram as fn() -> Histogram,
+            ),
+            tokenization_seconds: latency(),
+            inference_seconds: latency(),
+            sequences_cancelled: Family::<ModelVersion, Counter>::default(),
+            model_load_seconds: Family::<ModelVersion, Gauge<f64, AtomicU64>>::default(),
+            model_load_failures: Family::<ModelVersion, Counter>::default(),
+            model_reloads: Family::<ModelVersion, Counter>::default(),
+            prediction_log_written: Counter::default(),
+            prediction_log_dropped: Counter::default(),
+            prediction_log_sanitized: Counter::default(),
+            prediction_log_errors: Counter::default(),
+            prediction_log_buffered: Gauge::default(),
+            prediction_log_connected: Gauge::default(),
+        };
+        metrics.register_requests();
+        metrics.register_models();
+        metrics
+    }
 
-        registry.register(
+    /// The HTTP and gRPC series.
+    fn register_requests(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "http_requests",
             "HTTP requests by method, route and status",
-            requests.clone(),
+            self.requests.clone(),
         );
-        registry.register(
+        r.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
-            request_duration.clone(),
+            self.request_duration.clone(),
         );
-        registry.register(
+        r.register(
             "http_requests_in_flight",
             "HTTP requests being served",
-            in_flight.clone(),
+            self.in_flight.clone(),
         );
-        registry.register(
+        r.register(
             "grpc_requests",
             "gRPC requests by method and status code",
-            grpc_requests.clone(),
+            self.grpc_requests.clone(),
         );
-        registry.register(
+        r.register(
             "grpc_request_duration_seconds",
             "gRPC request latency by method",
-            grpc_request_duration.clone(),
+            self.grpc_request_duration.clone(),
         );
-        registry.register(
+    }
+
+    /// The models' series (queue, batches, loads) and the prediction log's.
+    fn register_models(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "queue_depth",
             "Sequences waiting for inference",
-            queue_depth.clone(),
+            self.queue_depth.clone(),
         );
-        registry.register(
+        r.register(
             "queue_duration_seconds",
             "Time a sequence waits in the queue before its batch runs",
-            queue_seconds.clone(),
+            self.queue_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "batch_size",
             "Sequences per forward pass",
-            batch_size.clone(),
+            self.batch_size.clone(),
         );
-        registry.register(
+        r.register(
             "batch_tokens",
             "Padded tokens per forward pass",
-            batch_tokens.clone(),
+            self.batch_tokens.clone(),
         );
-        registry.register(
+        r.register(
             "tokenization_duration_seconds",
             "Time to tokenize one request's texts",
-            tokenization_seconds.clone(),
+            self.tokenization_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "inference_duration_seconds",
             "Time of one forward pass (the model call on one batch; tokenization and post-processing not included)",
-            inference_seconds.clone(),
+            self.inference_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "sequences_cancelled",
             "Sequences dropped before inference because their client went away",
-            sequences_cancelled.clone(),
+            self.sequences_cancelled.clone(),
         );
-        registry.register(
+        r.register(
             "model_load_duration_seconds",
             "Time it took to load the model version, at start-up or its last hot reload",
-            model_load_seconds.clone(),
+            self.model_load_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "model_load_failures",
             "Model version loads that failed, at start-up or on a hot reload (/info has the reason)",
-            model_load_failures.clone(),
+            self.model_load_failures.clone(),
         );
-        registry.register(
+        r.register(
             "model_reloads",
             "Model versions loaded while serving (hot reload) and swapped in",
-            model_reloads.clone(),
+            self.model_reloads.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_rows_written",
             "Prediction-log rows stored in the database",
-            prediction_log_written.clone(),
+            self.prediction_log_written.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_dropped_rows",
             "Prediction-log rows dropped: buffer full, database down at shutdown, or refused by the database (only the refused rows of a batch)",
-            prediction_log_dropped.clone(),
+            self.prediction_log_dropped.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_sanitized_fields",
             "Prediction-log row fields changed to be storable: NUL replaced in a text, label or \
              score key, a request id cut to 128 characters or stripped of control characters",
-            prediction_log_sanitized.clone(),
+            self.prediction_log_sanitized.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_write_errors",
             "Failed prediction-log INSERTs: a lost connection is retried after reconnecting; a refused batch is split to store all but its refused rows",
-            prediction_log_errors.clone(),
+            self.prediction_log_errors.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_buffered_rows",
             "Prediction-log rows waiting in memory for the writer",
-            prediction_log_buffered.clone(),
+            self.prediction_log_buffered.clone(),
         );
-        registry.register(
+        r.register(
             "prediction_log_connected",
             "1 while the prediction log has a database connection",
-            prediction_log_connected.clone(),
+            self.prediction_log_connected.clone(),
         );
-        Self {
-            registry,
-            requests,
-            request_duration,
-            in_flight,
-            grpc_requests,
-            grpc_request_duration,
-            queue_depth,
-            queue_seconds,
-            batch_size,
-            batch_tokens,
-            tokenization_seconds,
-            inference_seconds,
-            sequences_cancelled,
-            model_load_seconds,
-            model_load_failures,
-            model_reloads,
-            prediction_log_written,
-            prediction_log_dropped,
-            prediction_log_sanitized,
-            prediction_log_errors,
-            prediction_log_buffered,
-            prediction_log_connected,
-        }
     }
 
     /// The series of one model version, labelled `model` and `version`: what its engine and

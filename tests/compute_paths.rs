@@ -18,6 +18,7 @@
 //! so there every x86 path is checked. `-- --include-ignored` runs the others too: they fail,
 //! naming the missing features.
 
+#[path = "testsuite/common/mod.rs"]
 mod common;
 #[path = "compute_paths/kernels.rs"]
 mod kernels;
@@ -98,10 +99,10 @@ fn catch(f: impl FnOnce()) -> Result<(), Failed> {
 
 /// Whether the host encoder implements the model's architecture.
 fn runs_on_host(dir: &std::path::Path) -> bool {
-    sentiment_server::model::ModelFiles::locate(dir)
+    sentiment_server::checkpoint::ModelFiles::locate(dir)
         .and_then(|files| files.read_config())
         .expect("model config")
-        .architecture
+        .family
         .runs_on_host()
 }
 

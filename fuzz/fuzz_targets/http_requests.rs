@@ -31,7 +31,7 @@ use sentiment_server::config::Config;
 use sentiment_server::engine::Engine;
 use sentiment_server::http::auth::ApiKeys;
 use sentiment_server::metrics::Metrics;
-use sentiment_server::model::ScoreFunction;
+use sentiment_server::types::ScoreFunction;
 use sentiment_server::{build_app, AppState};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, OnceLock};

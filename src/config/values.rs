@@ -1,29 +1,9 @@
-//! The values of the settings that are one of a few names (`--dtype`, `--ready-when`,
+//! The values of the settings that are one of a few names (`--ready-when`,
 //! `--prediction-log-text`, `--log-format`), and the parsers of durations and policies.
 
 use crate::repository::VersionPolicy;
 use clap::ValueEnum;
 use std::time::Duration;
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    Bf16,
-    Int8,
-}
-
-impl Dtype {
-    /// The dtype candle reads the weights in: int8 is quantized from f32 weights (and runs as
-    /// f32 where candle's ops run the model).
-    pub fn candle(self) -> candle_core::DType {
-        match self {
-            Self::F32 | Self::Int8 => candle_core::DType::F32,
-            Self::F16 => candle_core::DType::F16,
-            Self::Bf16 => candle_core::DType::BF16,
-        }
-    }
-}
 
 /// What `/ready` waits for (`--ready-when`).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

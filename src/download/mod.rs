@@ -167,7 +167,7 @@ fn find<'a>(info: &'a RepoInfo, name: &str) -> anyhow::Result<&'a Sibling> {
 /// as loading parses it).
 fn shard_names(index: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(index)?;
-    crate::model::files::shard_names(&text)
+    crate::checkpoint::shard_names(&text)
         .map_err(|e| anyhow::anyhow!("model.safetensors.index.json: {e}"))
 }
 

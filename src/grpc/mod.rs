@@ -21,6 +21,10 @@ use tracing::Instrument;
 /// The generated protocol types, server and client (`proto/grpc_predict_v2.proto`).
 pub mod proto {
     tonic::include_proto!("inference");
+
+    /// The encoded descriptors of the protocol, served by gRPC reflection.
+    pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));
 }
 
 /// The health-checking protocol's types and client, for probes and tests.
@@ -38,10 +42,29 @@ pub fn build_service(state: Arc<AppState>) -> axum::Router {
     .max_decoding_message_size(limit)
     .max_encoding_message_size(usize::MAX);
     let health = health_proto::health_server::HealthServer::new(health::Health::new(state.clone()));
-    tonic::service::Routes::new(inference)
-        .add_service(health)
+    let mut routes = tonic::service::Routes::new(inference).add_service(health);
+    // Both descriptor sets are built in: reflection cannot fail at run time but for a bug.
+    match reflection() {
+        Ok(reflection) => routes = routes.add_service(reflection),
+        Err(error) => tracing::error!(%error, "gRPC reflection is unavailable"),
+    }
+    routes
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(state, guard::guard))
+}
+
+/// grpc.reflection.v1 over the inference and health services, so that grpcurl and other tools
+/// need no .proto files.
+fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(health_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
 }
 
 /// The request's `x-request-id` metadata, or a new id when it has none or one that is too

@@ -43,8 +43,40 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
 pub fn build_app(state: Arc<AppState>) -> Router {
     let payload_limit = state.config.payload_limit;
     let cors = state.cors.clone();
-    // The inference routes: behind the API key when one is configured.
-    let inference = Router::new()
+    Router::new()
+        .merge(inference_routes(&state))
+        .merge(admin_routes(&state))
+        .merge(open_routes())
+        .merge(v2_read_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(payload_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .layer(option_layer(cors))
+        .layer(
+            ServiceBuilder::new()
+                .map_request(screen_request_id)
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(span_of)
+                        // One line per answered request, with its status and latency; 5xx
+                        // are logged by ApiError at the level they deserve, not again here.
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+        .with_state(state)
+}
+
+/// The inference routes: behind the API key when one is configured.
+fn inference_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
         .route("/predict", post(predict::predict))
         .route("/models/{name}/predict", post(predict::predict_model))
         .route("/", post(predict::inference_api))
@@ -57,9 +89,12 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
-        ));
-    // The repository routes change what is served (a rescan, a load, an unload).
-    let admin = Router::new()
+        ))
+}
+
+/// The repository routes, which change what is served (a rescan, a load, an unload).
+fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
         .route(
             "/v2/repository/index",
             post(v2::repository::repository_index),
@@ -75,10 +110,12 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
-        ));
+        ))
+}
+
+/// The page, the probes, the metrics and the API description: open to every caller.
+fn open_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .merge(inference)
-        .merge(admin)
         .route("/", get(playground::page))
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
@@ -86,6 +123,11 @@ pub fn build_app(state: Arc<AppState>) -> Router {
         .route("/info", get(probes::info))
         .route("/metrics", get(observe::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+}
+
+/// The Open Inference Protocol's reading routes: metadata, readiness, configuration, statistics.
+fn v2_read_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::server_live))
         .route("/v2/health/ready", get(v2::server_ready))
@@ -117,30 +159,6 @@ pub fn build_app(state: Arc<AppState>) -> Router {
             "/v2/models/{name}/versions/{version}/ready",
             get(v2::model_version_ready),
         )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(payload_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            observe::track,
-        ))
-        .layer(option_layer(cors))
-        .layer(
-            ServiceBuilder::new()
-                .map_request(screen_request_id)
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(span_of)
-                        // One line per answered request, with its status and latency; 5xx
-                        // are logged by ApiError at the level they deserve, not again here.
-                        .on_response(DefaultOnResponse::new().level(Level::INFO))
-                        .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(CatchPanicLayer::custom(panic_response)),
-        )
-        .with_state(state)
 }
 
 /// The span of one request, with its id; says once in it when the client's id was replaced.

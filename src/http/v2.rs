@@ -12,6 +12,7 @@
 pub mod binary;
 pub mod infer;
 pub mod repository;
+pub mod request;
 
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};

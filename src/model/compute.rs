@@ -2,9 +2,9 @@
 //! features, `--cpu-kernels` and the model's architecture, and held in one value that `/info`
 //! and the start-up log show.
 
-use super::config::Architecture;
 use super::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
-use crate::config::Dtype;
+use super::Dtype;
+use crate::checkpoint::Family;
 use candle_core::{DType, Device};
 use std::fmt;
 
@@ -63,9 +63,13 @@ pub struct Decision {
     pub warnings: Vec<String>,
 }
 
-/// Why a model of another architecture runs on candle's ops on a CPU.
-const HOST_ARCHITECTURES: &str =
-    "the host encoder runs bert, distilbert, roberta and xlm-roberta only";
+/// Why a model of another family runs on candle's ops on a CPU.
+static HOST_FAMILIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "the host encoder runs {} only",
+        Family::list(Family::runs_on_host)
+    )
+});
 
 impl Compute {
     /// candle's ops, asked for (or the only path, on a GPU).
@@ -77,7 +81,7 @@ impl Compute {
         }
     }
 
-    /// Decides how to run a model of `architecture` in `dtype` on `device`. Asking for a CPU
+    /// Decides how to run a model of `family` in `dtype` on `device`. Asking for a CPU
     /// level this CPU lacks is an error that names the missing features. Architectures the
     /// host encoder does not implement run on candle's ops; a kernel level asked for them has
     /// no effect and is warned about, as on a GPU, rather than refused: the flag chooses
@@ -86,7 +90,7 @@ impl Compute {
         device: &Device,
         asked: Dtype,
         kernels: CpuKernels,
-        architecture: Architecture,
+        family: Family,
     ) -> Result<Decision, String> {
         let mut warnings = Vec::new();
         // candle has no int8: where the host encoder does not run, int8 runs as f32.
@@ -129,15 +133,16 @@ impl Compute {
                 warnings,
             });
         }
-        if !architecture.runs_on_host() {
+        if !family.runs_on_host() {
             if kernels != CpuKernels::Auto {
                 warnings.push(format!(
-                    "--cpu-kernels {} has no effect: {HOST_ARCHITECTURES}, so this {} model runs on candle's ops",
+                    "--cpu-kernels {} has no effect: {}, so this {} model runs on candle's ops",
                     kernels.to_possible_value_name(),
-                    architecture.as_str()
+                    HOST_FAMILIES.as_str(),
+                    family.as_str()
                 ));
             }
-            int8_on_candle(&mut warnings, HOST_ARCHITECTURES);
+            int8_on_candle(&mut warnings, &HOST_FAMILIES);
             if dtype != DType::F32 {
                 warnings.push(format!(
                     "--dtype {} on candle's CPU path converts every operation to f32 and back: about half the f32 speed. Use --dtype f32",
@@ -148,7 +153,7 @@ impl Compute {
                 compute: Compute::Candle {
                     device: device.clone(),
                     dtype,
-                    reason: Some(HOST_ARCHITECTURES),
+                    reason: Some(HOST_FAMILIES.as_str()),
                 },
                 warnings,
             });
@@ -290,7 +295,7 @@ impl<T: clap::ValueEnum> PossibleValueName for T {
 mod tests {
     use super::*;
 
-    const BERT: Architecture = Architecture::Bert;
+    const BERT: Family = Family::Bert;
 
     #[test]
     fn auto_picks_the_best_level_and_candle_is_candle() {
@@ -403,7 +408,7 @@ mod tests {
         // Where candle's ops run the model: f32, with a warning that says so.
         for (kernels, architecture) in [
             (CpuKernels::Candle, BERT),
-            (CpuKernels::Auto, Architecture::Electra),
+            (CpuKernels::Auto, Family::Electra),
         ] {
             let d = Compute::decide(&Device::Cpu, Dtype::Int8, kernels, architecture).unwrap();
             assert_eq!((d.compute.kernels(), d.compute.dtype()), ("candle", "f32"));
@@ -419,18 +424,14 @@ mod tests {
 
     #[test]
     fn other_architectures_run_on_candle_and_say_why() {
-        for architecture in [
-            Architecture::Electra,
-            Architecture::DebertaV2,
-            Architecture::ModernBert,
-        ] {
+        for architecture in [Family::Electra, Family::DebertaV2, Family::ModernBert] {
             let d =
                 Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, architecture).unwrap();
             assert_eq!(d.compute.kernels(), "candle");
             assert!(d.warnings.is_empty(), "{:?}", d.warnings);
             assert_eq!(
                 d.compute.to_string(),
-                format!("candle ({HOST_ARCHITECTURES}), cpu f32")
+                format!("candle ({}), cpu f32", *HOST_FAMILIES)
             );
             // A level asked for explicitly, even one this CPU lacks, is warned about, not refused.
             for kernels in [CpuKernels::Portable, CpuKernels::Neon, CpuKernels::Avx512] {

@@ -4,21 +4,19 @@
 mod batch;
 mod candle;
 pub mod compute;
-pub mod config;
 pub mod cpu;
-pub(crate) mod files;
+mod dtype;
 mod host;
-mod names;
+mod weights;
 
 pub use batch::Batch;
 pub use compute::{Compute, CpuKernels, Decision};
-pub use config::{Activation, Architecture, ModelConfig, ScoreFunction};
-pub use files::{LoadError, ModelFiles};
+pub use dtype::Dtype;
 
+use crate::checkpoint::{show, LoadError, ModelConfig, ModelFiles};
 use candle::CandleClassifier;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use files::show;
 use host::HostClassifier;
 
 /// The classifier on its compute path.
@@ -52,12 +50,12 @@ pub fn load(
     config: ModelConfig,
     compute: &Compute,
 ) -> Result<LoadedModel, LoadError> {
-    if matches!(compute, Compute::Host { .. }) && !config.architecture.runs_on_host() {
+    if matches!(compute, Compute::Host { .. }) && !config.family.runs_on_host() {
         return Err(LoadError::new(
             show(&files.config),
             format!(
                 "{} models run on candle's ops only, not on the host encoder",
-                config.architecture.as_str()
+                config.family.as_str()
             ),
         ));
     }

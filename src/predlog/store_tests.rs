@@ -5,7 +5,7 @@
 use super::*;
 use crate::predlog::{schema, HashKind, Task};
 
-#[path = "../../tests/common/postgres.rs"]
+#[path = "../../tests/testsuite/common/postgres.rs"]
 mod postgres;
 
 const REFUSED: &str = "refused-by-check";

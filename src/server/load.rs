@@ -3,11 +3,11 @@
 //! first so that `/ready` does not wait for the others.
 
 use super::fetch;
+use crate::checkpoint::LoadError;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::StartupError;
 use crate::metrics::Metrics;
-use crate::model::LoadError;
 use crate::repository::{discover, ModelSource, Served, VersionSource, VersionState};
 use crate::state::AppState;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ pub async fn sources(config: &Config) -> Result<(Vec<ModelSource>, String), Star
     let Some(root) = config.model_repository.clone() else {
         fetch::default_model(config).await?;
         let dir = config.model_dir().to_path_buf();
-        let name = crate::model::files::dir_name(&dir);
+        let name = crate::checkpoint::dir_name(&dir);
         if let Some(default) = config.default_model.as_deref().filter(|d| *d != name) {
             return Err(StartupError::setting(
                 "--default-model",

@@ -84,55 +84,15 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     // Taken out of the config: from here on only the keys' digests are kept.
     let mut config = config;
-    let api_keys = ApiKeys::load(
-        config.api_key.take().as_deref(),
-        config.api_key_file.as_deref(),
-    )
-    .map_err(|e| StartupError::setting("--api-key", e))?;
-    let admin_keys = ApiKeys::load(None, config.admin_key_file.as_deref())
-        .map_err(|e| StartupError::setting("--admin-key-file", e))?;
-    let admin = AdminAccess::new(admin_keys, &api_keys, config.allow_unauthenticated_admin);
-    warn_if_open(&config, &api_keys, &admin);
-    let state = AppState::new(config.clone(), metrics.clone())?;
-    let prediction_log = PredictionLog::start(&config, metrics.clone())?;
-    let state = Arc::new(
-        state
-            .with_prediction_log(prediction_log)
-            .with_api_keys(api_keys)
-            .with_admin(admin),
-    );
+    let state = shared_state(&mut config, &metrics)?;
     if let Ok(address) = listeners.local_addr() {
         tracing::info!(%address, "listening; probes answer 503 until the model is loaded");
     }
     if let Some(address) = listeners.grpc_addr() {
         tracing::info!(%address, "listening for gRPC (Open Inference Protocol, grpc.health.v1)");
     }
-
     let stop = CancellationToken::new();
-    let limits = connection::ConnectionLimits {
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-        max_connections: config.max_connections as usize,
-    };
-    // Both protocols drain together: `stop` ends both accept loops, each waits for its own
-    // open requests.
-    let mut app = build_app(state.clone());
-    if listeners.grpc_on_http {
-        app = by_content_type(app, crate::grpc::build_service(state.clone()));
-    }
-    let http = accept::serve(listeners.http, app, limits, stop.clone());
-    let grpc = listeners.grpc.map(|listener| {
-        let service = crate::grpc::build_service(state.clone());
-        accept::serve(listener, service, limits, stop.clone())
-    });
-    let server = tokio::spawn(async move {
-        match grpc {
-            Some(grpc) => {
-                tokio::join!(http, grpc);
-            }
-            None => http.await,
-        }
-    });
+    let server = serve(listeners, &state, &config, stop.clone());
     let mut shutdown = std::pin::pin!(shutdown);
 
     let loading = {
@@ -175,6 +135,76 @@ pub async fn run(
             return Ok(());
         }
     }
+    drain(&state, &config, stop, server).await;
+    Ok(())
+}
+
+/// The state every request shares: the keys read and taken out of `config`, the prediction
+/// log started.
+fn shared_state(
+    config: &mut Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<AppState>, StartupError> {
+    let api_keys = ApiKeys::load(
+        config.api_key.take().as_deref(),
+        config.api_key_file.as_deref(),
+    )
+    .map_err(|e| StartupError::setting("--api-key", e))?;
+    let admin_keys = ApiKeys::load(None, config.admin_key_file.as_deref())
+        .map_err(|e| StartupError::setting("--admin-key-file", e))?;
+    let admin = AdminAccess::new(admin_keys, &api_keys, config.allow_unauthenticated_admin);
+    warn_if_open(config, &api_keys, &admin);
+    let state = AppState::new(config.clone(), metrics.clone())?;
+    let prediction_log = PredictionLog::start(config, metrics.clone())?;
+    Ok(Arc::new(
+        state
+            .with_prediction_log(prediction_log)
+            .with_api_keys(api_keys)
+            .with_admin(admin),
+    ))
+}
+
+/// Serves HTTP (and gRPC) on `listeners` until `stop`; the task ends when both have drained.
+fn serve(
+    listeners: Listeners,
+    state: &Arc<AppState>,
+    config: &Config,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let limits = connection::ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections as usize,
+    };
+    // Both protocols drain together: `stop` ends both accept loops, each waits for its own
+    // open requests.
+    let mut app = build_app(state.clone());
+    if listeners.grpc_on_http {
+        app = by_content_type(app, crate::grpc::build_service(state.clone()));
+    }
+    let http = accept::serve(listeners.http, app, limits, stop.clone());
+    let grpc = listeners.grpc.map(|listener| {
+        let service = crate::grpc::build_service(state.clone());
+        accept::serve(listener, service, limits, stop.clone())
+    });
+    tokio::spawn(async move {
+        match grpc {
+            Some(grpc) => {
+                tokio::join!(http, grpc);
+            }
+            None => http.await,
+        }
+    })
+}
+
+/// Withdraws from rotation, waits `--shutdown-delay`, then drains in-flight requests for at
+/// most `--shutdown-timeout` and stops the engines and the prediction log.
+async fn drain(
+    state: &Arc<AppState>,
+    config: &Config,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+) {
     // Readiness turns 503 at once. With --shutdown-delay, connections are still accepted and
     // requests served meanwhile, so that a load balancer checking /ready takes this server out
     // of rotation before it stops accepting (without a preStop hook, as on Docker Swarm).
@@ -200,7 +230,6 @@ pub async fn run(
         log.close(PREDICTION_LOG_FLUSH).await;
     }
     tracing::info!("stopped");
-    Ok(())
 }
 
 /// Says at start-up what anyone who reaches the port may do, when that is more than a

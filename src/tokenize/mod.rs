@@ -1,7 +1,8 @@
 //! Tokenization stage: texts and text pairs to token ids, truncated as transformers does.
 
-use crate::model::files::{read_text, show};
-use crate::model::{Architecture, LoadError, ModelConfig, ModelFiles};
+use crate::checkpoint::{
+    read_text, show, Family, LoadError, ModelConfig, ModelFiles, TokenizerFiles,
+};
 use tokenizers::{
     truncate_encodings, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
     TruncationStrategy,
@@ -29,19 +30,16 @@ impl TextTokenizer {
     pub fn load(files: &ModelFiles, config: &ModelConfig) -> Result<Self, LoadError> {
         let settings = tokenizer_config(files)?;
         let mut inner = if files.tokenizer_is_vocab() {
-            // Only these use a WordPiece vocab.txt; the others' tokenizers need tokenizer.json.
-            let wordpiece = [
-                Architecture::Bert,
-                Architecture::DistilBert,
-                Architecture::Electra,
-            ];
-            if !wordpiece.contains(&config.architecture) {
+            // Only some families use a WordPiece vocab.txt; the others need tokenizer.json.
+            let wordpiece = |f: Family| f.spec().tokenizer == TokenizerFiles::JsonOrWordPiece;
+            if !wordpiece(config.family) {
                 return Err(LoadError::new(
                     files.dir.join("tokenizer.json").display().to_string(),
                     format!(
-                        "required for {} models (vocab.txt is read only for BERT, DistilBERT and ELECTRA); \
+                        "required for {} models (vocab.txt is read only for {}); \
                          write one with transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir)",
-                        config.architecture.display_name()
+                        config.family.display_name(),
+                        Family::list(wordpiece)
                     ),
                 ));
             }

@@ -3,8 +3,7 @@
 //! Hub, e.g. distilbert-base-uncased-finetuned-sst-2-english). It is assembled the way
 //! transformers converts a slow BertTokenizer into a fast one, so ids match tokenizer.json.
 
-use crate::model::files::show;
-use crate::model::LoadError;
+use crate::checkpoint::{show, LoadError};
 use serde_json::Value;
 use std::path::Path;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;

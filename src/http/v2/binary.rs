@@ -3,7 +3,7 @@
 //! header of `Inference-Header-Content-Length` bytes, then each binary input's bytes in order.
 //! Also the extension's response form.
 
-use super::infer::InferRequest;
+use super::request::InferRequest;
 use crate::error::ApiError;
 use crate::http::extract::{is_json, parse_json, read_body};
 use crate::service::v2::decode_strings;

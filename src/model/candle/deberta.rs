@@ -7,10 +7,9 @@
 //! Tensors run head-major, `[heads, batch, seq, ...]`, so that the products against the
 //! relative embeddings (shared by the whole batch) are plain batched matmuls.
 
-use super::super::config::{Activation, DebertaV2Settings, ModelConfig};
-use super::super::names;
 use super::input::BatchInput;
 use super::layers::{activate, LayerNorm, Linear};
+use crate::checkpoint::{Activation, DebertaV2Settings, LayerNames, ModelConfig};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -44,12 +43,13 @@ pub struct DebertaV2 {
 
 impl DebertaV2 {
     /// `vb` points at the encoder's prefix (`deberta`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
-        let settings = config
-            .deberta
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("DeBERTa-v2 settings missing".into()))?;
-        let names = names::layers(config.architecture);
+    pub fn load(
+        vb: &VarBuilder,
+        config: &ModelConfig,
+        names: &LayerNames,
+        settings: &DebertaV2Settings,
+    ) -> Result<Self> {
+        let settings = settings.clone();
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         let (nh, hd) = (config.num_heads, h / config.num_heads);
         let emb = vb.pp(names.embeddings);

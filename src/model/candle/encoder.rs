@@ -2,10 +2,9 @@
 //! ELECTRA, on candle's ops. The architectures differ only in tensor names, token types,
 //! position numbering and (ELECTRA) narrower embeddings projected up to the hidden size.
 
-use super::super::config::{Activation, ModelConfig};
-use super::super::names;
 use super::input::BatchInput;
 use super::layers::{activate, LayerNorm, Linear};
+use crate::checkpoint::{Activation, LayerNames, ModelConfig};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -37,8 +36,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`, `electra`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
-        let names = names::layers(config.architecture);
+    pub fn load(vb: &VarBuilder, config: &ModelConfig, names: &LayerNames) -> Result<Self> {
         let (h, e) = (config.hidden_size, config.embedding_size);
         let emb = vb.pp(names.embeddings);
         let token_type_embeddings = if config.type_vocab_size > 0 {
@@ -82,10 +80,7 @@ impl Encoder {
             num_heads: config.num_heads,
             head_dim: h / config.num_heads,
             activation: config.activation,
-            position_offset: config
-                .architecture
-                .is_roberta_like()
-                .then_some(config.pad_token_id),
+            position_offset: config.position_offset,
             device: vb.device().clone(),
             dtype: vb.dtype(),
         })

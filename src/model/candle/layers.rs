@@ -1,7 +1,7 @@
 //! Small building blocks of candle's path: linear, layer norm, activations, attention masks.
 
-use super::super::config::Activation;
-use super::super::names;
+use super::super::weights;
+use crate::checkpoint::Activation;
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
@@ -64,7 +64,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        let (w, b) = names::norm_names(vb);
+        let (w, b) = weights::norm_names(vb);
         Ok(Self {
             weight: vb.get(size, w)?,
             bias: vb.get(size, b)?,

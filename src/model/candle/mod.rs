@@ -11,8 +11,8 @@ mod modernbert_blocks_test;
 mod query_blocks;
 
 use super::batch::Batch;
-use super::config::{Activation, Architecture, ModelConfig};
-use super::names;
+use super::weights;
+use crate::checkpoint::{self, Activation, ModelConfig};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use deberta::DebertaV2;
@@ -21,7 +21,7 @@ use input::BatchInput;
 use layers::{activate, LayerNorm, Linear};
 use modernbert::ModernBert;
 
-/// `out(norm(act(dense(pooled))))`, the norm only in ModernBERT (see [`names::Head`]).
+/// `out(norm(act(dense(pooled))))`, the norm only in ModernBERT (see [`weights::Head`]).
 struct Head {
     dense: Linear,
     activation: Activation,
@@ -30,10 +30,10 @@ struct Head {
 }
 
 impl Head {
-    fn load(vb: &VarBuilder<'static>, head: names::Head, config: &ModelConfig) -> Result<Self> {
+    fn load(vb: &VarBuilder<'static>, head: weights::Head, config: &ModelConfig) -> Result<Self> {
         let (h, n) = (config.hidden_size, config.labels.len());
-        let (dense_bias, norm) = match &config.modernbert {
-            Some(m) => (
+        let (dense_bias, norm) = match &config.encoder {
+            checkpoint::Encoder::ModernBert(m) => (
                 m.classifier_bias,
                 Some(LayerNorm::load_with_bias(
                     &vb.pp("head.norm"),
@@ -42,7 +42,9 @@ impl Head {
                     m.norm_bias,
                 )?),
             ),
-            None => (true, None),
+            checkpoint::Encoder::PostNorm(_) | checkpoint::Encoder::DebertaV2 { .. } => {
+                (true, None)
+            }
         };
         Ok(Self {
             dense: Linear::load_with_bias(&head.dense, h, h, dense_bias)?,
@@ -78,16 +80,20 @@ pub struct CandleClassifier {
 impl CandleClassifier {
     /// `vb` is the checkpoint's root on the target device and dtype.
     pub fn load(vb: &VarBuilder<'static>, config: &ModelConfig) -> Result<Self> {
-        let names::Located {
+        let weights::Located {
             encoder: root,
             head,
-        } = names::locate(vb, config);
-        let body = match config.architecture {
-            Architecture::DebertaV2 => Body::DebertaV2(Box::new(DebertaV2::load(&root, config)?)),
-            Architecture::ModernBert => {
-                Body::ModernBert(Box::new(ModernBert::load(&root, config)?))
+        } = weights::locate(vb, config);
+        let body = match &config.encoder {
+            checkpoint::Encoder::PostNorm(names) => {
+                Body::Bert(Encoder::load(&root, config, names)?)
             }
-            _ => Body::Bert(Encoder::load(&root, config)?),
+            checkpoint::Encoder::DebertaV2 { names, settings } => {
+                Body::DebertaV2(Box::new(DebertaV2::load(&root, config, names, settings)?))
+            }
+            checkpoint::Encoder::ModernBert(settings) => {
+                Body::ModernBert(Box::new(ModernBert::load(&root, config, settings)?))
+            }
         };
         Ok(Self {
             body,

@@ -4,10 +4,10 @@
 //! between global and a sliding window, a GeGLU feed-forward, a final norm, then pooling
 //! (first token or mean) for the head.
 
-use super::super::config::{Activation, AttentionKind, ModelConfig, ModernBertSettings, Pooling};
 use super::input::BatchInput;
 use super::layers::{activate, LayerNorm, Linear};
 use super::query_blocks::{self, QueryBlock, QUERY_BLOCK};
+use crate::checkpoint::{Activation, AttentionKind, ModelConfig, ModernBertSettings, Pooling};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -49,11 +49,12 @@ struct Attention {
 
 impl ModernBert {
     /// `vb` points at the encoder's prefix (`model`).
-    pub fn load(vb: &VarBuilder, config: &ModelConfig) -> Result<Self> {
-        let settings = config
-            .modernbert
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("ModernBERT settings missing".into()))?;
+    pub fn load(
+        vb: &VarBuilder,
+        config: &ModelConfig,
+        settings: &ModernBertSettings,
+    ) -> Result<Self> {
+        let settings = settings.clone();
         let (h, eps, ffn) = (
             config.hidden_size,
             config.layer_norm_eps,

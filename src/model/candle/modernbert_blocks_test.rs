@@ -4,8 +4,8 @@
 //! windows across their edges, into its texts (up to 512 tokens), alone and in mixed batches.
 
 use super::super::batch::Batch;
-use super::super::files::ModelFiles;
 use super::CandleClassifier;
+use crate::checkpoint::ModelFiles;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::PathBuf;

@@ -7,10 +7,10 @@
 //! candle's path to float rounding: the parity tests run both against PyTorch.
 
 use super::super::batch::Batch;
-use super::super::config::{Activation, ModelConfig};
 use super::super::cpu::generic::LANES;
 use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
-use super::super::names;
+use super::super::weights;
+use crate::checkpoint::{Activation, LayerNames, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
@@ -24,7 +24,7 @@ struct Norm {
 
 impl Norm {
     fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        let (w, b) = names::norm_names(vb);
+        let (w, b) = weights::norm_names(vb);
         Ok(Self {
             weight: vb.get(size, w)?.to_vec1()?,
             bias: vb.get(size, b)?.to_vec1()?,
@@ -108,10 +108,10 @@ impl HostEncoder {
     pub fn load(
         vb: &VarBuilder,
         config: &ModelConfig,
+        names: &LayerNames,
         isa: Isa,
         format: WeightFormat,
     ) -> Result<Self> {
-        let names = names::layers(config.architecture);
         let (h, ffn) = (config.hidden_size, config.intermediate_size);
         let eps = config.layer_norm_eps;
         let emb = vb.pp(names.embeddings);
@@ -153,10 +153,7 @@ impl HostEncoder {
             num_heads: config.num_heads,
             head_dim: h / config.num_heads,
             activation: act(config.activation),
-            position_offset: config
-                .architecture
-                .is_roberta_like()
-                .then_some(config.pad_token_id),
+            position_offset: config.position_offset,
         })
     }
 

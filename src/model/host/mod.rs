@@ -3,9 +3,9 @@
 mod encoder;
 
 use super::batch::Batch;
-use super::config::ModelConfig;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
-use super::names;
+use super::weights;
+use crate::checkpoint::{Encoder, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
 pub use encoder::HostEncoder;
@@ -30,10 +30,19 @@ impl HostClassifier {
         isa: Isa,
         format: WeightFormat,
     ) -> Result<Self> {
-        let located = names::locate(vb, config);
+        let names = match &config.encoder {
+            Encoder::PostNorm(names) => names,
+            Encoder::DebertaV2 { .. } | Encoder::ModernBert(_) => {
+                return Err(candle_core::Error::Msg(format!(
+                    "the host encoder does not run {} models",
+                    config.family.display_name()
+                )))
+            }
+        };
+        let located = weights::locate(vb, config);
         let (h, labels) = (config.hidden_size, config.labels.len());
         let head = &located.head;
-        let encoder = HostEncoder::load(&located.encoder, config, isa, format)?;
+        let encoder = HostEncoder::load(&located.encoder, config, names, isa, format)?;
         // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
         // recipes for classifiers: two small products, one row per sequence, where the
         // decision is made.

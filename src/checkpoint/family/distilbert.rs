@@ -1,0 +1,64 @@
+//! DistilBERT (`distilbert`): BERT's encoder under other names and spellings, no token types,
+//! and a ReLU head.
+
+use super::{Encoder, LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use crate::checkpoint::raw::{Activation, RawConfig, Sizes};
+
+pub(super) const SPEC: Spec = Spec {
+    model_type: "distilbert",
+    display_name: "DistilBERT",
+    host: true,
+    tokenizer: TokenizerFiles::JsonOrWordPiece,
+    weights: Weights {
+        base: "distilbert",
+        probe: WORD_EMBEDDINGS,
+        head_dense: "pre_classifier",
+        head_dense_in_base: false,
+        head_out: "classifier",
+    },
+    read,
+};
+
+const LAYERS: LayerNames = LayerNames {
+    embeddings: "embeddings",
+    layers: "transformer.layer",
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attn_out: "attention.out_lin",
+    attn_norm: "sa_layer_norm",
+    ffn_in: "ffn.lin1",
+    ffn_out: "ffn.lin2",
+    ffn_norm: "output_layer_norm",
+};
+
+/// DistilBertConfig's names (`dim`, `n_layers`, ...); the layer-norm epsilon is hard-coded.
+fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
+    let need = |v: Option<usize>, name: &str| v.ok_or_else(|| format!("missing `{name}`"));
+    if raw.sinusoidal_pos_embds {
+        // The sinusoids are stored in the checkpoint like learned embeddings, so nothing changes.
+        tracing::debug!("distilbert with sinusoidal position embeddings: read from the checkpoint");
+    }
+    let sizes = Sizes {
+        hidden: need(raw.dim, "dim")?,
+        layers: need(raw.n_layers, "n_layers")?,
+        heads: need(raw.n_heads, "n_heads")?,
+        intermediate: need(raw.hidden_dim, "hidden_dim")?,
+        activation: Activation::parse(raw.activation.as_deref().unwrap_or("gelu"))?,
+    };
+    let max_position_embeddings = raw
+        .max_position_embeddings
+        .ok_or("missing `max_position_embeddings`")?;
+    Ok(Shape {
+        embedding_size: sizes.hidden,
+        sizes,
+        head_activation: Activation::Relu,
+        layer_norm_eps: 1e-12,
+        max_position_embeddings,
+        type_vocab_size: 0,
+        pad_token_id: raw.pad_token_id.unwrap_or(0),
+        position_offset: None,
+        position_limit: Some(max_position_embeddings),
+        encoder: Encoder::PostNorm(&LAYERS),
+    })
+}

@@ -1,0 +1,26 @@
+//! ELECTRA (`electra`): BERT's encoder behind narrower embeddings projected up, and a GELU head.
+
+use super::{bert, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use crate::checkpoint::raw::{Activation, RawConfig};
+
+pub(super) const SPEC: Spec = Spec {
+    model_type: "electra",
+    display_name: "ELECTRA",
+    host: false,
+    tokenizer: TokenizerFiles::JsonOrWordPiece,
+    weights: Weights {
+        base: "electra",
+        probe: WORD_EMBEDDINGS,
+        head_dense: "classifier.dense",
+        head_dense_in_base: false,
+        head_out: "classifier.out_proj",
+    },
+    read,
+};
+
+/// The head's GELU where BERT's pooler has tanh; `embedding_size` defaults as ElectraConfig's.
+fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
+    let mut shape = Shape::post_norm(raw, &bert::LAYERS, Activation::Gelu, 0)?;
+    shape.embedding_size = raw.embedding_size.unwrap_or(128);
+    Ok(shape)
+}

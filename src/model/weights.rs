@@ -1,0 +1,53 @@
+//! Locating a checkpoint's weights, from the family's names (src/checkpoint/family): the one
+//! reading that both ways of running the model (candle's ops and the host encoder) share.
+
+use crate::checkpoint::{Activation, ModelConfig};
+use candle_nn::VarBuilder;
+
+/// The classification head on the first token: `out(act(dense(x)))` (ModernBERT adds
+/// `head.norm` and its pooling, in src/model/candle/modernbert.rs).
+pub struct Head {
+    pub dense: VarBuilder<'static>,
+    pub out: VarBuilder<'static>,
+    pub activation: Activation,
+}
+
+/// The encoder's weights and the head's, located in `vb` (the checkpoint's root).
+pub struct Located {
+    pub encoder: VarBuilder<'static>,
+    pub head: Head,
+}
+
+/// Finds the encoder's prefix (the family's base name, or none: some exports drop it) and the
+/// head's weights.
+pub fn locate(vb: &VarBuilder<'static>, config: &ModelConfig) -> Located {
+    let names = &config.family.spec().weights;
+    let prefixed = vb.contains_tensor(&format!("{}.{}", names.base, names.probe));
+    let encoder = if prefixed {
+        vb.pp(names.base)
+    } else {
+        vb.clone()
+    };
+    let dense = if names.head_dense_in_base {
+        encoder.pp(names.head_dense)
+    } else {
+        vb.pp(names.head_dense)
+    };
+    Located {
+        head: Head {
+            dense,
+            out: vb.pp(names.head_out),
+            activation: config.head_activation,
+        },
+        encoder,
+    }
+}
+
+/// A layer norm's parameter names: `weight`/`bias`, or older BERT checkpoints' `gamma`/`beta`.
+pub fn norm_names(vb: &VarBuilder) -> (&'static str, &'static str) {
+    if vb.contains_tensor("weight") || !vb.contains_tensor("gamma") {
+        ("weight", "bias")
+    } else {
+        ("gamma", "beta")
+    }
+}
