@@ -8,7 +8,8 @@ IMAGE ?= sentiment-server
 CUDA_COMPUTE_CAP ?= 90
 # `docker compose` (v2 plugin) when the engine has it, else the standalone docker-compose (v1).
 COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
-# Compose profiles `make up` starts beside api and postgres: tracking (MLflow), gpu (api-gpu).
+# Compose profiles `make up` starts beside api and postgres: tracking (MLflow), gpu (api-gpu),
+# repository (api-repository). `make down` stops all three, whichever were started.
 PROFILES ?=
 MLFLOW_IMAGE ?= sentiment-mlflow:latest
 
@@ -20,7 +21,7 @@ GIT_SHA = $(shell sha=$$(git rev-parse HEAD 2>/dev/null) || sha=unknown; \
 SOURCE_URL = $(shell git remote get-url origin 2>/dev/null || echo unknown)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test fmt lint run image image-gpu image-gpu-local image-mlflow up down compose-up compose-down bench check-workflows ci
+.PHONY: help build test fmt lint run image image-gpu image-gpu-local image-mlflow up down compose-up compose-down bench check-workflows check-docs check-doc-examples ci
 
 help: ## list these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -43,13 +44,13 @@ run: ## serve the model in MODEL_DIR (default ../shared/models/minilm-sst2) on 0
 image: ## build the CPU image without a registry (scripts/build-image.sh; IMAGE=sentiment-server)
 	IMAGE=$(IMAGE) scripts/build-image.sh
 
-image-gpu: ## build the CUDA image from Dockerfile.gpu as IMAGE:<version>-cuda (CUDA_COMPUTE_CAP=90)
+image-gpu: ## build the CUDA image from Dockerfile.gpu as IMAGE:<version>-cuda, :<sha>-cuda, :latest-cuda (CUDA_COMPUTE_CAP=90)
 	$(DOCKER) build -f Dockerfile.gpu \
 		--build-arg CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg GIT_SHA=$(GIT_SHA) \
 		--build-arg SOURCE_URL=$(SOURCE_URL) \
-		-t $(IMAGE):$(VERSION)-cuda -t $(IMAGE):$(GIT_SHA)-cuda .
+		-t $(IMAGE):$(VERSION)-cuda -t $(IMAGE):$(GIT_SHA)-cuda -t $(IMAGE):latest-cuda .
 
 image-gpu-local: ## the CUDA image without a registry: local CUDA 13.0 base images from PyPI (scripts/build-cuda-base-images.sh)
 	GPU=1 scripts/build-image.sh
@@ -62,7 +63,7 @@ up: ## start the compose stack in the background; PROFILES=tracking adds MLflow 
 		$(DOCKER) image inspect $(MLFLOW_IMAGE) >/dev/null 2>&1 || scripts/build-mlflow-image.sh ;; esac
 	$(COMPOSE) $(foreach p,$(PROFILES),--profile $(p)) up -d
 
-down: ## stop and remove the compose stack, every profile (volumes kept; `docker compose down -v` drops them)
+down: ## stop and remove the compose stack: tracking, gpu and repository too (volumes kept)
 	$(COMPOSE) --profile tracking --profile gpu --profile repository down
 
 compose-up: up ## alias of up
@@ -74,6 +75,13 @@ bench: ## load benchmark (benches/load.rs; see BENCHMARKS.md)
 
 check-workflows: ## lint .github/workflows with actionlint (+ shellcheck when installed)
 	bash scripts/check-workflows.sh
+
+check-docs: ## check every link and #anchor of the Markdown files, offline (lychee)
+	bash scripts/check-docs.sh
+
+check-doc-examples: ## run the examples of README.md and docs/ against live servers (builds the server)
+	$(CARGO) build --quiet --bin sentiment-server
+	python3 scripts/check-doc-examples.py
 
 ci: ## what CI runs on a clean clone (.ci/run: formatting, tests, image, end-to-end checks)
 	bash .ci/run
