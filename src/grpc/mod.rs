@@ -43,28 +43,23 @@ pub fn build_service(state: Arc<AppState>) -> axum::Router {
     .max_encoding_message_size(usize::MAX);
     let health = health_proto::health_server::HealthServer::new(health::Health::new(state.clone()));
     let mut routes = tonic::service::Routes::new(inference).add_service(health);
-    // Both descriptor sets are built in: reflection cannot fail at run time but for a bug.
-    match reflection() {
-        Ok(reflection) => routes = routes.add_service(reflection),
-        Err(error) => tracing::error!(%error, "gRPC reflection is unavailable"),
+    // gRPC server reflection, so that grpcurl and other tools need no .proto files:
+    // grpc.reflection.v1, and v1alpha for older clients. Both descriptor sets are built in, so
+    // building it fails only on a bug.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(health_proto::FILE_DESCRIPTOR_SET)
+    };
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "gRPC reflection is unavailable")
+        }
     }
     routes
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(state, guard::guard))
-}
-
-/// grpc.reflection.v1 over the inference and health services, so that grpcurl and other tools
-/// need no .proto files.
-fn reflection() -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    tonic_reflection::server::Error,
-> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(health_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
 }
 
 /// The request's `x-request-id` metadata, or a new id when it has none or one that is too

@@ -599,3 +599,43 @@ fn request_for_pairs(seconds: &[&str], raw: bool) -> ModelInferRequest {
     request.inputs[0].name = "text_pair".into();
     request
 }
+
+#[tokio::test]
+async fn reflection_lists_the_services_for_tools_without_proto_files() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let (_server, channel) = start(config_for(common::minilm())).await;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let ask = |request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let requests = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "inference.GRPCInferenceService".into(),
+        )),
+    ];
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a list of services");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in ["inference.GRPCInferenceService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no descriptor for the inference service");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}

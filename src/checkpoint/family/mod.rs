@@ -2,10 +2,10 @@
 //! and transformers' defaults), which tokenizer files it may have, where its weights sit in a
 //! checkpoint, and which forward pass runs it ([`Encoder`]) on which paths.
 //!
-//! Adding a family: a file here with its [`Spec`], a variant in [`Family`] and its arm in
-//! [`Family::spec`]. Nothing matches on families with a catch-all, so the compiler names every
-//! other place to decide; a family with a forward pass of its own adds an [`Encoder`] variant
-//! (with its settings), which the candle and host constructors must then handle.
+//! Adding a family: a file here with its [`Spec`] and its line in `families!` below. Nothing
+//! matches on families with a catch-all, so the compiler names every other place to decide; a
+//! family with a forward pass of its own adds an [`Encoder`] variant (with its settings), which
+//! the candle and host constructors must then handle.
 
 mod bert;
 mod deberta_v2;
@@ -19,44 +19,42 @@ pub use modernbert::{AttentionKind, ModernBertSettings, Pooling};
 
 use super::raw::{Activation, RawConfig, Sizes};
 
-/// Which encoder family the checkpoint belongs to (`model_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Bert,
-    DistilBert,
-    Roberta,
-    XlmRoberta,
-    Electra,
-    DebertaV2,
-    ModernBert,
+/// The families: one line each, which makes the variant, its place in [`Family::ALL`] and its
+/// arm in [`Family::spec`].
+macro_rules! families {
+    ($($variant:ident => $spec:path),+ $(,)?) => {
+        /// Which encoder family the checkpoint belongs to (`model_type`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Family {
+            $($variant),+
+        }
+
+        impl Family {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// Everything the server knows of the family, from the family's own file.
+            pub fn spec(self) -> &'static Spec {
+                match self {
+                    $(Self::$variant => &$spec),+
+                }
+            }
+        }
+    };
+}
+
+families! {
+    Bert => bert::SPEC,
+    DistilBert => distilbert::SPEC,
+    Roberta => roberta::ROBERTA,
+    XlmRoberta => roberta::XLM_ROBERTA,
+    Electra => electra::SPEC,
+    DebertaV2 => deberta_v2::SPEC,
+    ModernBert => modernbert::SPEC,
 }
 
 impl Family {
-    pub const ALL: [Self; 7] = [
-        Self::Bert,
-        Self::DistilBert,
-        Self::Roberta,
-        Self::XlmRoberta,
-        Self::Electra,
-        Self::DebertaV2,
-        Self::ModernBert,
-    ];
-
-    /// Everything the server knows of the family, from the family's own file.
-    pub fn spec(self) -> &'static Spec {
-        match self {
-            Self::Bert => &bert::SPEC,
-            Self::DistilBert => &distilbert::SPEC,
-            Self::Roberta => &roberta::ROBERTA,
-            Self::XlmRoberta => &roberta::XLM_ROBERTA,
-            Self::Electra => &electra::SPEC,
-            Self::DebertaV2 => &deberta_v2::SPEC,
-            Self::ModernBert => &modernbert::SPEC,
-        }
-    }
-
     pub fn from_model_type(model_type: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == model_type)
+        Self::ALL.iter().copied().find(|f| f.as_str() == model_type)
     }
 
     /// `model_type` in config.json.
@@ -77,7 +75,8 @@ impl Family {
     /// "bert, distilbert, roberta and xlm-roberta": the families with the property, for messages.
     pub fn list(which: impl Fn(Self) -> bool) -> String {
         let names: Vec<&str> = Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|f| which(*f))
             .map(Self::as_str)
             .collect();
