@@ -8,8 +8,7 @@
 
 use super::super::batch::Batch;
 use super::super::config::{Activation, ModelConfig};
-use super::super::cpu::generic::LANES;
-use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
+use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, LANES};
 use super::super::names;
 use candle_core::Result;
 use candle_nn::VarBuilder;
