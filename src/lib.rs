@@ -8,6 +8,9 @@
 //! [`server`] runs the lifecycle (listen, load, serve, drain), and [`reload`] swaps model
 //! versions in and out of the repository while serving.
 
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod auth;
 pub mod batcher;
 pub mod checkpoint;

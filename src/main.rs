@@ -1,3 +1,6 @@
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use sentiment_server::config::{Cli, Command, Config, LogFormat};
 use sentiment_server::{download, healthcheck, logging, server};
 use std::process::ExitCode;

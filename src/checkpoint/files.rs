@@ -116,6 +116,7 @@ impl ModelFiles {
 
     /// Memory-maps every weight file, checking each header on its own so that an error
     /// names the file at fault (a truncated file fails here).
+    #[allow(unsafe_code)]
     pub fn open_weights(&self) -> Result<MmapedSafetensors, LoadError> {
         for path in &self.weights {
             // SAFETY: the mapping is read-only; the file must not be modified while served,

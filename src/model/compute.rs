@@ -162,42 +162,15 @@ impl Compute {
             Some(level) => Isa::detect(level)?,
             None => Isa::best(),
         };
-        let weights = match asked {
-            Dtype::F32 => WeightFormat::F32,
-            Dtype::Int8 => match (isa, Avx512Vnni::detect()) {
-                (Isa::Avx512(_), Some(token)) => WeightFormat::Int8Vnni(token),
-                (Isa::Avx512(_) | Isa::Avx2(_), _) => WeightFormat::Int8,
-                (Isa::Neon(_) | Isa::Portable, _) => {
-                    warnings.push(format!(
-                        "--dtype int8: the {} level has no integer dot-product kernel here (that needs AVX2 or AVX-512), so int8 runs on plain loops: the same results, slower than f32. Use --dtype f32 here",
-                        isa.level()
-                    ));
-                    WeightFormat::Int8
-                }
-            },
-            Dtype::Bf16 => match (isa, Avx512Bf16::detect()) {
-                (Isa::Avx512(_), Some(token)) => WeightFormat::Bf16(token),
-                _ => {
-                    warnings.push(format!(
-                        "--dtype bf16: {} has no bf16 arithmetic (that needs AVX512-BF16 at --cpu-kernels avx512), so bf16 is emulated on the f32 kernels: no faster than f32, with bf16's rounding. Use --dtype f32 here",
-                        match kernels {
-                            CpuKernels::Auto => "this CPU".to_string(),
-                            _ => format!("--cpu-kernels {}", isa.level()),
-                        }
-                    ));
-                    WeightFormat::Bf16Emulated
-                }
-            },
-            Dtype::F16 => {
-                warnings.push(format!(
-                    "--dtype {}: CPUs have no kernels for it here, so it runs on candle's generic CPU path, several times slower than f32. Use --dtype f32 (or bf16 on CPUs with AVX512-BF16)",
-                    dtype_name(dtype)
-                ));
-                return Ok(Decision {
-                    compute: candle,
-                    warnings,
-                });
-            }
+        let Some(weights) = host_format(asked, isa, kernels, &mut warnings) else {
+            warnings.push(format!(
+                "--dtype {}: CPUs have no kernels for it here, so it runs on candle's generic CPU path, several times slower than f32. Use --dtype f32 (or bf16 on CPUs with AVX512-BF16)",
+                dtype_name(dtype)
+            ));
+            return Ok(Decision {
+                compute: candle,
+                warnings,
+            });
         };
         Ok(Decision {
             compute: Compute::Host { isa, weights },
@@ -217,11 +190,7 @@ impl Compute {
     pub fn dtype(&self) -> &'static str {
         match self {
             Compute::Candle { dtype, .. } => dtype_name(*dtype),
-            Compute::Host { weights, .. } => match weights {
-                WeightFormat::F32 => "f32",
-                WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => "bf16",
-                WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => "int8",
-            },
+            Compute::Host { weights, .. } => weights.dtype(),
         }
     }
 }
@@ -249,25 +218,54 @@ impl fmt::Display for Compute {
             }
             Compute::Host { isa, weights } => {
                 let level = isa.level();
-                let weights = match weights {
-                    WeightFormat::F32 => "f32",
-                    WeightFormat::Bf16(_) => "bf16 (AVX512-BF16)",
-                    WeightFormat::Bf16Emulated => "bf16 emulated in f32",
-                    WeightFormat::Int8Vnni(_) => "int8 (AVX512-VNNI)",
-                    WeightFormat::Int8 => match isa {
-                        Isa::Avx512(_) => "int8 (AVX-512BW vpmaddubsw, 7-bit inputs; no AVX512-VNNI)",
-                        Isa::Avx2(_) => "int8 (AVX2 vpmaddubsw, 7-bit inputs)",
-                        _ => "int8 on plain loops (no integer dot-product kernel at this level: slower than f32)",
-                    },
-                };
                 write!(
                     f,
-                    "host encoder, {level} kernels ({}), {weights}",
-                    level.features()
+                    "host encoder, {level} kernels ({}), {}",
+                    level.features(),
+                    weights.describe(*isa)
                 )
             }
         }
     }
+}
+
+/// The weight format of the host encoder's products for `asked` at `isa` (the fastest this
+/// CPU has there), warning where it has no hardware for it; `None` for f16, which the host
+/// encoder does not run.
+fn host_format(
+    asked: Dtype,
+    isa: Isa,
+    kernels: CpuKernels,
+    warnings: &mut Vec<String>,
+) -> Option<WeightFormat> {
+    Some(match asked {
+        Dtype::F32 => WeightFormat::F32,
+        Dtype::Int8 => match (isa, Avx512Vnni::detect()) {
+            (Isa::Avx512(_), Some(token)) => WeightFormat::Int8Vnni(token),
+            (Isa::Avx512(_) | Isa::Avx2(_), _) => WeightFormat::Int8,
+            (Isa::Neon(_) | Isa::Portable, _) => {
+                warnings.push(format!(
+                    "--dtype int8: the {} level has no integer dot-product kernel here (that needs AVX2 or AVX-512), so int8 runs on plain loops: the same results, slower than f32. Use --dtype f32 here",
+                    isa.level()
+                ));
+                WeightFormat::Int8
+            }
+        },
+        Dtype::Bf16 => match (isa, Avx512Bf16::detect()) {
+            (Isa::Avx512(_), Some(token)) => WeightFormat::Bf16(token),
+            _ => {
+                warnings.push(format!(
+                    "--dtype bf16: {} has no bf16 arithmetic (that needs AVX512-BF16 at --cpu-kernels avx512), so bf16 is emulated on the f32 kernels: no faster than f32, with bf16's rounding. Use --dtype f32 here",
+                    match kernels {
+                        CpuKernels::Auto => "this CPU".to_string(),
+                        _ => format!("--cpu-kernels {}", isa.level()),
+                    }
+                ));
+                WeightFormat::Bf16Emulated
+            }
+        },
+        Dtype::F16 => return None,
+    })
 }
 
 fn dtype_name(dtype: DType) -> &'static str {

@@ -36,6 +36,7 @@ pub(super) fn release(engine: Arc<Engine>, model: String, version: u64) {
 /// hundreds of MB, freed in pieces) would keep the process's resident size at its peak after
 /// a reload. `malloc_trim` hands the free pages back. Other allocators return memory on
 /// their own terms; nothing to do there.
+#[allow(unsafe_code)]
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointers of ours.

@@ -360,7 +360,7 @@ fn layer_norm(isa: Isa) {
 fn attention(isa: Isa) {
     for hd in [1, 7, 32, 64, 80, 130] {
         for len in [1usize, 5, 16, 17, 40, 65, 100, 129] {
-            let stride = len.next_multiple_of(sentiment_server::model::cpu::generic::LANES);
+            let stride = len.next_multiple_of(sentiment_server::model::cpu::LANES);
             let q = data(hd, 10);
             let mut kt = vec![0f32; hd * stride];
             let keys = data(hd * len, 11);

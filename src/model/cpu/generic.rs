@@ -1,6 +1,6 @@
-//! The CPU row operations (softmax, layer norm, attention, activations, bf16 rounding),
-//! written once as plain loops over slices; the matrix-product tiles built on them are in
-//! `tile.rs`.
+//! The CPU row operations (softmax, layer norm, attention, activations, bf16 rounding,
+//! int8 activation codes), written once as plain loops over slices; the per-value functions
+//! they apply are in `math.rs`, the matrix-product tiles in `tile.rs`.
 //!
 //! Every function here is `#[inline(always)]` and compiled into each level's
 //! `#[target_feature]` wrapper (see `mod.rs`), where the compiler vectorises it for that
@@ -10,33 +10,10 @@
 //! micro-kernel accumulators stay in registers. All indexing is checked: bounds that the
 //! results depend on hold in release builds too.
 
+use super::math::{bf16_bits, exp, gelu, tanh, MulAdd};
+
 /// Values per partial-sum array: one 512-bit register, two 256-bit, four 128-bit.
 pub const LANES: usize = 16;
-
-/// Multiply-add as the level computes it: one fused instruction where the CPU has FMA,
-/// a multiply and an add where it may not (`f32::mul_add` would call a slow libm routine).
-pub trait MulAdd {
-    fn mul_add(a: f32, b: f32, c: f32) -> f32;
-}
-
-/// For levels with FMA (`avx512`, `avx2`, `neon`).
-pub struct Fused;
-/// For the portable baseline.
-pub struct Unfused;
-
-impl MulAdd for Fused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-}
-
-impl MulAdd for Unfused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
 
 #[inline(always)]
 fn sum_lanes(acc: [f32; LANES]) -> f32 {
@@ -54,44 +31,15 @@ fn sum_lanes(acc: [f32; LANES]) -> f32 {
 
 /// `out[i] += v[i]`.
 #[inline(always)]
-pub fn add_assign<M: MulAdd>(out: &mut [f32], v: &[f32]) {
+pub(super) fn add_assign<M: MulAdd>(out: &mut [f32], v: &[f32]) {
     for (o, x) in out.iter_mut().zip(v) {
         *o += *x;
     }
 }
 
-/// `exp(x)` to about 1 ulp over the range where f32 is finite and normal: 2^n * p(r), with n
-/// the nearest integer to x / ln 2 and a degree-6 polynomial on the remainder. Branch-free
-/// integer and float operations only, so loops over it vectorise.
-#[inline(always)]
-pub fn exp<M: MulAdd>(x: f32) -> f32 {
-    // Below this the result is under f32's normal range: 0 (exp(-inf) = 0 for masked scores).
-    let underflow = x < -87.3;
-    // Clamped so that 2^n stays a normal float (n in -126..=127).
-    let x = x.clamp(-87.3, 88.3);
-    // Adding 1.5 * 2^23 rounds x / ln 2 to an integer held in the low mantissa bits.
-    const SHIFT: f32 = 12_582_912.0;
-    let t = M::mul_add(x, std::f32::consts::LOG2_E, SHIFT);
-    let n = t - SHIFT;
-    // ln 2 in two parts (Cody-Waite), so r = x - n ln 2 keeps its precision.
-    let r = M::mul_add(n, -0.693_145_75, x);
-    let r = M::mul_add(n, -1.428_606_8e-6, r);
-    let mut p = 1.0 / 720.0;
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = M::mul_add(p, r, c);
-    }
-    let n = t.to_bits().wrapping_sub(SHIFT.to_bits()) as i32;
-    let e = p * f32::from_bits(((n + 127) << 23) as u32);
-    if underflow {
-        0.0
-    } else {
-        e
-    }
-}
-
 /// `x = softmax(x)`, shifted by the maximum so that large scores cannot overflow.
 #[inline(always)]
-pub fn softmax<M: MulAdd>(x: &mut [f32]) {
+pub(super) fn softmax<M: MulAdd>(x: &mut [f32]) {
     let mut max = [f32::MIN; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
@@ -139,7 +87,7 @@ fn sum(x: &[f32]) -> f32 {
 /// `x = layer_norm(x + residual) * weight + bias` over one row; mean and variance in two
 /// passes, as PyTorch computes them.
 #[inline(always)]
-pub fn add_layer_norm<M: MulAdd>(
+pub(super) fn add_layer_norm<M: MulAdd>(
     x: &mut [f32],
     residual: Option<&[f32]>,
     weight: &[f32],
@@ -177,7 +125,7 @@ pub fn add_layer_norm<M: MulAdd>(
 /// dependent multiply-adds, which runs at a quarter of the rate (measured: these row operations
 /// took twice the time of the earlier hand-written ones).
 #[inline(always)]
-pub fn scores<M: MulAdd>(q: &[f32], kt: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+pub(super) fn scores<M: MulAdd>(q: &[f32], kt: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
     let len = out.len();
     assert!(stride.is_multiple_of(LANES) && stride >= len && kt.len() >= q.len() * stride);
     let mut t0 = 0;
@@ -244,7 +192,7 @@ fn accumulate<M: MulAdd, const W: usize>(
 /// apart (inside the fused QKV rows), up to four blocks of [`LANES`] outputs at a time (see
 /// [`scores`]).
 #[inline(always)]
-pub fn weighted_sum<M: MulAdd>(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+pub(super) fn weighted_sum<M: MulAdd>(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
     let hd = out.len();
     if !p.is_empty() {
         // Every row read below exists.
@@ -280,41 +228,6 @@ fn weighted_block<M: MulAdd, const W: usize>(
     out: &mut [f32],
 ) {
     out[d0..d0 + W].copy_from_slice(&accumulate::<M, W>(p, v, stride, d0));
-}
-
-/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz & Stegun 7.1.28:
-/// `1 - (1 + a1 z + ... + a6 z^6)^-16` for `z >= 0` (absolute error below 3e-7), odd by
-/// symmetry. One division and no exponential: cheaper than 7.1.26 (which needs `exp(-z^2)`),
-/// and it matters, as GELU runs on every element of the widest layer's output.
-#[inline(always)]
-pub fn gelu<M: MulAdd>(x: f32) -> f32 {
-    let z = x * std::f32::consts::FRAC_1_SQRT_2;
-    let az = z.abs();
-    let mut p = 0.000_043_063_8;
-    for c in [
-        0.000_276_567_2,
-        0.000_152_014_3,
-        0.009_270_527,
-        0.042_282_01,
-        0.070_523_08,
-    ] {
-        p = M::mul_add(p, az, c);
-    }
-    let p = M::mul_add(p, az, 1.0);
-    // p^-16 by squaring 1/p (at most 1; for large |z| it underflows to 0 and erf to 1).
-    let r = 1.0 / p;
-    let r2 = r * r;
-    let r4 = r2 * r2;
-    let r8 = r4 * r4;
-    let erf_abs = 1.0 - r8 * r8;
-    0.5 * x * (1.0 + erf_abs.copysign(z))
-}
-
-/// `tanh(x)` through exp, branch-free: `1 - 2 / (exp(2x) + 1)`, odd by construction.
-#[inline(always)]
-pub fn tanh<M: MulAdd>(x: f32) -> f32 {
-    let a = x.abs();
-    (1.0 - 2.0 / (exp::<M>(2.0 * a) + 1.0)).copysign(x)
 }
 
 /// An element-wise activation over a slice.
@@ -365,7 +278,7 @@ pub(super) fn activate_block<M: MulAdd, const N: usize>(x: &mut [f32; N], act: A
 }
 
 #[inline(always)]
-pub fn activate<M: MulAdd>(x: &mut [f32], act: Act) {
+pub(super) fn activate<M: MulAdd>(x: &mut [f32], act: Act) {
     let mut blocks = x.chunks_exact_mut(LANES);
     for block in &mut blocks {
         let block: &mut [f32; LANES] = block.try_into().expect("LANES values");
@@ -376,22 +289,10 @@ pub fn activate<M: MulAdd>(x: &mut [f32], act: Act) {
     }
 }
 
-/// bf16 bits of `x`, rounded to nearest even as `half` and PyTorch do; NaN stays NaN.
-#[inline(always)]
-pub fn bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
-    if x.is_nan() {
-        ((bits >> 16) | 0x40) as u16
-    } else {
-        rounded as u16
-    }
-}
-
 /// `out[q] = bf16(x[2q]) | bf16(x[2q + 1]) << 16`, zero past the end of `x`: the bf16 pairs
 /// along k that `vdpbf16ps` multiplies.
 #[inline(always)]
-pub fn to_bf16_pairs<M: MulAdd>(x: &[f32], out: &mut [u32]) {
+pub(super) fn to_bf16_pairs<M: MulAdd>(x: &[f32], out: &mut [u32]) {
     let mut pairs = x.chunks_exact(2);
     for (o, p) in out.iter_mut().zip(&mut pairs) {
         *o = bf16_bits(p[0]) as u32 | (bf16_bits(p[1]) as u32) << 16;
@@ -403,7 +304,7 @@ pub fn to_bf16_pairs<M: MulAdd>(x: &[f32], out: &mut [u32]) {
 
 /// Every value rounded to the nearest bf16, kept as f32 (bf16 emulated on f32 kernels).
 #[inline(always)]
-pub fn round_bf16<M: MulAdd>(x: &mut [f32]) {
+pub(super) fn round_bf16<M: MulAdd>(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = f32::from_bits((bf16_bits(*v) as u32) << 16);
     }
@@ -421,7 +322,7 @@ const ROUND: f32 = 12_582_912.0;
 /// values: a row after GELU (-0.17 up) uses all of them, where a symmetric code would waste
 /// half. An all-zero row is all `0` with scale 0.
 #[inline(always)]
-pub fn quantize_row<M: MulAdd>(x: &[f32], out: &mut [u8], max_code: u8) -> (f32, i32) {
+pub(super) fn quantize_row<M: MulAdd>(x: &[f32], out: &mut [u8], max_code: u8) -> (f32, i32) {
     let codes = f32::from(max_code.max(1));
     let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
     let mut chunks = x.chunks_exact(LANES);

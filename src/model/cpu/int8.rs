@@ -18,9 +18,8 @@
 //! reference. Every kernel computes its integer sums exactly, so kernels with the same
 //! activation range and weight codes give the same results up to the f32 epilogue.
 
-use super::generic::{self, Act, MulAdd};
-use super::tile::{self, by_rows};
-use super::{Avx2, Avx512, Avx512Vnni, Isa};
+use super::math::MulAdd;
+use super::tile::{self, by_rows, Task};
 
 /// The longest rows (`k`) an int8 product takes: every partial sum is at most
 /// `255 * 127 * k` in magnitude (u8 codes times i8 weights, the zero-point term the same
@@ -90,110 +89,35 @@ pub(super) fn bound_pair_groups(codes: &mut [i8], k: usize) {
     }
 }
 
-/// Which int8 micro-kernel a matrix runs, with the token that proves the CPU can.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Kernel {
-    /// AVX512-VNNI `vpdpbusd`: 8 rows x 32 columns, k in fours.
-    Vnni(Avx512Vnni),
-    /// AVX-512BW `vpmaddubsw` + `vpmaddwd`: 8 x 32, k in fours, 7-bit activation codes;
-    /// `two_steps` where the weights are bounded for it ([`bound_pair_groups`]).
-    Maddubs512 { token: Avx512, two_steps: bool },
-    /// AVX2 `vpmaddubsw` + `vpmaddwd`: 4 x 16, as `Maddubs512`.
-    Maddubs256 { token: Avx2, two_steps: bool },
-    /// Plain loops at the portable or neon level: k in fours.
-    Plain(Isa),
-}
-
 /// The most bounding the weights for two steps in i16 may change them, as a share of the
 /// codes' energy (`sum (bounded - code)^2 / sum code^2`), beyond which a matrix keeps its
 /// codes and the one-step kernel. Trained weights put a few large values in a row: on
 /// minilm-sst2 0.7% of groups exceed the bound and every matrix stays under 0.09%, agreement
 /// with f32 unchanged. Random weights of narrow layers (the 32-wide test fixtures) spread
 /// large codes everywhere: 0.35-1%, and their scores moved by up to 0.9 when bounded.
-pub(super) const MAX_BOUND_CHANGE: f64 = 2e-3;
+const MAX_BOUND_CHANGE: f64 = 2e-3;
 
-impl Kernel {
-    /// The kernel for products at `isa`; `vnni` where AVX512-VNNI was detected.
-    pub(super) fn at(isa: Isa, vnni: Option<Avx512Vnni>) -> Self {
-        match (isa, vnni) {
-            (_, Some(token)) => Kernel::Vnni(token),
-            (Isa::Avx512(token), None) => Kernel::Maddubs512 {
-                token,
-                two_steps: true,
-            },
-            (Isa::Avx2(token), None) => Kernel::Maddubs256 {
-                token,
-                two_steps: true,
-            },
-            (isa, None) => Kernel::Plain(isa),
-        }
+/// The weight codes and per-channel scales of row-major `w [n, k]` for a kernel that adds
+/// two steps in i16 where it may (`two_steps`, the `vpmaddubsw` kernels), and whether it
+/// may: the codes bounded by [`bound_pair_groups`] where that changes them by at most
+/// [`MAX_BOUND_CHANGE`], as they are otherwise. Deterministic, so the same weights give the
+/// same codes again.
+pub(super) fn weight_codes(w: &[f32], k: usize, two_steps: bool) -> (Vec<i8>, Vec<f32>, bool) {
+    let (codes, scales) = quantize_weights(w, k);
+    if !two_steps {
+        return (codes, scales, false);
     }
-
-    /// Columns per panel.
-    pub(super) fn nr(self) -> usize {
-        match self {
-            Kernel::Vnni(_) | Kernel::Maddubs512 { .. } => 32,
-            Kernel::Maddubs256 { .. } => 16,
-            Kernel::Plain(Isa::Neon(_)) => NEON_NR,
-            Kernel::Plain(_) => PORTABLE_NR,
-        }
-    }
-
-    /// Whether the kernel adds two steps' pair sums in i16 (its weights bounded by
-    /// [`bound_pair_groups`]).
-    pub(super) fn two_steps(self) -> bool {
-        match self {
-            Kernel::Maddubs512 { two_steps, .. } | Kernel::Maddubs256 { two_steps, .. } => {
-                two_steps
-            }
-            Kernel::Vnni(_) | Kernel::Plain(_) => false,
-        }
-    }
-
-    /// The same kernel widening every step.
-    fn one_step(self) -> Self {
-        match self {
-            Kernel::Maddubs512 { token, .. } => Kernel::Maddubs512 {
-                token,
-                two_steps: false,
-            },
-            Kernel::Maddubs256 { token, .. } => Kernel::Maddubs256 {
-                token,
-                two_steps: false,
-            },
-            other => other,
-        }
-    }
-
-    /// The weight codes and per-channel scales of row-major `w [n, k]`, and the kernel that
-    /// multiplies them: a two-step kernel keeps two steps when bounding its codes changes
-    /// them by at most [`MAX_BOUND_CHANGE`], and becomes one-step otherwise. Deterministic,
-    /// so the returned kernel gives the same codes again.
-    pub(super) fn quantize_weights(self, w: &[f32], k: usize) -> (Self, Vec<i8>, Vec<f32>) {
-        let (codes, scales) = quantize_weights(w, k);
-        if !self.two_steps() {
-            return (self, codes, scales);
-        }
-        let mut bounded = codes.clone();
-        bound_pair_groups(&mut bounded, k);
-        let square = |v: i32| f64::from(v * v);
-        let change: f64 = (codes.iter().zip(&bounded))
-            .map(|(&a, &b)| square(i32::from(a) - i32::from(b)))
-            .sum();
-        let total: f64 = codes.iter().map(|&c| square(i32::from(c))).sum();
-        if change <= MAX_BOUND_CHANGE * total {
-            (self, bounded, scales)
-        } else {
-            (self.one_step(), codes, scales)
-        }
-    }
-
-    /// The largest activation code the kernel multiplies without saturating.
-    pub(super) fn activation_max(self) -> u8 {
-        match self {
-            Kernel::Maddubs512 { .. } | Kernel::Maddubs256 { .. } => PAIR_ACTIVATION_MAX,
-            Kernel::Vnni(_) | Kernel::Plain(_) => u8::MAX,
-        }
+    let mut bounded = codes.clone();
+    bound_pair_groups(&mut bounded, k);
+    let square = |v: i32| f64::from(v * v);
+    let change: f64 = (codes.iter().zip(&bounded))
+        .map(|(&a, &b)| square(i32::from(a) - i32::from(b)))
+        .sum();
+    let total: f64 = codes.iter().map(|&c| square(i32::from(c))).sum();
+    if change <= MAX_BOUND_CHANGE * total {
+        (bounded, scales, true)
+    } else {
+        (codes, scales, false)
     }
 }
 
@@ -204,14 +128,6 @@ pub(super) const PAIR_ACTIVATION_MAX: u8 = 127;
 /// Every kernel multiplies four consecutive k values of a column at once: panels are
 /// `[kpad / 4][nr][4]` codes, k zero-padded to `kpad`, a multiple of 4.
 pub(super) const GROUP: usize = 4;
-
-/// The plain-loop tiles: 4 x 8 i32 accumulators at the portable level, 6 x 16 at neon (as
-/// the f32 kernel's).
-const PORTABLE_MR: usize = 4;
-const PORTABLE_NR: usize = 8;
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-const NEON_MR: usize = 6;
-const NEON_NR: usize = 16;
 
 /// `[panel][kpad / GROUP][nr][GROUP]` from row-major codes `q [n, k]`, zero past `n` and `k`.
 pub(super) fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
@@ -231,9 +147,9 @@ pub(super) fn pack(q: &[i8], n: usize, k: usize, nr: usize) -> Vec<i8> {
 /// this task's columns (`[panel][nr]`, zero-padded), the weight scales and the sums of each
 /// column's codes.
 pub(super) struct Dequant<'a> {
-    pub rows: &'a [(f32, i32)],
-    pub scales: &'a [f32],
-    pub sums: &'a [i32],
+    pub(super) rows: &'a [(f32, i32)],
+    pub(super) scales: &'a [f32],
+    pub(super) sums: &'a [i32],
 }
 
 impl Dequant<'_> {
@@ -264,66 +180,27 @@ impl Dequant<'_> {
     }
 }
 
-/// One task's share of an int8 product (see [`tile::f32_panels`] for `out` and `bias`): the
-/// activation codes (`kpad` per row), this task's weight panels, how their sums turn into
-/// f32, the bias and the activation. Every kernel takes it with the output rows.
-pub(super) struct Task<'a> {
-    pub x: &'a [u8],
-    pub kpad: usize,
-    pub panels: &'a [i8],
-    pub dequant: Dequant<'a>,
-    pub bias: &'a [f32],
-    pub act: Option<Act>,
-}
+/// One task's share of an int8 product: the activation codes (`k`, a multiple of [`GROUP`],
+/// per row), this task's weight panels and how their sums turn into f32.
+pub(super) type Int8Task<'a> = Task<'a, u8, i8, Dequant<'a>>;
 
-/// Runs `task` on `kernel`.
-pub(super) fn panels(kernel: Kernel, task: &Task, out: &mut [&mut [f32]]) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Vnni(token) => super::x86_int8::vnni(token, task, out),
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Maddubs512 { token, two_steps } => {
-            super::x86_int8::maddubs512(token, two_steps, task, out)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Maddubs256 { token, two_steps } => {
-            super::x86_int8::maddubs256(token, two_steps, task, out)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Vnni(token) => match token.never {},
-        #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Maddubs512 { token, .. } => match token.never {},
-        #[cfg(not(target_arch = "x86_64"))]
-        Kernel::Maddubs256 { token, .. } => match token.never {},
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Plain(Isa::Neon(_)) => {
-            // SAFETY: a Neon token exists only where NEON was detected.
-            unsafe { neon_panels(task, out) }
-        }
-        Kernel::Plain(_) => plain_panels::<generic::Unfused, PORTABLE_MR, PORTABLE_NR>(task, out),
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-fn neon_panels(task: &Task, out: &mut [&mut [f32]]) {
-    plain_panels::<generic::Fused, NEON_MR, NEON_NR>(task, out)
-}
-
-/// The plain-loop int8 product over a task's panels (`[panel][kpad / 4][NR][4]`).
+/// The plain-loop int8 product over a task's panels (`[panel][k / 4][NR][4]`).
 #[inline(always)]
-fn plain_panels<M: MulAdd, const MR: usize, const NR: usize>(task: &Task, out: &mut [&mut [f32]]) {
+pub(super) fn plain_panels<M: MulAdd, const MR: usize, const NR: usize>(
+    task: &Int8Task,
+    out: &mut [&mut [f32]],
+) {
     let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
     tile::walk_panels::<i8, NR>(
         m,
         MR,
-        (task.panels, task.kpad * NR),
+        (task.panels, task.k * NR),
         task.bias,
         width,
         |rows, row, (panel, _), bias, (c0, cols)| {
             macro_rules! call {
                 ($r:literal) => {{
-                    let acc = plain_tile::<$r, NR>(task.x, task.kpad, row, panel);
+                    let acc = plain_tile::<$r, NR>(task.x, task.k, row, panel);
                     let values = task.dequant.apply(&acc, row, c0);
                     for (i, mut v) in values.into_iter().enumerate() {
                         tile::epilogue::<M, NR>(&mut v, bias, task.act);

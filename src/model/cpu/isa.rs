@@ -53,7 +53,9 @@ impl fmt::Display for Level {
     }
 }
 
-/// An uninhabited type: a token that wraps one cannot exist (other architectures).
+/// An uninhabited type: a token that wraps one cannot exist (other architectures). The
+/// field is visible in `cpu`, so there a token of another architecture, and any enum
+/// variant that holds one, is known to be impossible: matches leave their arms out.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Never {}
 
@@ -64,7 +66,9 @@ macro_rules! token {
         pub struct $name {
             #[cfg(target_arch = $arch)]
             _private: (),
+            // Read by the compiler's exhaustiveness checks, not by code.
             #[cfg(not(target_arch = $arch))]
+            #[allow(dead_code)]
             pub(super) never: Never,
         }
 
@@ -122,29 +126,33 @@ token!(
     Neon, "aarch64", is_aarch64_feature_detected, ["neon"]
 );
 
-impl Avx512Bf16 {
-    /// Every AVX512-BF16 CPU is an AVX-512 CPU.
-    pub fn avx512(self) -> Avx512 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            Avx512 { _private: () }
+/// `$token::$method()`: the token of a subset of `$token`'s features, which every CPU that has
+/// `$token`'s has too.
+macro_rules! implies {
+    ($(#[$doc:meta])* $token:ident => $base:ident, $method:ident) => {
+        impl $token {
+            $(#[$doc])*
+            pub fn $method(self) -> $base {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    $base { _private: () }
+                }
+                // Tokens of another architecture cannot exist.
+                #[cfg(not(target_arch = "x86_64"))]
+                match self.never {}
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        match self.never {}
-    }
+    };
 }
 
-impl Avx512Vnni {
+implies!(
+    /// Every AVX512-BF16 CPU is an AVX-512 CPU.
+    Avx512Bf16 => Avx512, avx512
+);
+implies!(
     /// Every AVX512-VNNI CPU is an AVX-512 CPU.
-    pub fn avx512(self) -> Avx512 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            Avx512 { _private: () }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        match self.never {}
-    }
-}
+    Avx512Vnni => Avx512, avx512
+);
 
 /// A level this CPU was checked to run: the argument every kernel takes.
 #[derive(Debug, Clone, Copy)]

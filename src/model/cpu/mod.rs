@@ -1,27 +1,37 @@
 //! CPU kernels for the host encoder: matrix products over weights packed once at load, and
 //! the row operations around them (layer norm, softmax, attention over short rows, GELU).
 //!
-//! Written once as plain loops ([`generic`]) and compiled per instruction-set level with
-//! `#[target_feature]`; a level's code is reached only through an [`Isa`] value, which holds a
-//! token that only a successful feature check creates ([`isa`]). The exception to "plain
-//! loops" are the x86 micro-kernels of the matrix products (`x86.rs`): hand-written because
-//! they measured faster (BENCHMARKS.md) and because no compiler emits AVX512-BF16's dot
-//! product on its own.
+//! Written once as plain loops (`generic.rs`, `math.rs`, `tile.rs`) and compiled per
+//! instruction-set level with `#[target_feature]`; a level's code is reached only through an
+//! [`Isa`] value, which holds a token that only a successful feature check creates
+//! (`isa.rs`). The exception to "plain loops" are the x86 micro-kernels of the matrix
+//! products (`x86.rs`, `x86_int8.rs`): hand-written because they measured faster
+//! (BENCHMARKS.md) and because no compiler emits AVX512-BF16's or VNNI's dot products on its
+//! own. Each packed matrix runs one kernel, chosen when it is packed (`kernel.rs`).
+//!
+//! The `unsafe` of the crate's kernels lives here: calls into `#[target_feature]` code (in
+//! `dispatch!` and `kernel.rs`, each with its token in hand) and the x86 kernels' reads
+//! through pointers (`x86.rs`, `x86_int8.rs`).
 
-pub mod generic;
+mod generic;
 mod int8;
 mod isa;
+mod kernel;
+mod math;
 mod matmul;
 mod tile;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86_int8;
 
-pub use generic::Act;
+pub use generic::{Act, LANES};
 pub use int8::{quantize_weights, MAX_K as INT8_MAX_K, PAIR_GROUP_MAX as INT8_PAIR_GROUP_MAX};
 pub use isa::{Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Level, Neon};
-pub use matmul::{PackedMatrix, WeightFormat};
+pub use kernel::WeightFormat;
+pub use matmul::PackedMatrix;
 
 /// Calls `$m!(module, Token, arch, "features"; body)` for every SIMD level: the one place that
 /// says which target features each level's code is compiled for (a test checks that they are
@@ -43,11 +53,11 @@ macro_rules! level_module {
             #[allow(unused_imports)]
             use super::*;
             #[cfg(test)]
-            pub const TARGET_FEATURES: &str = $features;
+            pub(super) const TARGET_FEATURES: &str = $features;
             $(
                 #[target_feature(enable = $features)]
-                pub fn $name($($arg: $ty),*) $(-> $ret)? {
-                    generic::$name::<generic::Fused>($($arg),*)
+                pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
+                    generic::$name::<math::Fused>($($arg),*)
                 }
             )*
 
@@ -61,12 +71,14 @@ macro_rules! multiversion {
     ($($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;)*) => {
         for_each_level!(level_module! { $(pub fn $name($($arg: $ty),*) $(-> $ret)?;)* });
 
+        // The calls into each level's copy.
+        #[allow(unsafe_code)]
         impl Isa {
             $(
                 $(#[$doc])*
                 #[inline]
                 pub fn $name(self, $($arg: $ty),*) $(-> $ret)? {
-                    dispatch!(self, $name($($arg),*), portable: generic::$name::<generic::Unfused>($($arg),*))
+                    dispatch!(self, $name($($arg),*), portable: generic::$name::<math::Unfused>($($arg),*))
                 }
             )*
         }
@@ -87,13 +99,7 @@ macro_rules! dispatch {
             #[cfg(target_arch = "aarch64")]
             // SAFETY: as above, for the Neon token and the neon copy.
             $crate::model::cpu::Isa::Neon(_) => unsafe { $crate::model::cpu::neon::$f($($arg),*) },
-            // Tokens of another architecture's levels are uninhabited here.
-            #[cfg(not(target_arch = "x86_64"))]
-            $crate::model::cpu::Isa::Avx512(t) => match t.never {},
-            #[cfg(not(target_arch = "x86_64"))]
-            $crate::model::cpu::Isa::Avx2(t) => match t.never {},
-            #[cfg(not(target_arch = "aarch64"))]
-            $crate::model::cpu::Isa::Neon(t) => match t.never {},
+            // Tokens of another architecture's levels cannot exist: no arms for them.
             $crate::model::cpu::Isa::Portable => $portable,
         }
     };
@@ -107,7 +113,7 @@ multiversion! {
     /// `x = layer_norm(x + residual) * weight + bias` over one row.
     pub fn add_layer_norm(x: &mut [f32], residual: Option<&[f32]>, weight: &[f32], bias: &[f32], eps: f32);
     /// One query's scaled attention scores against keys stored transposed, `[q.len()][stride]`
-    /// (`stride` a multiple of [`generic::LANES`], zero-padded): `out[t]` for `t < out.len()`.
+    /// (`stride` a multiple of [`LANES`], zero-padded): `out[t]` for `t < out.len()`.
     pub fn scores(q: &[f32], kt: &[f32], stride: usize, scale: f32, out: &mut [f32]);
     /// `out[d] = sum_t p[t] v[t * stride + d]`.
     pub fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]);
@@ -119,7 +125,8 @@ multiversion! {
     /// rounded to nearest even: the pair layout of the bf16 kernel.
     pub fn to_bf16_pairs(x: &[f32], out: &mut [u32]);
     /// One row of activations as u8 codes in `0..=max` for the int8 products (`out` zero
-    /// past `x.len()`), and its `(scale, zero point)`: see [`generic::quantize_row`].
+    /// past `x.len()`), and its `(scale, zero point)`: asymmetric, over the row's range with
+    /// 0 included, so that 0 is exact (`generic.rs`'s `quantize_row` has the details).
     pub fn quantize_row(x: &[f32], out: &mut [u8], max: u8) -> (f32, i32);
 }
 
@@ -128,34 +135,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tiles_spread_rows_evenly_and_cover_them_all() {
-        for mr in [4, 6, 8] {
-            for m in 1..200 {
-                let (mut row, mut sizes) = (0, Vec::new());
-                while row < m {
-                    let rows = tile::tile_rows(m - row, mr);
-                    assert!((1..=mr).contains(&rows), "{m} at {mr}: {rows}");
-                    sizes.push(rows);
-                    row += rows;
-                }
-                assert_eq!(row, m);
-                assert_eq!(sizes.len(), m.div_ceil(mr), "{m} at {mr}: {sizes:?}");
-                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
-                assert!(hi - lo <= 1, "{m} at {mr}: {sizes:?}");
-            }
-        }
-    }
-
-    #[test]
     fn each_level_compiles_for_exactly_the_features_its_token_detects() {
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(avx512::TARGET_FEATURES, Avx512::FEATURES.join(","));
             assert_eq!(avx2::TARGET_FEATURES, Avx2::FEATURES.join(","));
-            assert_eq!(x86::BF16_FEATURES, Avx512Bf16::FEATURES.join(","));
-            assert_eq!(x86_int8::VNNI_FEATURES, Avx512Vnni::FEATURES.join(","));
-            assert_eq!(x86::AVX512_FEATURES, Avx512::FEATURES.join(","));
-            assert_eq!(x86::AVX2_FEATURES, Avx2::FEATURES.join(","));
+            // The matrix products' kernels (`kernel.rs` calls each with this token).
+            assert_eq!(x86::avx512_f32::FEATURES, Avx512::FEATURES.join(","));
+            assert_eq!(x86::avx2_f32::FEATURES, Avx2::FEATURES.join(","));
+            assert_eq!(x86::avx512_bf16::FEATURES, Avx512Bf16::FEATURES.join(","));
+            assert_eq!(x86_int8::vnni::FEATURES, Avx512Vnni::FEATURES.join(","));
+            assert_eq!(x86_int8::maddubs512::FEATURES, Avx512::FEATURES.join(","));
+            assert_eq!(x86_int8::maddubs256::FEATURES, Avx2::FEATURES.join(","));
         }
         #[cfg(target_arch = "aarch64")]
         assert_eq!(neon::TARGET_FEATURES, Neon::FEATURES.join(","));

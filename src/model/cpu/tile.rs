@@ -1,9 +1,26 @@
-//! The matrix product's tiles, written once as plain loops: the f32 micro-kernel of the
-//! portable and neon levels, its epilogue (bias and activation) and store, which the x86
-//! kernels share, and the walk over a task's panels and row tiles. Compiled into each level's
-//! `#[target_feature]` wrapper like the row operations in `generic.rs`.
+//! The matrix product's tiles, written once as plain loops: the operands every kernel takes
+//! ([`Task`]), the f32 micro-kernel of the portable and neon levels, its epilogue (bias and
+//! activation) and store, which the x86 kernels share, and the walk over a task's panels and
+//! row tiles. Compiled into each kernel's `#[target_feature]` function like the row
+//! operations in `generic.rs`.
 
-use super::generic::{activate_block, Act, MulAdd};
+use super::generic::{activate_block, Act};
+use super::math::MulAdd;
+
+/// One task's share of a packed product, as every kernel takes it (with the task's output
+/// rows, `out[r]` holding exactly the task's columns): the input rows, `k` values of `X`
+/// each (f32 values, bf16 pairs or int8 codes; zero-padded as the kernel reads them), the
+/// task's weight panels of `W`, laid out for the kernel, the bias of its columns
+/// (`[panel][nr]`, zero past the matrix's last column), the activation, and what turns the
+/// kernel's sums into values (int8's `Dequant`; nothing for the float kernels).
+pub(super) struct Task<'a, X, W, D = ()> {
+    pub(super) x: &'a [X],
+    pub(super) k: usize,
+    pub(super) panels: &'a [W],
+    pub(super) bias: &'a [f32],
+    pub(super) act: Option<Act>,
+    pub(super) dequant: D,
+}
 
 /// The plain-loop f32 micro-kernel (the portable and neon levels; x86 has hand-written ones
 /// in `x86.rs`): `R` rows of `x` (row-major, `k` wide, from `row0`) times one panel of `NR`
@@ -12,7 +29,7 @@ use super::generic::{activate_block, Act, MulAdd};
 /// stay in registers from the first product to the store.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tile<M: MulAdd, const R: usize, const NR: usize>(
+fn tile<M: MulAdd, const R: usize, const NR: usize>(
     x: &[f32],
     k: usize,
     row0: usize,
@@ -72,15 +89,13 @@ macro_rules! by_rows {
         }
     };
 }
-// Used by the AVX512-BF16 kernel, which exists on x86-64 only.
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
-pub(crate) use by_rows;
+pub(super) use by_rows;
 
 /// Rows of the next tile when `left` rows remain, for tiles of at most `mr`: the rows are
 /// spread evenly over the tiles still needed (25 rows at 6 make 5 tiles of 5, not 4 of 6 and
 /// a single-row tile that costs as much time as a full one).
 #[inline(always)]
-pub(super) fn tile_rows(left: usize, mr: usize) -> usize {
+fn tile_rows(left: usize, mr: usize) -> usize {
     left.div_ceil(left.div_ceil(mr))
 }
 
@@ -88,13 +103,13 @@ pub(super) fn tile_rows(left: usize, mr: usize) -> usize {
 /// not on arithmetic, and prefetching the next panel measured 10-20% faster at 25 rows; with
 /// hundreds of rows the panel is reused by many tiles and the prefetch only crowded the
 /// cache (5-8% slower at 800 rows).
-pub(super) const PREFETCH_MAX_ROWS: usize = 64;
+const PREFETCH_MAX_ROWS: usize = 64;
 
 /// How many bytes of input rows one block of the walk keeps in the core's L2 cache. With
 /// hundreds of rows (a batch of 32 sentences is ~800) the input is larger than L2, and walking
 /// every row for each panel read it from L3 once per panel; in blocks of this size each
 /// block is read from memory once and then served from L2 to every panel.
-pub(super) const ROW_BLOCK_BYTES: usize = 128 * 1024;
+const ROW_BLOCK_BYTES: usize = 128 * 1024;
 
 /// Rows per block for inputs `row_bytes` wide: as many as fit [`ROW_BLOCK_BYTES`], a
 /// multiple of the tile height `mr` so that every block but the last is whole tiles, and
@@ -156,22 +171,19 @@ pub(super) fn walk_panels<P, const NR: usize>(
 
 /// One task's share of a packed product with the plain-loop kernel:
 /// `out[r][c] = act(sum_k x[r][k] w[c][k] + bias[c])` for every row `r < out.len()` and the
-/// columns of `panels` (`[panel][k][NR]`; `out[r]` holds exactly those columns).
+/// task's columns (panels `[panel][k][NR]`).
 #[inline(always)]
 pub(super) fn f32_panels<M: MulAdd, const MR: usize, const NR: usize>(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
+    task: &Task<f32, f32>,
     out: &mut [&mut [f32]],
 ) {
     let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
+    let Task { x, k, act, .. } = *task;
     walk_panels::<f32, NR>(
         m,
         MR.min(8),
-        (panels, k * NR),
-        bias,
+        (task.panels, k * NR),
+        task.bias,
         width,
         |rows, row, (panel, _), bias, cols| {
             macro_rules! call {
@@ -196,5 +208,29 @@ pub(super) fn epilogue<M: MulAdd, const NR: usize>(
     }
     if let Some(act) = act {
         activate_block::<M, NR>(acc, act);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_rows;
+
+    #[test]
+    fn tiles_spread_rows_evenly_and_cover_them_all() {
+        for mr in [4, 6, 8] {
+            for m in 1..200 {
+                let (mut row, mut sizes) = (0, Vec::new());
+                while row < m {
+                    let rows = tile_rows(m - row, mr);
+                    assert!((1..=mr).contains(&rows), "{m} at {mr}: {rows}");
+                    sizes.push(rows);
+                    row += rows;
+                }
+                assert_eq!(row, m);
+                assert_eq!(sizes.len(), m.div_ceil(mr), "{m} at {mr}: {sizes:?}");
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{m} at {mr}: {sizes:?}");
+            }
+        }
     }
 }

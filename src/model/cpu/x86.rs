@@ -1,157 +1,177 @@
 //! Hand-written x86-64 micro-kernels for the packed products: f32 at avx512 (8 rows x 32
 //! columns: 16 of the 32 zmm registers accumulate) and at avx2 (6 x 16: 12 of 16 ymm), and
 //! bf16 pairs with AVX512-BF16's `vdpbf16ps` (8 x 32), which no compiler emits on its own.
-//! The plain-loop kernel (`tile::tile`) computes the same thing, but the compiler's code
-//! for it was slower here and changed shape between builds (BENCHMARKS.md).
+//! The plain-loop kernel (`tile::f32_panels`) computes the same thing, but the compiler's
+//! code for it was slower here and changed shape between builds (BENCHMARKS.md).
 //!
-//! Each entry point takes the token of its instruction set, so it cannot run on a CPU without
-//! it. Inside, every pointer read is bounded by a slice that was cut, with a checked bound,
-//! before the loop.
+//! All three come from one definition, [`float_kernel!`], over the instruction set's
+//! operations; the int8 kernels (`x86_int8.rs`) share the walk ([`walk!`]) and the helpers
+//! here. Each kernel is a `#[target_feature]` function, called (in `kernel.rs`) only with
+//! the token of its instruction set in hand. Inside, every pointer read is bounded by a slice
+//! that was cut, with a checked bound, before the loop.
 
-use super::generic::{self, Act, Fused};
-use super::tile::{self, by_rows};
-use super::{Avx2, Avx512, Avx512Bf16};
+use super::generic::{self, Act};
+use super::math::Fused;
+use super::tile::{self, Task};
 use std::arch::x86_64::*;
 
-// The `target_feature` lists below, for the test that each matches its token's detection.
-#[cfg(test)]
-pub const AVX512_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma";
-#[cfg(test)]
-pub const AVX2_FEATURES: &str = "avx2,fma";
-#[cfg(test)]
-pub const BF16_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16";
-
-/// Packed columns per panel of the avx512 kernels (f32 and bf16): two 16-lane registers.
+/// Packed columns per panel of the 512-bit kernels (f32, bf16, int8): two 16-lane registers.
 pub(super) const AVX512_NR: usize = 32;
-/// Packed columns per panel of the avx2 kernel: two 8-lane registers.
+/// Packed columns per panel of the 256-bit kernels (f32, int8): two 8-lane registers.
 pub(super) const AVX2_NR: usize = 16;
 
-/// The f32 product over this task's panels (`[panel][k][32]`) at avx512; see
-/// [`tile::f32_panels`] for the arguments.
-pub(super) fn avx512_f32(
-    token: Avx512,
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    let _ = token;
-    // SAFETY: an Avx512 token exists only where every feature enabled on `avx512_panels`
-    // was detected.
-    unsafe { avx512_panels(x, k, panels, bias, act, out) }
+/// Defines, for tests only, `$name::FEATURES`: the features the kernel `$name` is compiled
+/// for, which a test checks against its token's (a module beside the function of that name).
+macro_rules! features {
+    ($name:ident, $features:literal) => {
+        #[cfg(test)]
+        pub(super) mod $name {
+            pub(in super::super) const FEATURES: &str = $features;
+        }
+    };
 }
+pub(super) use features;
 
-/// The f32 product over this task's panels (`[panel][k][16]`) at avx2.
-pub(super) fn avx2_f32(
-    token: Avx2,
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    let _ = token;
-    // SAFETY: an Avx2 token exists only where AVX2 and FMA were detected.
-    unsafe { avx2_panels(x, k, panels, bias, act, out) }
-}
-
-/// The bf16 product: `x` holds each row's bf16 pairs (`kp` per row, see
-/// `Isa::to_bf16_pairs`), `panels` is `[panel][kp][32]`.
-pub(super) fn avx512_bf16(
-    token: Avx512Bf16,
-    x: &[u32],
-    kp: usize,
-    panels: &[u32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    let _ = token;
-    // SAFETY: an Avx512Bf16 token exists only where every feature enabled on `bf16_panels`
-    // was detected.
-    unsafe { bf16_panels(x, kp, panels, bias, act, out) }
-}
-
-/// Runs `$tile::<R>` on every tile of this task's panels, `R` a constant.
+/// Runs `$tile::<R, $two, PREFETCH>(task, row0, (panel, next))` (`$tile<$two>`; `$tile::<R,
+/// PREFETCH>` without `$two`) on every tile of the task's panels (`$nr` columns each, tiles of
+/// up to `$mr` rows), `R` a constant, then `$finish` with the tile's accumulators `$acc`, its
+/// first row `$row`, its bias and its columns: in each arm of the prefetch's `match` (`each:`,
+/// as the float kernels had it), or once after it (`after:`, as the int8 kernels had it), which
+/// keeps each kernel's machine code as it was.
 macro_rules! walk {
-    ($tile:ident, $x:expr, $k:expr, $panels:expr, $nr:expr, $mr:expr, $bias:expr, $act:expr, $out:expr) => {{
+    (
+        $task:ident, $out:ident, $nr:expr, $mr:expr, $tile:ident $(<$two:ident>)?,
+        $place:ident: |$acc:ident, $row:ident, $bias:ident, $cols:ident| $finish:expr
+    ) => {{
         let (m, width) = ($out.len(), $out.first().map_or(0, |r| r.len()));
         tile::walk_panels::<_, $nr>(
             m,
             $mr,
-            ($panels, $k * $nr),
-            $bias,
+            ($task.panels, $task.k * $nr),
+            $task.bias,
             width,
-            |rows, row, (panel, next), bias, cols| {
+            |rows, $row, (panel, next), $bias, $cols| {
                 macro_rules! call {
                     ($r:literal) => {
-                        match next {
-                            Some(next) => $tile::<$r, true>(
-                                $x,
-                                $k,
-                                row,
-                                (panel, next),
-                                bias,
-                                $act,
-                                $out,
-                                cols,
-                            ),
-                            None => $tile::<$r, false>(
-                                $x,
-                                $k,
-                                row,
-                                (panel, &[]),
-                                bias,
-                                $act,
-                                $out,
-                                cols,
-                            ),
-                        }
+                        walk!(@$place $finish, $acc, match next {
+                            Some(next) => $tile::<$r, $($two,)? true>($task, $row, (panel, next)),
+                            None => $tile::<$r, $($two,)? false>($task, $row, (panel, &[])),
+                        })
                     };
                 }
-                by_rows!(rows, call)
+                tile::by_rows!(rows, call)
             },
         )
     }};
+    (@each $finish:expr, $acc:ident, match $next:ident { $($pat:pat => $tile:expr,)* }) => {
+        match $next { $($pat => { let $acc = $tile; $finish })* }
+    };
+    (@after $finish:expr, $acc:ident, $tiles:expr) => {{
+        let $acc = $tiles;
+        $finish
+    }};
+}
+pub(super) use walk;
+
+/// Defines `$name(task, out)`, the product over a task's panels of `$w` (`[panel][k][$nr]`)
+/// with rows of `$x` (`k` per row), compiled for `$features`: for each tile of up to `$mr`
+/// rows and each of the `k` steps, two `$v` registers of weights (`load: |p|`, from a
+/// pointer to `$nr / 2` of them) and, per row, the row's value broadcast to every lane
+/// (`broadcast: |x|`, from a pointer to it), accumulated as `madd: |acc, x, w|` computes;
+/// then [`finish`] adds the bias, applies the activation and stores.
+macro_rules! float_kernel {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(rows of $x:ty, panels of $w:ty) for $features:literal, $nr:ident x $mr:literal,
+        accumulating $v:ty = $zero:expr;
+        load: |$p:ident| $load:expr,
+        broadcast: |$xp:ident| $broadcast:expr,
+        madd: |$a:ident, $xv:ident, $b:ident| $madd:expr $(,)?
+    ) => {
+        features!($name, $features);
+
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub(super) fn $name(task: &Task<$x, $w>, out: &mut [&mut [f32]]) {
+            /// `R` rows of the input (from `row0`) times one panel: the tile's accumulators.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn tile<const R: usize, const PREFETCH: bool>(
+                task: &Task<$x, $w>,
+                row0: usize,
+                (panel, next): (&[$w], &[$w]),
+            ) -> [[$v; 2]; R] {
+                const HALF: usize = $nr / 2;
+                // Weights per cache line of the next panel, which the first tile prefetches.
+                const LINE: usize = 64 / std::mem::size_of::<$w>();
+                let k = task.k;
+                // Checked bounds for every read below: R rows of k, and k rows of $nr.
+                let (x, panel) = (&task.x[row0 * k..(row0 + R) * k], &panel[..k * $nr]);
+                let (xp, bp) = (x.as_ptr(), panel.as_ptr());
+                let mut a = [[$zero; 2]; R];
+                for kk in 0..k {
+                    if PREFETCH {
+                        for line in 0..$nr / LINE {
+                            prefetch(next, kk * $nr + line * LINE);
+                        }
+                    }
+                    // SAFETY: kk < k, so both reads of HALF values end within
+                    // `bp + $nr kk + $nr <= panel.len()`; the loads are unaligned.
+                    let (b0, b1) = unsafe {
+                        let $p = bp.add(kk * $nr);
+                        ($load, {
+                            let $p = $p.add(HALF);
+                            $load
+                        })
+                    };
+                    for (i, acc) in a.iter_mut().enumerate() {
+                        // SAFETY: i < R and kk < k, so `i k + kk < R k = x.len()`.
+                        let $xv = unsafe {
+                            let $xp = xp.add(i * k + kk);
+                            $broadcast
+                        };
+                        acc[0] = { let ($a, $b) = (acc[0], b0); $madd };
+                        acc[1] = { let ($a, $b) = (acc[1], b1); $madd };
+                    }
+                }
+                a
+            }
+            walk!(task, out, $nr, $mr, tile, each: |acc, row, bias, cols| {
+                finish(tile_values(&acc), bias, task.act, out, row, cols)
+            })
+        }
+    };
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn avx512_panels(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(avx512_tile, x, k, panels, AVX512_NR, 8, bias, act, out)
+float_kernel! {
+    /// The f32 product over a task's panels (`[panel][k][32]`) at avx512.
+    fn avx512_f32(rows of f32, panels of f32)
+        for "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma", AVX512_NR x 8,
+        accumulating __m512 = _mm512_setzero_ps();
+    load: |p| _mm512_loadu_ps(p),
+    broadcast: |x| _mm512_set1_ps(*x),
+    madd: |acc, x, w| _mm512_fmadd_ps(x, w, acc),
 }
 
-#[target_feature(enable = "avx2,fma")]
-fn avx2_panels(
-    x: &[f32],
-    k: usize,
-    panels: &[f32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(avx2_tile, x, k, panels, AVX2_NR, 6, bias, act, out)
+float_kernel! {
+    /// The f32 product over a task's panels (`[panel][k][16]`) at avx2, in 256-bit registers.
+    fn avx2_f32(rows of f32, panels of f32) for "avx2,fma", AVX2_NR x 6,
+        accumulating __m256 = _mm256_setzero_ps();
+    load: |p| _mm256_loadu_ps(p),
+    broadcast: |x| _mm256_set1_ps(*x),
+    madd: |acc, x, w| _mm256_fmadd_ps(x, w, acc),
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
-fn bf16_panels(
-    x: &[u32],
-    kp: usize,
-    panels: &[u32],
-    bias: &[f32],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-) {
-    walk!(bf16_tile, x, kp, panels, AVX512_NR, 8, bias, act, out)
+float_kernel! {
+    /// The bf16 product: each input row as bf16 pairs (`k` pairs per row, see
+    /// `Isa::to_bf16_pairs`) times panels of pairs (`[panel][k][32]`), summed in f32. The u32
+    /// pairs are 512 bits of plain data as integers or as bf16 lanes.
+    fn avx512_bf16(rows of u32, panels of u32)
+        for "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16", AVX512_NR x 8,
+        accumulating __m512 = _mm512_setzero_ps();
+    load: |p| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast())),
+    broadcast: |x| std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*x as i32)),
+    madd: |acc, x, w| _mm512_dpbf16_ps(acc, x, w),
 }
 
 /// Asks for the cache line holding `next[i]` to be brought into L2, when `i` is in bounds.
@@ -170,7 +190,7 @@ pub(super) fn prefetch<T>(next: &[T], i: usize) {
 /// polynomial and a division per value for GELU) interleave instead of running row by row:
 /// row by row it cost 12% of the FFN-in product, against 4% for the old hand-written epilogue.
 #[inline(always)]
-pub(super) fn finish<const R: usize, const NR: usize>(
+fn finish<const R: usize, const NR: usize>(
     mut acc: [[f32; NR]; R],
     bias: &[f32; NR],
     act: Option<Act>,
@@ -198,7 +218,7 @@ pub(super) fn finish<const R: usize, const NR: usize>(
 }
 
 mod sealed {
-    pub(crate) trait Sealed {}
+    pub trait Sealed {}
     impl Sealed for super::__m256 {}
     impl Sealed for super::__m512 {}
 }
@@ -222,130 +242,4 @@ pub(super) fn tile_values<V: F32Lanes, const R: usize, const NR: usize>(
     // (`V` can only be a vector register of f32 lanes, by the sealed `F32Lanes`, and arrays of
     // f32) with no invalid bit patterns, and `transmute_copy` reads unaligned.
     unsafe { std::mem::transmute_copy(a) }
-}
-
-/// `R` rows of `x` (row-major, `k` wide, from `row0`) times one `[k][32]` panel.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn avx512_tile<const R: usize, const PREFETCH: bool>(
-    x: &[f32],
-    k: usize,
-    row0: usize,
-    (panel, next): (&[f32], &[f32]),
-    bias: &[f32; AVX512_NR],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-    (c0, cols): (usize, usize),
-) {
-    // Checked bounds for every read below: R rows of k, and k rows of 32.
-    let (x, panel) = (&x[row0 * k..(row0 + R) * k], &panel[..k * AVX512_NR]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let mut a = [[_mm512_setzero_ps(); 2]; R];
-    for kk in 0..k {
-        if PREFETCH {
-            prefetch(next, kk * AVX512_NR);
-            prefetch(next, kk * AVX512_NR + 16);
-        }
-        // SAFETY: kk < k, so `bp + 32 kk + 32 <= panel.len()` and `i k + kk < R k = x.len()`.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_ps(bp.add(kk * AVX512_NR)),
-                _mm512_loadu_ps(bp.add(kk * AVX512_NR + 16)),
-            )
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let xv = _mm512_set1_ps(unsafe { *xp.add(i * k + kk) });
-            acc[0] = _mm512_fmadd_ps(xv, b0, acc[0]);
-            acc[1] = _mm512_fmadd_ps(xv, b1, acc[1]);
-        }
-    }
-    finish::<R, AVX512_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
-}
-
-/// `R` rows of `x` times one `[k][16]` panel, in 256-bit registers.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn avx2_tile<const R: usize, const PREFETCH: bool>(
-    x: &[f32],
-    k: usize,
-    row0: usize,
-    (panel, next): (&[f32], &[f32]),
-    bias: &[f32; AVX2_NR],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-    (c0, cols): (usize, usize),
-) {
-    let (x, panel) = (&x[row0 * k..(row0 + R) * k], &panel[..k * AVX2_NR]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let mut a = [[_mm256_setzero_ps(); 2]; R];
-    for kk in 0..k {
-        if PREFETCH {
-            prefetch(next, kk * AVX2_NR);
-        }
-        // SAFETY: kk < k, so `bp + 16 kk + 16 <= panel.len()` and `i k + kk < R k = x.len()`.
-        let (b0, b1) = unsafe {
-            (
-                _mm256_loadu_ps(bp.add(kk * AVX2_NR)),
-                _mm256_loadu_ps(bp.add(kk * AVX2_NR + 8)),
-            )
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let xv = _mm256_set1_ps(unsafe { *xp.add(i * k + kk) });
-            acc[0] = _mm256_fmadd_ps(xv, b0, acc[0]);
-            acc[1] = _mm256_fmadd_ps(xv, b1, acc[1]);
-        }
-    }
-    finish::<R, AVX2_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
-}
-
-/// `R` rows of bf16 pairs (`kp` per row) times one `[kp][32]` panel of pairs, summed in f32.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-fn bf16_tile<const R: usize, const PREFETCH: bool>(
-    x: &[u32],
-    kp: usize,
-    row0: usize,
-    (panel, next): (&[u32], &[u32]),
-    bias: &[f32; AVX512_NR],
-    act: Option<Act>,
-    out: &mut [&mut [f32]],
-    (c0, cols): (usize, usize),
-) {
-    let (x, panel) = (&x[row0 * kp..(row0 + R) * kp], &panel[..kp * AVX512_NR]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let mut a = [[_mm512_setzero_ps(); 2]; R];
-    for q in 0..kp {
-        if PREFETCH {
-            prefetch(next, q * AVX512_NR);
-            prefetch(next, q * AVX512_NR + 16);
-        }
-        // SAFETY: q < kp bounds both reads as in `avx512_tile`; the u32 pairs are 512 bits of
-        // plain data either way.
-        let (b0, b1) = unsafe {
-            (
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                    bp.add(q * AVX512_NR).cast(),
-                )),
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                    bp.add(q * AVX512_NR + 16).cast(),
-                )),
-            )
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let xv = unsafe {
-                std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
-                    *xp.add(i * kp + q) as i32
-                ))
-            };
-            acc[0] = _mm512_dpbf16_ps(acc[0], xv, b0);
-            acc[1] = _mm512_dpbf16_ps(acc[1], xv, b1);
-        }
-    }
-    finish::<R, AVX512_NR>(tile_values(&a), bias, act, out, row0, (c0, cols));
 }

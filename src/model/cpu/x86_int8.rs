@@ -6,48 +6,17 @@
 //! bounded for it, two such sums added in i16 before each `vpmaddwd`. The i32 sums stay in
 //! range for `k <= int8::MAX_K`.
 //!
-//! Each entry point takes the token of its instruction set. Inside, every pointer read is
-//! bounded by a slice cut, with a checked bound, before the loop.
+//! All three come from one definition, [`int8_kernel!`], over the instruction set's
+//! operations. Each is a `#[target_feature]` function, called (in `kernel.rs`) only with the
+//! token of its instruction set in hand. Inside, every pointer read is bounded by a slice
+//! cut, with a checked bound, before the loop.
 
-use super::generic::{self, Fused};
-use super::int8::Task;
-use super::tile::{self, by_rows};
-use super::x86::{prefetch, tile_values};
-use super::{Avx2, Avx512, Avx512Vnni};
+use super::generic;
+use super::int8::{Int8Task, GROUP};
+use super::math::Fused;
+use super::tile;
+use super::x86::{features, prefetch, tile_values, walk, AVX2_NR, AVX512_NR};
 use std::arch::x86_64::*;
-
-// The `target_feature` lists below, for the test that each matches its token's detection.
-#[cfg(test)]
-pub const VNNI_FEATURES: &str = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni";
-
-/// Runs `$tile::<R, $two, PREFETCH>` on every tile of the task's panels (`$nr` columns, up
-/// to `$mr` rows), then `$finish` turns its sums into the outputs.
-macro_rules! walk {
-    ($tile:ident, $two:expr, $finish:ident, $task:expr, $nr:expr, $mr:expr, $out:expr) => {{
-        let (task, out) = ($task, $out);
-        let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
-        tile::walk_panels::<i8, $nr>(
-            m,
-            $mr,
-            (task.panels, task.kpad * $nr),
-            task.bias,
-            width,
-            |rows, row, (panel, next), bias, cols| {
-                macro_rules! call {
-                    ($r:literal) => {{
-                        let (x, kpad) = (task.x, task.kpad);
-                        let acc = match next {
-                            Some(next) => $tile::<$r, $two, true>(x, kpad, row, (panel, next)),
-                            None => $tile::<$r, $two, false>(x, kpad, row, (panel, &[])),
-                        };
-                        $finish::<$r>(&acc, task, bias, out, row, cols)
-                    }};
-                }
-                by_rows!(rows, call)
-            },
-        )
-    }};
-}
 
 /// Defines `$name::<R>(acc, task, bias, out, row0, (c0, cols))`, which turns a tile's i32
 /// sums (`R` rows of two `$vi` registers) into outputs without leaving the registers:
@@ -69,7 +38,7 @@ macro_rules! dequant_finish {
         #[target_feature(enable = $features)]
         fn $name<const R: usize>(
             acc: &[[$vi; 2]; R],
-            task: &Task,
+            task: &Int8Task,
             bias: &[f32; $nr],
             out: &mut [&mut [f32]],
             row0: usize,
@@ -165,100 +134,6 @@ dequant_finish!(
     _mm256_add_ps
 );
 
-/// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpdpbusd`;
-/// u8 codes, `kpad` (a multiple of 4) per row.
-pub(super) fn vnni(token: Avx512Vnni, task: &Task, out: &mut [&mut [f32]]) {
-    let _ = token;
-    // SAFETY: an Avx512Vnni token exists only where every feature enabled on `vnni_panels`
-    // was detected.
-    unsafe { vnni_panels(task, out) }
-}
-
-/// The int8 product over the task's panels (`[panel][kpad / 4][32][4]`) with `vpmaddubsw` at
-/// AVX-512BW; u8 codes within 0..=127, `kpad` (a multiple of 4) per row; `two_steps` where
-/// the weights are bounded for it (`int8::bound_pair_groups`).
-pub(super) fn maddubs512(token: Avx512, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
-    let _ = token;
-    // SAFETY: an Avx512 token exists only where every feature enabled on `maddubs512_panels`
-    // was detected.
-    unsafe {
-        if two_steps {
-            maddubs512_panels::<true>(task, out)
-        } else {
-            maddubs512_panels::<false>(task, out)
-        }
-    }
-}
-
-/// As [`maddubs512`] at AVX2, over `[panel][kpad / 4][16][4]` panels.
-pub(super) fn maddubs256(token: Avx2, two_steps: bool, task: &Task, out: &mut [&mut [f32]]) {
-    let _ = token;
-    // SAFETY: an Avx2 token exists only where AVX2 and FMA were detected.
-    unsafe {
-        if two_steps {
-            maddubs256_panels::<true>(task, out)
-        } else {
-            maddubs256_panels::<false>(task, out)
-        }
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
-fn vnni_panels(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(vnni_tile, false, finish512, task, 32, 8, out)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn maddubs512_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs512_tile, TWO, finish512, task, 32, 8, out)
-}
-
-/// 4 rows: 8 accumulators, 2 weight registers, the ones, a broadcast and the products fit
-/// AVX2's 16 registers without spills (6 rows, as the f32 kernel has, would not).
-#[target_feature(enable = "avx2,fma")]
-fn maddubs256_panels<const TWO: bool>(task: &Task, out: &mut [&mut [f32]]) {
-    walk!(maddubs256_tile, TWO, finish256, task, 16, 4, out)
-}
-
-/// `R` rows of u8 codes (`kpad` each, from `row0`) times one `[kpad / 4][32][4]` panel:
-/// the i32 sums (`TWO` is unused: `vpdpbusd` widens as it adds).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
-fn vnni_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
-    x: &[u8],
-    kpad: usize,
-    row0: usize,
-    (panel, next): (&[i8], &[i8]),
-) -> [[__m512i; 2]; R] {
-    // Checked bounds for every read below: R rows of kpad codes, kpad / 4 quads of 32 x 4.
-    let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 32]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let mut a = [[_mm512_setzero_si512(); 2]; R];
-    for q in 0..kpad / 4 {
-        if PREFETCH {
-            prefetch(next, q * 128);
-            prefetch(next, q * 128 + 64);
-        }
-        // SAFETY: q < kpad / 4, so `bp + 128 q + 128 <= panel.len()`, and
-        // `i kpad + 4 q + 4 <= R kpad = x.len()`.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_si512(bp.add(q * 128).cast()),
-                _mm512_loadu_si512(bp.add(q * 128 + 64).cast()),
-            )
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: as above; an unaligned read of 4 codes.
-            let xv = _mm512_set1_epi32(unsafe {
-                xp.add(i * kpad + 4 * q).cast::<i32>().read_unaligned()
-            });
-            acc[0] = _mm512_dpbusd_epi32(acc[0], xv, b0);
-            acc[1] = _mm512_dpbusd_epi32(acc[1], xv, b1);
-        }
-    }
-    a
-}
-
 /// Runs `step(q, two)` over `steps` k steps: with `TWO`, two at a time (`two` true, from
 /// `q`), the last of an odd count alone (its pair sums alone stay within 127 * 254);
 /// otherwise one at a time.
@@ -275,105 +150,152 @@ fn by_steps<const TWO: bool>(steps: usize, mut step: impl FnMut(usize, bool)) {
     }
 }
 
-/// `R` rows of u8 codes within 0..=127 times one `[kpad / 4][32][4]` panel: `vpmaddubsw`
-/// sums each pair of products in i16 (at most 127 * 127 * 2 = 32,258), and `vpmaddwd` by
-/// ones sums the lanes into i32. With `TWO`, `vpaddw` first adds the next step's pair (the
-/// weights' bound, `int8::bound_pair_groups`, keeps the two within 127 * 258 = 32,766, so
-/// nothing saturates or wraps): three multiplier instructions per two steps instead of four.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-fn maddubs512_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
-    x: &[u8],
-    kpad: usize,
-    row0: usize,
-    (panel, next): (&[i8], &[i8]),
-) -> [[__m512i; 2]; R] {
-    // Checked bounds for every read below: R rows of kpad codes, kpad / 4 quads of 32 x 4.
-    let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 32]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let ones = _mm512_set1_epi16(1);
-    let mut a = [[_mm512_setzero_si512(); 2]; R];
-    let steps = kpad / 4;
-    let step = |q: usize, two: bool| {
-        if PREFETCH {
-            for line in 0..if two { 4 } else { 2 } {
-                prefetch(next, q * 128 + line * 64);
+/// Defines `$name(task, two_steps, out)`, the int8 product over a task's panels
+/// (`[panel][k / 4][$nr][4]` weight codes) with u8 activation codes (`k`, a multiple of 4,
+/// per row), compiled for `$features`: for each tile of up to `$mr` rows and each k step
+/// (four k values), two `$v` registers of weight codes (`load: |p|`, from a pointer to
+/// `2 * $nr` of them) and, per row, the step's four codes broadcast to every lane
+/// (`broadcast: |c|`, from them as an i32), summed into the i32 accumulators as `one: |acc,
+/// x, w|` computes; with `two_steps` (weights bounded for it, `int8::bound_pair_groups`), two
+/// steps at a time as `two: |acc, (x, w), (y, u)|` computes. Then `$finish` dequantizes, adds the
+/// bias, applies the activation and stores.
+macro_rules! int8_kernel {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident for $features:literal, $nr:ident x $mr:literal,
+        accumulating $v:ty = $zero:expr, finished by $finish:ident;
+        load: |$p:ident| $load:expr,
+        broadcast: |$c:ident| $broadcast:expr,
+        one: |$a1:ident, $x1:ident, $w1:ident| $one:expr,
+        two: |$a2:ident, ($x2:ident, $w2:ident), ($y2:ident, $u2:ident)| $two:expr $(,)?
+    ) => {
+        features!($name, $features);
+
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub(super) fn $name(task: &Int8Task, two_steps: bool, out: &mut [&mut [f32]]) {
+            /// `R` rows of codes (from `row0`) times one panel: the tile's i32 sums.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
+                task: &Int8Task,
+                row0: usize,
+                (panel, next): (&[i8], &[i8]),
+            ) -> [[$v; 2]; R] {
+                // Weight codes per k step, and per register.
+                const STEP: usize = $nr * GROUP;
+                const HALF: usize = STEP / 2;
+                let kpad = task.k;
+                // Checked bounds for every read below: R rows of kpad codes, kpad / 4 steps.
+                let (x, panel) = (&task.x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * $nr]);
+                let (xp, bp) = (x.as_ptr(), panel.as_ptr());
+                let mut a = [[$zero; 2]; R];
+                let step = |q: usize, two: bool| {
+                    if PREFETCH {
+                        for line in 0..(if two { 2 } else { 1 }) * STEP / 64 {
+                            prefetch(next, q * STEP + line * 64);
+                        }
+                    }
+                    let load = |at: usize| {
+                        // SAFETY: q (and q + 1 when `two`) < kpad / 4, so every weight read
+                        // ends within `bp + STEP (q + 2) <= panel.len()`; the loads are
+                        // unaligned.
+                        unsafe {
+                            let $p = bp.add(at);
+                            $load
+                        }
+                    };
+                    let (b0, b1) = (load(q * STEP), load(q * STEP + HALF));
+                    let (c0, c1) = if two {
+                        (load(q * STEP + STEP), load(q * STEP + STEP + HALF))
+                    } else {
+                        ($zero, $zero)
+                    };
+                    for (i, acc) in a.iter_mut().enumerate() {
+                        let code = |at: usize| {
+                            // SAFETY: `i kpad + 4 q + 8 <= R kpad = x.len()` when `two`, `+ 4`
+                            // otherwise; unaligned reads of 4 codes.
+                            unsafe { xp.add(i * kpad + at).cast::<i32>().read_unaligned() }
+                        };
+                        let xv = { let $c = code(4 * q); $broadcast };
+                        if two {
+                            let yv = { let $c = code(4 * q + 4); $broadcast };
+                            let ($x2, $y2) = (xv, yv);
+                            acc[0] = { let ($a2, $w2, $u2) = (acc[0], b0, c0); $two };
+                            acc[1] = { let ($a2, $w2, $u2) = (acc[1], b1, c1); $two };
+                        } else {
+                            let $x1 = xv;
+                            acc[0] = { let ($a1, $w1) = (acc[0], b0); $one };
+                            acc[1] = { let ($a1, $w1) = (acc[1], b1); $one };
+                        }
+                    }
+                };
+                by_steps::<TWO>(kpad / GROUP, step);
+                a
             }
-        }
-        // SAFETY: q (and q + 1 when `two`) < kpad / 4, so every weight read ends within
-        // `bp + 128 (q + 2) <= panel.len()`.
-        let load = |at: usize| unsafe { _mm512_loadu_si512(bp.add(at).cast()) };
-        let (b0, b1) = (load(q * 128), load(q * 128 + 64));
-        let (c0, c1) = if two {
-            (load(q * 128 + 128), load(q * 128 + 192))
-        } else {
-            (_mm512_setzero_si512(), _mm512_setzero_si512())
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: `i kpad + 4 q + 8 <= R kpad = x.len()` when `two`, `+ 4` otherwise;
-            // unaligned reads of 4 codes.
-            let code = |at: usize| unsafe { xp.add(i * kpad + at).cast::<i32>().read_unaligned() };
-            let xv = _mm512_set1_epi32(code(4 * q));
-            let mut p0 = _mm512_maddubs_epi16(xv, b0);
-            let mut p1 = _mm512_maddubs_epi16(xv, b1);
-            if two {
-                let yv = _mm512_set1_epi32(code(4 * q + 4));
-                p0 = _mm512_add_epi16(p0, _mm512_maddubs_epi16(yv, c0));
-                p1 = _mm512_add_epi16(p1, _mm512_maddubs_epi16(yv, c1));
+            /// The product, two steps at a time or not (one function each, as they were).
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            fn panels<const TWO: bool>(task: &Int8Task, out: &mut [&mut [f32]]) {
+                walk!(task, out, $nr, $mr, tile<TWO>, after: |acc, row, bias, cols| {
+                    $finish(&acc, task, bias, out, row, cols)
+                })
             }
-            acc[0] = _mm512_add_epi32(acc[0], _mm512_madd_epi16(p0, ones));
-            acc[1] = _mm512_add_epi32(acc[1], _mm512_madd_epi16(p1, ones));
+
+            if two_steps {
+                panels::<true>(task, out)
+            } else {
+                panels::<false>(task, out)
+            }
         }
     };
-    by_steps::<TWO>(steps, step);
-    a
 }
 
-/// As [`maddubs512_tile`] in 256-bit registers, over a `[kpad / 4][16][4]` panel.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn maddubs256_tile<const R: usize, const TWO: bool, const PREFETCH: bool>(
-    x: &[u8],
-    kpad: usize,
-    row0: usize,
-    (panel, next): (&[i8], &[i8]),
-) -> [[__m256i; 2]; R] {
-    let (x, panel) = (&x[row0 * kpad..(row0 + R) * kpad], &panel[..kpad * 16]);
-    let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-    let ones = _mm256_set1_epi16(1);
-    let mut a = [[_mm256_setzero_si256(); 2]; R];
-    let steps = kpad / 4;
-    let step = |q: usize, two: bool| {
-        if PREFETCH {
-            for line in 0..if two { 2 } else { 1 } {
-                prefetch(next, q * 64 + line * 64);
-            }
-        }
-        // SAFETY: q (and q + 1 when `two`) < kpad / 4, so every weight read ends within
-        // `bp + 64 (q + 2) <= panel.len()`.
-        let load = |at: usize| unsafe { _mm256_loadu_si256(bp.add(at).cast()) };
-        let (b0, b1) = (load(q * 64), load(q * 64 + 32));
-        let (c0, c1) = if two {
-            (load(q * 64 + 64), load(q * 64 + 96))
-        } else {
-            (_mm256_setzero_si256(), _mm256_setzero_si256())
-        };
-        for (i, acc) in a.iter_mut().enumerate() {
-            // SAFETY: `i kpad + 4 q + 8 <= x.len()` when `two`, `+ 4` otherwise; unaligned
-            // reads of 4 codes.
-            let code = |at: usize| unsafe { xp.add(i * kpad + at).cast::<i32>().read_unaligned() };
-            let xv = _mm256_set1_epi32(code(4 * q));
-            let mut p0 = _mm256_maddubs_epi16(xv, b0);
-            let mut p1 = _mm256_maddubs_epi16(xv, b1);
-            if two {
-                let yv = _mm256_set1_epi32(code(4 * q + 4));
-                p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(yv, c0));
-                p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(yv, c1));
-            }
-            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
-            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
-        }
-    };
-    by_steps::<TWO>(steps, step);
-    a
+int8_kernel! {
+    /// With AVX512-VNNI's `vpdpbusd`, which widens as it adds: its weights are never bounded
+    /// for two steps (nothing to gain), and two steps would be two `vpdpbusd`.
+    fn vnni for "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni", AVX512_NR x 8,
+        accumulating __m512i = _mm512_setzero_si512(), finished by finish512;
+    load: |p| _mm512_loadu_si512(p.cast()),
+    broadcast: |c| _mm512_set1_epi32(c),
+    one: |acc, x, w| _mm512_dpbusd_epi32(acc, x, w),
+    two: |acc, (x, w), (y, u)| _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, x, w), y, u),
+}
+
+int8_kernel! {
+    /// With `vpmaddubsw` at AVX-512BW, codes within 0..=127: it sums each pair of products in
+    /// i16 (at most 127 * 127 * 2 = 32,258), and `vpmaddwd` by ones sums the lanes into i32.
+    /// With `two_steps`, `vpaddw` first adds the next step's pair (the weights' bound keeps the two
+    /// within 127 * 258 = 32,766, so nothing saturates or wraps): three multiplier
+    /// instructions per two steps instead of four.
+    fn maddubs512 for "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma", AVX512_NR x 8,
+        accumulating __m512i = _mm512_setzero_si512(), finished by finish512;
+    load: |p| _mm512_loadu_si512(p.cast()),
+    broadcast: |c| _mm512_set1_epi32(c),
+    one: |acc, x, w| {
+        let pairs = _mm512_maddubs_epi16(x, w);
+        _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
+    },
+    two: |acc, (x, w), (y, u)| {
+        let pairs = _mm512_add_epi16(_mm512_maddubs_epi16(x, w), _mm512_maddubs_epi16(y, u));
+        _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
+    },
+}
+
+int8_kernel! {
+    /// As `maddubs512` at AVX2, in 256-bit registers. 4 rows: 8 accumulators, 2 weight
+    /// registers, the ones, a broadcast and the products fit AVX2's 16 registers without
+    /// spills (6 rows, as the f32 kernel has, would not).
+    fn maddubs256 for "avx2,fma", AVX2_NR x 4,
+        accumulating __m256i = _mm256_setzero_si256(), finished by finish256;
+    load: |p| _mm256_loadu_si256(p.cast()),
+    broadcast: |c| _mm256_set1_epi32(c),
+    one: |acc, x, w| {
+        let pairs = _mm256_maddubs_epi16(x, w);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    },
+    two: |acc, (x, w), (y, u)| {
+        let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(x, w), _mm256_maddubs_epi16(y, u));
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    },
 }

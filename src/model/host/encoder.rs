@@ -7,8 +7,7 @@
 //! candle's path to float rounding: the parity tests run both against PyTorch.
 
 use super::super::batch::Batch;
-use super::super::cpu::generic::LANES;
-use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
+use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, LANES};
 use super::super::weights;
 use crate::checkpoint::{Activation, LayerNames, ModelConfig};
 use candle_core::Result;

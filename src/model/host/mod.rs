@@ -45,10 +45,11 @@ impl HostClassifier {
         let encoder = HostEncoder::load(&located.encoder, config, names, isa, format)?;
         // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
         // recipes for classifiers: two small products, one row per sequence, where the
-        // decision is made.
-        let (isa, head_format) = match format {
-            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => (encoder.isa(), WeightFormat::F32),
-            _ => (isa, format),
+        // decision is made. Its kernels run at the encoder's level.
+        let isa = encoder.isa();
+        let head_format = match format {
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => WeightFormat::F32,
+            WeightFormat::F32 | WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => format,
         };
         Ok(Self {
             encoder,
