@@ -1,0 +1,158 @@
+//! The decision of [`super::Compute::decide`], for every device, level, dtype and family.
+
+use super::*;
+
+const BERT: Family = Family::Bert;
+
+#[test]
+fn auto_picks_the_best_level_and_candle_is_candle() {
+    let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, BERT).unwrap();
+    assert_eq!(d.compute.kernels(), Isa::best().level().name());
+    assert!(d.warnings.is_empty());
+    let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Candle, BERT).unwrap();
+    assert_eq!(d.compute.kernels(), "candle");
+}
+
+#[test]
+fn a_level_the_cpu_lacks_is_an_error_naming_it() {
+    for (kernels, level) in [
+        (CpuKernels::Avx512, Level::Avx512),
+        (CpuKernels::Avx2, Level::Avx2),
+        (CpuKernels::Neon, Level::Neon),
+    ] {
+        match (
+            Compute::decide(&Device::Cpu, Dtype::F32, kernels, BERT),
+            Isa::detect(level),
+        ) {
+            (Ok(d), Ok(_)) => assert_eq!(d.compute.kernels(), level.name()),
+            (Err(e), Err(_)) => {
+                assert!(e.contains(level.name()) && e.contains("lacks"), "{e}")
+            }
+            (got, _) => panic!("{level}: {got:?}"),
+        }
+    }
+    // Neon and the x86 levels never both exist.
+    assert!(Isa::detect(Level::Neon).is_err() || Isa::detect(Level::Avx2).is_err());
+}
+
+#[test]
+fn dtypes_without_hardware_warn_and_say_what_to_use() {
+    let d = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Portable, BERT).unwrap();
+    assert!(matches!(
+        d.compute,
+        Compute::Host {
+            weights: WeightFormat::Bf16Emulated,
+            ..
+        }
+    ));
+    assert!(
+        d.warnings[0].contains("Use --dtype f32"),
+        "{:?}",
+        d.warnings
+    );
+    let d = Compute::decide(&Device::Cpu, Dtype::F16, CpuKernels::Auto, BERT).unwrap();
+    assert_eq!(d.compute.kernels(), "candle");
+    assert!(
+        d.warnings[0].contains("Use --dtype f32"),
+        "{:?}",
+        d.warnings
+    );
+    let d = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Candle, BERT).unwrap();
+    assert!(
+        d.warnings[0].contains("half the f32 speed"),
+        "{:?}",
+        d.warnings
+    );
+    let bf16 = Compute::decide(&Device::Cpu, Dtype::Bf16, CpuKernels::Auto, BERT).unwrap();
+    match Avx512Bf16::detect() {
+        Some(_) => assert!(bf16.warnings.is_empty(), "{:?}", bf16.warnings),
+        None => assert_eq!(bf16.warnings.len(), 1),
+    }
+}
+
+#[test]
+fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
+    let d = Compute::decide(&Device::Cpu, Dtype::Int8, CpuKernels::Auto, BERT).unwrap();
+    assert_eq!(d.compute.dtype(), "int8");
+    match (&d.compute, Avx512Vnni::detect()) {
+        (
+            Compute::Host {
+                isa: Isa::Avx512(_),
+                weights,
+            },
+            Some(_),
+        ) => {
+            assert!(matches!(weights, WeightFormat::Int8Vnni(_)));
+            assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+            assert!(d.compute.to_string().ends_with("int8 (AVX512-VNNI)"));
+        }
+        (
+            Compute::Host {
+                isa: Isa::Avx512(_) | Isa::Avx2(_),
+                weights,
+            },
+            _,
+        ) => {
+            assert!(matches!(weights, WeightFormat::Int8));
+            assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        }
+        (compute, _) => assert!(compute.to_string().contains("plain loops")),
+    }
+    // A level without an integer dot-product kernel: plain loops, said at start-up and in
+    // /info's `compute`.
+    let d = Compute::decide(&Device::Cpu, Dtype::Int8, CpuKernels::Portable, BERT).unwrap();
+    assert_eq!(d.compute.dtype(), "int8");
+    assert!(
+        d.compute.to_string().contains("int8 on plain loops"),
+        "{}",
+        d.compute
+    );
+    assert!(
+        d.warnings[0].contains("Use --dtype f32"),
+        "{:?}",
+        d.warnings
+    );
+    // Where candle's ops run the model: f32, with a warning that says so.
+    for (kernels, architecture) in [
+        (CpuKernels::Candle, BERT),
+        (CpuKernels::Auto, Family::Electra),
+    ] {
+        let d = Compute::decide(&Device::Cpu, Dtype::Int8, kernels, architecture).unwrap();
+        assert_eq!((d.compute.kernels(), d.compute.dtype()), ("candle", "f32"));
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("--dtype int8") && w.contains("runs in f32")),
+            "{:?}",
+            d.warnings
+        );
+    }
+}
+
+#[test]
+fn other_architectures_run_on_candle_and_say_why() {
+    for architecture in [Family::Electra, Family::DebertaV2, Family::ModernBert] {
+        let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, architecture).unwrap();
+        assert_eq!(d.compute.kernels(), "candle");
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert_eq!(
+            d.compute.to_string(),
+            format!("candle ({}), cpu f32", *HOST_FAMILIES)
+        );
+        // A level asked for explicitly, even one this CPU lacks, is warned about, not refused.
+        for kernels in [CpuKernels::Portable, CpuKernels::Neon, CpuKernels::Avx512] {
+            let d = Compute::decide(&Device::Cpu, Dtype::F32, kernels, architecture).unwrap();
+            assert_eq!(d.compute.kernels(), "candle");
+            assert!(
+                d.warnings[0].contains("has no effect")
+                    && d.warnings[0].contains(architecture.as_str()),
+                "{:?}",
+                d.warnings
+            );
+        }
+        // Asked for by name: no reason to give.
+        let d =
+            Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Candle, architecture).unwrap();
+        assert_eq!(d.compute.to_string(), "candle, cpu f32");
+    }
+}
