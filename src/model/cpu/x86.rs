@@ -218,7 +218,7 @@ fn finish<const R: usize, const NR: usize>(
 }
 
 mod sealed {
-    pub trait Sealed {}
+    pub(crate) trait Sealed {}
     impl Sealed for super::__m256 {}
     impl Sealed for super::__m512 {}
 }
