@@ -1,7 +1,6 @@
 //! Command line and environment configuration: one struct, every flag also an env variable.
 
 use crate::model::{CpuKernels, Dtype};
-use crate::repository::VersionPolicy;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -10,7 +9,7 @@ use std::time::Duration;
 mod values;
 pub(crate) use values::parse_duration;
 use values::{parse_positive_duration, parse_version_policy};
-pub use values::{LogFormat, LogText, ReadyWhen};
+pub use values::{LogFormat, LogText, ReadyWhen, VersionPolicy};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -344,7 +343,7 @@ pub struct Config {
     pub log_level: String,
 }
 
-/// The arguments of `sentiment-server download` (run by [`crate::download::run`]).
+/// The arguments of `sentiment-server download` (run by the download module).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DownloadArgs {
     /// Hub model id, e.g. distilbert/distilbert-base-uncased-finetuned-sst-2-english.

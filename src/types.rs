@@ -2,8 +2,8 @@
 //! imports only downwards: the protocols parse [`TextInput`]s, the tokenizer makes them
 //! [`Encoded`] sequences (cut as [`Truncation`] says), the queue carries them to a
 //! [`Backend`] (the model), each sequence's [`Reply`] comes back, and [`InferenceError`] says
-//! why a request could not be served (the protocols map it to their statuses in
-//! `crate::error`).
+//! why a request could not be served (the protocols map it to their statuses in the error
+//! module).
 
 /// One input to classify: a text, or a pair of texts the model reads as one sequence (premise
 /// and hypothesis, question and passage), as transformers' `text` and `text_pair`.

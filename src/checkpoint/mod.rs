@@ -1,7 +1,7 @@
 //! Reading a Hugging Face model directory: its files ([`ModelFiles`]), `config.json`
 //! ([`ModelConfig`]) and what each model family means by them ([`Family`]). Only reads and
 //! describes: tokenization, the download and the engine use it without the compute code, and
-//! the model stage ([`crate::model`]) builds on it.
+//! the model stage builds on it.
 
 mod config;
 mod family;

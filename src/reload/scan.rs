@@ -2,10 +2,9 @@
 //! directory), and what that means for the served set: which versions to load, which to keep,
 //! which to retire. Pure functions over values, so that the rules are tested without a model.
 
+use crate::config::VersionPolicy;
 use crate::engine::Engine;
-use crate::repository::{
-    discover, Served, ServedModel, ServedVersion, VersionPolicy, VersionState,
-};
+use crate::repository::{discover, Served, ServedModel, ServedVersion, VersionState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! neither are skipped with the reason, so that one odd directory never stops the others.
 
 use super::name;
-use super::policy::VersionPolicy;
+use crate::config::VersionPolicy;
 use std::path::{Path, PathBuf};
 
 /// A model found in the repository, with the versions its policy selected (ascending).

@@ -8,9 +8,7 @@
 
 mod discover;
 mod name;
-mod policy;
 mod served;
 
 pub use discover::{discover, Discovery, ModelSource, VersionSource};
-pub use policy::VersionPolicy;
 pub use served::{still_loading, Lookup, Served, ServedModel, ServedVersion, VersionState};

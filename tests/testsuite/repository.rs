@@ -7,12 +7,12 @@ use crate::common;
 use common::TestServer;
 use sentiment_server::config::Config;
 use sentiment_server::config::ReadyWhen;
+use sentiment_server::config::VersionPolicy;
 use sentiment_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use sentiment_server::grpc::proto::model_infer_request::InferInputTensor;
 use sentiment_server::grpc::proto::{
     InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
 };
-use sentiment_server::repository::VersionPolicy;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
