@@ -297,6 +297,7 @@ impl PackedMatrix {
     /// The weight codes and per-channel scales an int8 matrix's kernel multiplies, from the
     /// row-major `[n, k]` weights it was packed from (for tests' references); `None` for the
     /// float formats.
+    #[cfg(feature = "testing")]
     pub fn int8_weight_codes(&self, weight: &[f32]) -> Option<(Vec<i8>, Vec<f32>)> {
         match &self.weights {
             Weights::Int8(Int8Weights { two_steps, .. }) => {
@@ -308,12 +309,14 @@ impl PackedMatrix {
     }
 
     /// Whether an int8 matrix's kernel adds two steps in i16 (`int8::bound_pair_groups`).
+    #[cfg(feature = "testing")]
     pub fn int8_two_steps(&self) -> bool {
         matches!(&self.weights, Weights::Int8(w) if w.two_steps)
     }
 
     /// The largest activation code of an int8 matrix's products (255, or 127 for the
     /// `vpmaddubsw` kernels); `None` for the float formats.
+    #[cfg(feature = "testing")]
     pub fn int8_activation_max(&self) -> Option<u8> {
         match &self.weights {
             Weights::Int8(_) => Some(self.kernel.activation_max()),

@@ -28,6 +28,7 @@ mod x86;
 mod x86_int8;
 
 pub use generic::{Act, LANES};
+#[cfg(feature = "testing")]
 pub use int8::{quantize_weights, MAX_K as INT8_MAX_K, PAIR_GROUP_MAX as INT8_PAIR_GROUP_MAX};
 pub use isa::{Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Level, Neon};
 pub use kernel::WeightFormat;
