@@ -50,7 +50,7 @@ pub enum ApiError {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// Stable machine-readable kind: validation, bad_request, malformed_json, payload_too_large,
@@ -63,7 +63,7 @@ pub struct ErrorBody {
 /// routes), listed once for their OpenAPI descriptions; each route adds its own 400/404/422.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // described in the document, never built: ApiError makes the answers
-pub enum InferenceErrors {
+pub(crate) enum InferenceErrors {
     #[response(
         status = 401,
         description = "API key required (--api-key) and missing or wrong"

@@ -29,7 +29,7 @@ pub mod model;
 pub mod postprocess;
 pub mod predlog;
 pub(crate) mod reload;
-pub mod repository;
+pub(crate) mod repository;
 pub mod server;
 pub mod service;
 pub(crate) mod state;

@@ -1,12 +1,12 @@
 //! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`].
 
-pub mod zero_shot;
+pub(crate) mod zero_shot;
 
 use crate::types::ScoreFunction;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LabelScore {
+pub(crate) struct LabelScore {
     pub label: String,
     pub score: f32,
 }
@@ -25,7 +25,7 @@ pub fn scores(logits: &[f32], function: ScoreFunction, raw: bool) -> Vec<f32> {
 /// The function from logits to scores, as the Inference API's `function_to_apply` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum FunctionToApply {
+pub(crate) enum FunctionToApply {
     Sigmoid,
     Softmax,
     /// The logits themselves.
@@ -43,7 +43,7 @@ impl From<ScoreFunction> for FunctionToApply {
 }
 
 /// `logits` through `function`.
-pub fn transformed(logits: &[f32], function: FunctionToApply) -> Vec<f32> {
+pub(crate) fn transformed(logits: &[f32], function: FunctionToApply) -> Vec<f32> {
     match function {
         FunctionToApply::None => logits.to_vec(),
         FunctionToApply::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
@@ -57,7 +57,7 @@ pub fn transformed(logits: &[f32], function: FunctionToApply) -> Vec<f32> {
 }
 
 /// Labels with their scores, highest first, cut to `top_k` when given.
-pub fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
+pub(crate) fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
     let mut out: Vec<LabelScore> = labels
         .iter()
         .zip(scores)

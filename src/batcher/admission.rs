@@ -16,7 +16,7 @@ impl Batcher {
     /// Takes queue places for `n` sequences, or refuses the whole request (429) when the queue
     /// holds `--max-queue-size` sequences, or `--max-queue-wait` of work at the measured
     /// throughput. Places taken count as queued until the sequences are answered.
-    pub fn admit(&self, n: usize) -> Result<Admitted, InferenceError> {
+    pub(crate) fn admit(&self, n: usize) -> Result<Admitted, InferenceError> {
         let queued = self.limits.max_queue_size - self.permits.available_permits();
         if let Some(limit) = self.wait_limit() {
             if queued + n > limit {
@@ -54,7 +54,7 @@ impl Batcher {
     /// Queues every sequence of one request in the places `admitted` holds for them.
     /// `incoming` is the request's mark from [`Batcher::announce`], withdrawn just before its
     /// last sequence is queued.
-    pub fn enqueue(
+    pub(crate) fn enqueue(
         &self,
         admitted: Admitted,
         sequences: Vec<Encoded>,

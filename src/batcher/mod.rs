@@ -108,7 +108,7 @@ impl Batcher {
         }
     }
 
-    pub fn limits(&self) -> BatchLimits {
+    pub(crate) fn limits(&self) -> BatchLimits {
         self.limits
     }
 
@@ -118,7 +118,7 @@ impl Batcher {
     }
 
     /// Stops taking work; the worker finishes what is queued and exits.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         if let Ok(mut sender) = self.sender.lock() {
             sender.take();
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 /// One sequence's answer, in the Hugging Face Inference API's shape: the candidate labels
 /// best first, and their scores in the same order.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ZeroShotOutput {
+pub(crate) struct ZeroShotOutput {
     pub sequence: String,
     pub labels: Vec<String>,
     pub scores: Vec<f32>,
@@ -16,7 +16,7 @@ pub struct ZeroShotOutput {
 
 /// Where an NLI model keeps entailment and contradiction among its logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NliLabels {
+pub(crate) struct NliLabels {
     pub entailment: usize,
     pub contradiction: Option<usize>,
 }
@@ -26,7 +26,7 @@ impl NliLabels {
     /// starts with `entail` (transformers' rule); contradiction the first that starts with
     /// `contradict`, or on a two-label model (`entailment`/`not_entailment`) the other label,
     /// which is where transformers' positional rule lands too.
-    pub fn of(labels: &[String]) -> Result<Self, String> {
+    pub(crate) fn of(labels: &[String]) -> Result<Self, String> {
         let starts = |prefix: &str| {
             labels
                 .iter()
@@ -50,7 +50,7 @@ impl NliLabels {
 
 /// How one sequence's logits become label scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scoring {
+pub(crate) enum Scoring {
     /// Exactly one label is true: a softmax of the entailment logits across the labels.
     SingleLabel { entailment: usize },
     /// Each label on its own (`multi_label`, or a single candidate label): a softmax over
@@ -64,7 +64,7 @@ pub enum Scoring {
 impl Scoring {
     /// The scoring transformers picks for `labels` candidate labels; per-label scoring needs a
     /// contradiction label.
-    pub fn of(nli: NliLabels, multi_label: bool, labels: usize) -> Result<Self, String> {
+    pub(crate) fn of(nli: NliLabels, multi_label: bool, labels: usize) -> Result<Self, String> {
         if !multi_label && labels > 1 {
             return Ok(Self::SingleLabel {
                 entailment: nli.entailment,
@@ -84,7 +84,7 @@ impl Scoring {
 
     /// One score per candidate label from the logits of the sequence paired with each label's
     /// hypothesis, in label order.
-    pub fn scores(self, logits: &[Vec<f32>]) -> Result<Vec<f32>, String> {
+    pub(crate) fn scores(self, logits: &[Vec<f32>]) -> Result<Vec<f32>, String> {
         let logit = |row: &Vec<f32>, i: usize| {
             row.get(i)
                 .copied()
@@ -114,7 +114,7 @@ impl Scoring {
 
 /// The labels and their scores, highest first. Ties keep transformers' order (numpy's
 /// ascending argsort, reversed: the later label first).
-pub fn ranked(labels: &[String], scores: &[f32]) -> (Vec<String>, Vec<f32>) {
+pub(crate) fn ranked(labels: &[String], scores: &[f32]) -> (Vec<String>, Vec<f32>) {
     let mut order: Vec<usize> = (0..labels.len().min(scores.len())).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     order.reverse();
@@ -126,7 +126,7 @@ pub fn ranked(labels: &[String], scores: &[f32]) -> (Vec<String>, Vec<f32>) {
 
 /// A hypothesis template: the text around the one `{}` where the label goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     before: String,
     after: String,
 }
@@ -135,7 +135,7 @@ impl Template {
     /// Parses `template` as Python's `str.format` reads it with one argument (transformers
     /// calls `template.format(label)`): one `{}`, and `{{`/`}}` for literal braces. Anything
     /// else in braces is refused, as is a template without `{}` (transformers refuses it too).
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub(crate) fn parse(template: &str) -> Result<Self, String> {
         let mut parts = (String::new(), String::new());
         let mut placeholders = 0;
         let mut chars = template.chars().peekable();
@@ -179,7 +179,7 @@ impl Template {
     }
 
     /// The hypothesis for `label`.
-    pub fn fill(&self, label: &str) -> String {
+    pub(crate) fn fill(&self, label: &str) -> String {
         format!("{}{label}{}", self.before, self.after)
     }
 }

@@ -15,7 +15,7 @@ pub(super) const MIN_KEY_BYTES: usize = 16;
 
 /// Which hash a row's `text_sha256` (and `text_pair_sha256`) holds: its `text_hash_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashKind {
+pub(crate) enum HashKind {
     /// Plain SHA-256 of the text's UTF-8 bytes.
     Sha256,
     /// HMAC-SHA256 of the text's UTF-8 bytes, keyed with the key file's contents.
@@ -23,7 +23,7 @@ pub enum HashKind {
 }
 
 impl HashKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sha256 => "sha256",
             Self::HmacSha256 => "hmac-sha256",

@@ -25,8 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use hash::HashKind;
-pub use sanitize::MAX_REQUEST_ID_CHARS;
+pub(crate) use hash::HashKind;
 pub use schema::MIGRATIONS;
 
 /// What a row's prediction answered: its `task` column.
@@ -59,7 +58,7 @@ pub struct ModelKey<'a> {
 
 /// One stored prediction: one input (a text or a text pair) of one request.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// Unique per row, so that retrying a write whose outcome is unknown stores it once.
     pub id: uuid::Uuid,
     pub request_id: String,

@@ -13,7 +13,7 @@
 use super::Row;
 
 /// Longest `request_id` stored, in characters.
-pub const MAX_REQUEST_ID_CHARS: usize = 128;
+pub(crate) const MAX_REQUEST_ID_CHARS: usize = 128;
 
 const NUL: char = '\0';
 

@@ -21,7 +21,7 @@ pub struct VersionSource {
 
 /// What a scan found: the models, and each skipped entry with why.
 #[derive(Debug, Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     pub models: Vec<ModelSource>,
     pub skipped: Vec<(String, String)>,
 }
@@ -31,7 +31,7 @@ pub struct Discovery {
 /// (`name.tmp`, `.partial`, `.part`, `.incomplete`) and plain files are passed over silently; symbolic links to directories are followed (Kubernetes volumes and
 /// hand-made repositories use them; the repository is the operator's, not the client's).
 /// An unreadable `root` is an error; an empty result is the caller's to judge.
-pub fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String> {
+pub(crate) fn discover(root: &Path, policy: VersionPolicy) -> Result<Discovery, String> {
     let mut discovery = Discovery::default();
     for (entry, path) in subdirectories(root)? {
         if let Err(why) = name::validate(&entry) {

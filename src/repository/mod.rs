@@ -10,5 +10,5 @@ mod discover;
 mod name;
 mod served;
 
-pub use discover::{discover, Discovery, ModelSource, VersionSource};
-pub use served::{still_loading, Lookup, Served, ServedModel, ServedVersion, VersionState};
+pub(crate) use discover::{discover, ModelSource, VersionSource};
+pub(crate) use served::{still_loading, Lookup, Served, ServedModel, ServedVersion, VersionState};

@@ -245,7 +245,7 @@ impl Served {
 }
 
 /// Before the repository has been read (or the model downloaded), nothing is known yet.
-pub fn still_loading() -> ApiError {
+pub(crate) fn still_loading() -> ApiError {
     ApiError::Unavailable("the model is still loading".into())
 }
 

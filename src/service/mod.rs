@@ -5,7 +5,7 @@
 //! the logits and errors its own way.
 
 pub mod v2;
-pub mod zero_shot;
+pub(crate) mod zero_shot;
 
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -16,7 +16,7 @@ use crate::types::{TextInput, Truncation};
 use std::time::{Duration, Instant};
 
 /// What a protocol knows about one request beyond its texts.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// Logged with the request's predictions (`x-request-id`, or `-`).
     pub request_id: &'a str,
     /// When the request arrived: the prediction log's latency counts from here.
@@ -28,7 +28,7 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     /// A call that started now, with `--request-timeout` as its deadline.
-    pub fn new(state: &AppState, request_id: &'a str) -> Self {
+    pub(crate) fn new(state: &AppState, request_id: &'a str) -> Self {
         Self {
             request_id,
             started: Instant::now(),
@@ -37,7 +37,7 @@ impl<'a> Call<'a> {
     }
 
     /// The same call with a client deadline, where it is sooner than the server's.
-    pub fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+    pub(crate) fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
         if let Some(deadline) = deadline {
             self.timeout = self.timeout.min(deadline);
         }
@@ -47,7 +47,7 @@ impl<'a> Call<'a> {
 
 /// Refuses an empty list, more than `max_inputs` inputs, and empty or whitespace-only texts or
 /// pair members (422, `validation`); `field` names the inputs in the messages.
-pub fn validate_inputs(
+pub(crate) fn validate_inputs(
     inputs: &[TextInput],
     field: &str,
     max_inputs: usize,
@@ -83,7 +83,7 @@ pub fn validate_inputs(
 /// Logits for validated inputs within the call's deadline, and one prediction-log row per
 /// input (probabilities, whatever the client asked for), its latency counted from the call's
 /// start.
-pub async fn classify(
+pub(crate) async fn classify(
     state: &AppState,
     engine: &Engine,
     call: &Call<'_>,

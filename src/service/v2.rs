@@ -12,8 +12,9 @@
 mod inputs;
 mod raw;
 
-pub use inputs::{check_shape, text_inputs};
-pub use raw::{decode_strings, encode_floats, encode_strings, utf8};
+pub(crate) use inputs::{check_shape, text_inputs};
+pub use raw::{decode_strings, encode_strings};
+pub(crate) use raw::{encode_floats, utf8};
 
 use super::{classify, validate_inputs, Call};
 use crate::engine::Engine;
@@ -25,17 +26,17 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// What metadata and configuration report as the model's platform.
-pub const PLATFORM: &str = "candle";
+pub(crate) const PLATFORM: &str = "candle";
 /// Protocol extensions this server implements.
-pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "classification"];
+pub(crate) const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "classification"];
 
 /// The model's input tensor: the texts.
-pub const INPUT: &str = "text";
+pub(crate) const INPUT: &str = "text";
 /// The optional second input: each text's second text, making text pairs.
-pub const PAIR_INPUT: &str = "text_pair";
+pub(crate) const PAIR_INPUT: &str = "text_pair";
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MetadataTensor {
+pub(crate) struct MetadataTensor {
     pub name: &'static str,
     pub datatype: &'static str,
     /// -1 for a dimension of any size.
@@ -52,7 +53,7 @@ fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> Metada
 
 /// The model's input and output tensors, for metadata and configuration alike. `text_pair`
 /// is optional (the protocol's metadata cannot say so; Triton's configuration can).
-pub fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
+pub(crate) fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
     (
         vec![
             tensor(INPUT, "BYTES", vec![-1]),
@@ -68,16 +69,16 @@ pub fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>
 
 /// The model's outputs, in the default order.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Output {
+pub(crate) enum Output {
     Label,
     Score,
     Scores,
 }
 
 impl Output {
-    pub const ALL: [Output; 3] = [Output::Label, Output::Score, Output::Scores];
+    pub(crate) const ALL: [Output; 3] = [Output::Label, Output::Score, Output::Scores];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Output::Label => "label",
             Output::Score => "score",
@@ -89,14 +90,14 @@ impl Output {
 /// One requested output: which, in binary form or not (HTTP only; gRPC answers in raw form
 /// always), and the classification extension's `k` when asked for.
 #[derive(Debug)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     pub output: Output,
     pub binary: bool,
     pub classification: Option<usize>,
 }
 
 /// A boolean parameter (`binary_data_output`, `binary_data`); absent is false.
-pub fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<bool, ApiError> {
+pub(crate) fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<bool, ApiError> {
     match parameters.and_then(|p| p.get(name)) {
         None => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -109,7 +110,7 @@ pub fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Result<bool,
 /// The requested outputs (name and parameters) in order, all when none are named, each binary
 /// when it asks for `binary_data` or the request for `binary_data_output`; unknown or repeated
 /// names and misplaced `classification` are 400.
-pub fn requested(
+pub(crate) fn requested(
     outputs: Vec<(String, Option<Map<String, Value>>)>,
     binary_default: bool,
 ) -> Result<Vec<Wanted>, ApiError> {
@@ -171,14 +172,14 @@ pub fn requested(
 /// An output tensor's data, flat and row-major.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum TensorData {
+pub(crate) enum TensorData {
     Bytes(Vec<String>),
     Fp32(Vec<f32>),
 }
 
 impl TensorData {
     /// The raw (binary) form: what the HTTP binary extension and gRPC's raw contents carry.
-    pub fn raw(&self) -> Vec<u8> {
+    pub(crate) fn raw(&self) -> Vec<u8> {
         match self {
             TensorData::Bytes(strings) => encode_strings(strings.iter().map(String::as_str)),
             TensorData::Fp32(values) => encode_floats(values),
@@ -188,7 +189,7 @@ impl TensorData {
 
 /// One computed output.
 #[derive(Debug)]
-pub struct OutputTensor {
+pub(crate) struct OutputTensor {
     pub name: &'static str,
     pub datatype: &'static str,
     pub shape: Vec<usize>,
@@ -199,7 +200,7 @@ pub struct OutputTensor {
 
 /// Validates `texts` and their second texts `pairs`, when given (every error 400, as the
 /// protocol's clients expect), classifies them and computes the `wanted` outputs in order.
-pub async fn infer(
+pub(crate) async fn infer(
     state: &AppState,
     engine: &Engine,
     call: &Call<'_>,

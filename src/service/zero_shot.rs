@@ -13,13 +13,13 @@ use crate::types::{TextInput, Truncation};
 use std::collections::HashSet;
 
 /// transformers' default template.
-pub const DEFAULT_TEMPLATE: &str = "This example is {}.";
+pub(crate) const DEFAULT_TEMPLATE: &str = "This example is {}.";
 /// Longest hypothesis template, in characters: a sentence around the label, with room to spare.
-pub const MAX_TEMPLATE_CHARS: usize = 500;
+pub(crate) const MAX_TEMPLATE_CHARS: usize = 500;
 
 /// What a zero-shot request asks, beside its inputs.
 #[derive(Debug, Clone)]
-pub struct ZeroShotTask {
+pub(crate) struct ZeroShotTask {
     pub candidate_labels: Vec<String>,
     /// `{}` marks where the label goes; [`DEFAULT_TEMPLATE`] when the request has none.
     pub hypothesis_template: String,
@@ -30,7 +30,7 @@ pub struct ZeroShotTask {
 /// Validates the request (422s), classifies every (input, hypothesis) pair in one engine call
 /// within the call's deadline, and answers each input's labels best first. The prediction log
 /// gets one row per input with its candidate labels' scores (task `zero-shot-classification`).
-pub async fn classify(
+pub(crate) async fn classify(
     state: &AppState,
     engine: &Engine,
     call: &Call<'_>,

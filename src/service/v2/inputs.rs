@@ -6,7 +6,7 @@ use crate::error::ApiError;
 
 /// 400 unless the request has the input `text` and at most the input `text_pair` besides,
 /// both of datatype BYTES; returns them in that order.
-pub fn text_inputs<T>(
+pub(crate) fn text_inputs<T>(
     inputs: Vec<T>,
     name_and_type: impl Fn(&T) -> (&str, &str),
 ) -> Result<(T, Option<T>), ApiError> {
@@ -49,7 +49,7 @@ pub fn text_inputs<T>(
 }
 
 /// 400 unless `shape` holds exactly `elements` elements; `name` names the input.
-pub fn check_shape<D: Copy + TryInto<u64> + std::fmt::Debug>(
+pub(crate) fn check_shape<D: Copy + TryInto<u64> + std::fmt::Debug>(
     name: &str,
     shape: &[D],
     elements: usize,

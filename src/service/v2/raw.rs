@@ -26,7 +26,7 @@ pub fn decode_strings(mut data: &[u8], name: &str) -> Result<Vec<String>, ApiErr
 }
 
 /// One BYTES element as text; 400 when it is not UTF-8.
-pub fn utf8(element: &[u8], name: &str, index: usize) -> Result<String, ApiError> {
+pub(crate) fn utf8(element: &[u8], name: &str, index: usize) -> Result<String, ApiError> {
     std::str::from_utf8(element)
         .map(str::to_owned)
         .map_err(|e| {
@@ -47,7 +47,7 @@ pub fn encode_strings<'a>(strings: impl IntoIterator<Item = &'a str>) -> Vec<u8>
 }
 
 /// FP32 elements in raw form: little-endian, row-major.
-pub fn encode_floats(values: &[f32]) -> Vec<u8> {
+pub(crate) fn encode_floats(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
