@@ -34,5 +34,11 @@ pub(super) const LAYERS: LayerNames = LayerNames {
 
 /// The pooler's tanh before the classifier.
 fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
-    Shape::post_norm(raw, &LAYERS, Activation::Tanh, 0)
+    Shape::post_norm(
+        raw,
+        raw.sizes(raw.hidden_act.as_deref())?,
+        &LAYERS,
+        Activation::Tanh,
+        0,
+    )
 }

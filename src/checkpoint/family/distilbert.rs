@@ -1,7 +1,7 @@
 //! DistilBERT (`distilbert`): BERT's encoder under other names and spellings, no token types,
 //! and a ReLU head.
 
-use super::{Encoder, LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
 use crate::checkpoint::raw::{Activation, RawConfig, Sizes};
 
 pub(super) const SPEC: Spec = Spec {
@@ -46,19 +46,9 @@ fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
         intermediate: need(raw.hidden_dim, "hidden_dim")?,
         activation: Activation::parse(raw.activation.as_deref().unwrap_or("gelu"))?,
     };
-    let max_position_embeddings = raw
-        .max_position_embeddings
-        .ok_or("missing `max_position_embeddings`")?;
-    Ok(Shape {
-        embedding_size: sizes.hidden,
-        sizes,
-        head_activation: Activation::Relu,
-        layer_norm_eps: 1e-12,
-        max_position_embeddings,
-        type_vocab_size: 0,
-        pad_token_id: raw.pad_token_id.unwrap_or(0),
-        position_offset: None,
-        position_limit: Some(max_position_embeddings),
-        encoder: Encoder::PostNorm(&LAYERS),
-    })
+    // BERT's shape, without token types and with the epsilon DistilBERT hard-codes.
+    let mut shape = Shape::post_norm(raw, sizes, &LAYERS, Activation::Relu, 0)?;
+    shape.layer_norm_eps = 1e-12;
+    shape.type_vocab_size = 0;
+    Ok(shape)
 }

@@ -20,7 +20,13 @@ pub(super) const SPEC: Spec = Spec {
 
 /// The head's GELU where BERT's pooler has tanh; `embedding_size` defaults as ElectraConfig's.
 fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
-    let mut shape = Shape::post_norm(raw, &bert::LAYERS, Activation::Gelu, 0)?;
+    let mut shape = Shape::post_norm(
+        raw,
+        raw.sizes(raw.hidden_act.as_deref())?,
+        &bert::LAYERS,
+        Activation::Gelu,
+        0,
+    )?;
     shape.embedding_size = raw.embedding_size.unwrap_or(128);
     Ok(shape)
 }

@@ -173,14 +173,15 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// BERT's shape with transformers' BERT defaults (absolute positions, two token types).
+    /// BERT's shape with transformers' BERT defaults (absolute positions, two token types),
+    /// for `sizes` as the family spells them.
     fn post_norm(
         raw: &RawConfig,
+        sizes: Sizes,
         names: &'static LayerNames,
         head_activation: Activation,
         default_pad: u32,
     ) -> Result<Self, String> {
-        let sizes = raw.sizes(raw.hidden_act.as_deref())?;
         let max_position_embeddings = raw
             .max_position_embeddings
             .ok_or("missing `max_position_embeddings`")?;

@@ -27,7 +27,13 @@ pub(super) const XLM_ROBERTA: Spec = Spec {
 
 /// Positions count from `padding_idx + 1`, which costs that many rows of the position table.
 fn read(raw: &RawConfig, _text: &str) -> Result<Shape, String> {
-    let mut shape = Shape::post_norm(raw, &bert::LAYERS, Activation::Tanh, 1)?;
+    let mut shape = Shape::post_norm(
+        raw,
+        raw.sizes(raw.hidden_act.as_deref())?,
+        &bert::LAYERS,
+        Activation::Tanh,
+        1,
+    )?;
     shape.position_offset = Some(shape.pad_token_id);
     shape.position_limit = Some(
         shape
