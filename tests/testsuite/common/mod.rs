@@ -449,7 +449,8 @@ pub async fn terminate(mut child: std::process::Child) -> std::process::ExitStat
 /// Runs the test at `path` (`module_path!()` and its name) alone in a fresh process of this
 /// test binary and returns false, or returns true inside that process, where the caller runs
 /// its body. For tests that measure the whole process (its resident memory), which the other
-/// tests of this binary, running beside them, would disturb.
+/// tests of this binary, running beside them, would disturb, or compare latencies on its one
+/// rayon pool, which every in-process server shares.
 pub fn alone(path: &str) -> bool {
     const INSIDE: &str = "SENTIMENT_TEST_ALONE";
     if std::env::var_os(INSIDE).is_some() {
