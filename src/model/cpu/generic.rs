@@ -10,6 +10,7 @@
 //! micro-kernel accumulators stay in registers. All indexing is checked: bounds that the
 //! results depend on hold in release builds too.
 
+pub(super) use super::attention::attend;
 use super::math::{bf16_bits, exp, gelu, tanh, MulAdd};
 
 /// Values per partial-sum array: one 512-bit register, two 256-bit, four 128-bit.

@@ -13,6 +13,7 @@
 //! `dispatch!` and `kernel.rs`, each with its token in hand) and the x86 kernels' reads
 //! through pointers (`x86.rs`, `x86_int8.rs`).
 
+mod attention;
 mod generic;
 mod int8;
 mod isa;
@@ -27,6 +28,7 @@ mod x86;
 #[allow(unsafe_code)]
 mod x86_int8;
 
+pub use attention::QUERY_BLOCK;
 pub use generic::{Act, LANES};
 #[cfg(feature = "testing")]
 pub use int8::{quantize_weights, MAX_K as INT8_MAX_K, PAIR_GROUP_MAX as INT8_PAIR_GROUP_MAX};
@@ -57,6 +59,7 @@ macro_rules! level_module {
             pub(super) const TARGET_FEATURES: &str = $features;
             $(
                 #[target_feature(enable = $features)]
+                #[allow(clippy::too_many_arguments)]
                 pub(super) fn $name($($arg: $ty),*) $(-> $ret)? {
                     generic::$name::<math::Fused>($($arg),*)
                 }
@@ -78,6 +81,7 @@ macro_rules! multiversion {
             $(
                 $(#[$doc])*
                 #[inline]
+                #[allow(clippy::too_many_arguments)]
                 pub fn $name(self, $($arg: $ty),*) $(-> $ret)? {
                     dispatch!(self, $name($($arg),*), portable: generic::$name::<math::Unfused>($($arg),*))
                 }
@@ -118,6 +122,9 @@ multiversion! {
     pub fn scores(q: &[f32], kt: &[f32], stride: usize, scale: f32, out: &mut [f32]);
     /// `out[d] = sum_t p[t] v[t * stride + d]`.
     pub fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]);
+    /// Softmax attention of a sequence's queries over its keys and values, blocks of queries
+    /// at a time (`attention.rs` says how the arguments are laid out).
+    pub fn attend(q: &[f32], stride: usize, kt: &[f32], kt_stride: usize, v: &[f32], len: usize, scale: f32, scratch: &mut [f32], out: &mut [f32]);
     /// An activation, element-wise.
     pub fn activate(x: &mut [f32], act: Act);
     /// `x` rounded to bf16 values (kept as f32).
