@@ -6,7 +6,7 @@ use crate::checkpoint::raw::{Activation, RawConfig};
 pub(super) const SPEC: Spec = Spec {
     model_type: "electra",
     display_name: "ELECTRA",
-    host: false,
+    host: true,
     tokenizer: TokenizerFiles::JsonOrWordPiece,
     weights: Weights {
         base: "electra",

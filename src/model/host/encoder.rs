@@ -7,7 +7,7 @@
 //! candle's path to float rounding: the parity tests run both against PyTorch.
 
 use super::super::batch::Batch;
-use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, LANES};
+use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, LANES, QUERY_BLOCK};
 use super::super::weights;
 use crate::checkpoint::{Activation, LayerNames, ModelConfig};
 use candle_core::Result;
@@ -84,6 +84,8 @@ pub(crate) struct HostEncoder {
     position_embeddings: Vec<f32>,
     token_type_embeddings: Option<Vec<f32>>,
     embedding_norm: Norm,
+    /// ELECTRA's `embeddings_project`, where `embedding_size` differs from `hidden_size`.
+    embedding_project: Option<PackedMatrix>,
     layers: Vec<Layer>,
     num_heads: usize,
     head_dim: usize,
@@ -103,7 +105,7 @@ pub(super) fn act(activation: Activation) -> Act {
 }
 
 impl HostEncoder {
-    /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`), in f32.
+    /// `vb` points at the encoder's prefix (`bert`, `roberta`, `distilbert`, `electra`), in f32.
     pub(crate) fn load(
         vb: &VarBuilder,
         config: &ModelConfig,
@@ -111,7 +113,11 @@ impl HostEncoder {
         isa: Isa,
         format: WeightFormat,
     ) -> Result<Self> {
-        let (h, ffn) = (config.hidden_size, config.intermediate_size);
+        let (h, ffn, e) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.embedding_size,
+        );
         let eps = config.layer_norm_eps;
         let emb = vb.pp(names.embeddings);
         let mut layers = Vec::with_capacity(config.num_layers);
@@ -134,9 +140,18 @@ impl HostEncoder {
         }
         let table = |name: &str, rows: usize| -> Result<Vec<f32>> {
             emb.pp(name)
-                .get((rows, h), "weight")?
+                .get((rows, e), "weight")?
                 .flatten_all()?
                 .to_vec1()
+        };
+        let embedding_project = if e != h {
+            Some(pack(
+                read_linear(&vb.pp("embeddings_project"), e, h)?,
+                isa,
+                format,
+            )?)
+        } else {
+            None
         };
         Ok(Self {
             isa: layers.first().map_or(isa, |l| l.qkv.isa()),
@@ -147,7 +162,8 @@ impl HostEncoder {
                 0 => None,
                 types => Some(table("token_type_embeddings", types)?),
             },
-            embedding_norm: Norm::load(&emb.pp("LayerNorm"), h, eps)?,
+            embedding_norm: Norm::load(&emb.pp("LayerNorm"), e, eps)?,
+            embedding_project,
             layers,
             num_heads: config.num_heads,
             head_dim: h / config.num_heads,
@@ -185,9 +201,10 @@ impl HostEncoder {
         Ok(x)
     }
 
-    /// Word + position (+ token type) embeddings of every token, layer-normed.
+    /// Word + position (+ token type) embeddings of every token, layer-normed (and projected
+    /// up to the hidden width).
     fn embed(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
-        let h = self.hidden;
+        let h = self.embedding_norm.weight.len();
         let vocab = self.word_embeddings.len() / h;
         let positions = self.position_embeddings.len() / h;
         let mut x = vec![0f32; batch.ids.len() * h];
@@ -216,7 +233,10 @@ impl HostEncoder {
             }
         }
         self.embedding_norm.apply(self.isa, &mut x, None);
-        Ok(x)
+        Ok(match &self.embedding_project {
+            Some(project) => project.matmul(&x, batch.ids.len(), None),
+            None => x,
+        })
     }
 
     /// One encoder layer over `x`; its output is the first `n * hidden` values of
@@ -266,7 +286,7 @@ impl HostEncoder {
             let (start, len) = (rows.start[s], rows.len[s]);
             let queries = if first_only { 1 } else { len };
             let seq = &qkv[start * stride..(start + len) * stride];
-            // Keys transposed, `[hd][padded len]`, zero past `len`, for `Isa::scores`.
+            // Keys transposed, `[hd][padded len]`, zero past `len`, for `Isa::attend`.
             let padded = len.next_multiple_of(LANES);
             let mut kt = vec![0f32; hd * padded];
             for (token, row) in seq.chunks_exact(stride).enumerate() {
@@ -275,17 +295,19 @@ impl HostEncoder {
                 }
             }
             let values = &seq[2 * h + head * hd..];
-            // Scores padded like the keys, so every row operation runs on whole vectors; the
-            // padding scores -inf, which softmax turns into probability 0.
-            let mut scores = vec![0f32; padded];
+            let mut scratch = vec![0f32; QUERY_BLOCK * (padded + hd)];
             let mut out = vec![0f32; queries * hd];
-            for (i, o) in out.chunks_exact_mut(hd).enumerate() {
-                let q = &seq[i * stride + head * hd..][..hd];
-                isa.scores(q, &kt, padded, scale, &mut scores);
-                scores[len..].fill(f32::NEG_INFINITY);
-                isa.softmax(&mut scores);
-                isa.weighted_sum(&scores[..len], values, stride, o);
-            }
+            isa.attend(
+                &seq[head * hd..],
+                stride,
+                &kt,
+                padded,
+                values,
+                len,
+                scale,
+                &mut scratch,
+                &mut out,
+            );
             out
         };
         let tasks = rows.len.len() * nh;
