@@ -1,6 +1,8 @@
 //! The classifier on the host: the encoder over this crate's CPU kernels, then the head.
 
+mod embeddings;
 mod encoder;
+mod layers;
 
 use super::batch::Batch;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
@@ -54,13 +56,9 @@ impl HostClassifier {
         Ok(Self {
             encoder,
             head: Head {
-                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, head_format)?,
-                act: encoder::act(head.activation),
-                out: encoder::pack(
-                    encoder::read_linear(&head.out, h, labels)?,
-                    isa,
-                    head_format,
-                )?,
+                dense: layers::pack(layers::read_linear(&head.dense, h, h)?, isa, head_format)?,
+                act: layers::act(head.activation),
+                out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, head_format)?,
             },
         })
     }
