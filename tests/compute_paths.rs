@@ -3,7 +3,8 @@
 //!
 //! - `parity::<path>::<model>`: PyTorch parity to 1e-4 for every shared model, on candle's
 //!   ops and on the host encoder at each kernel level (avx512, avx2, neon, portable); the
-//!   host encoder runs BERT-family models only, so the others have candle's path alone.
+//!   host encoder runs the BERT family and DeBERTa-v2 only, so the others have candle's path
+//!   alone.
 //! - `long_inputs::<level>`: the host encoder against candle's ops on what the references do
 //!   not cover: attention over up to 512 tokens, batched with one-token inputs.
 //! - `bf16::<path>`: bf16 (AVX512-BF16, or emulated on the f32 kernels) keeps the f32
@@ -114,7 +115,7 @@ fn parity_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     for path in Path::all() {
         for dir in common::reference_models() {
-            // The host encoder runs the BERT family only: other architectures have no host
+            // The host encoder runs some families only: other architectures have no host
             // path to check (not a path this machine lacks, so not listed as ignored).
             if matches!(path, Path::Host(_)) && !runs_on_host(&dir) {
                 continue;

@@ -115,7 +115,7 @@ fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
     // Where candle's ops run the model: f32, with a warning that says so.
     for (kernels, architecture) in [
         (CpuKernels::Candle, BERT),
-        (CpuKernels::Auto, Family::Electra),
+        (CpuKernels::Auto, Family::ModernBert),
     ] {
         let d = Compute::decide(&Device::Cpu, Dtype::Int8, kernels, architecture).unwrap();
         assert_eq!((d.compute.kernels(), d.compute.dtype()), ("candle", "f32"));
@@ -131,7 +131,7 @@ fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
 
 #[test]
 fn other_architectures_run_on_candle_and_say_why() {
-    for architecture in [Family::Electra, Family::DebertaV2, Family::ModernBert] {
+    for architecture in [Family::ModernBert] {
         let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, architecture).unwrap();
         assert_eq!(d.compute.kernels(), "candle");
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);

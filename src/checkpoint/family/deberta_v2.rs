@@ -8,7 +8,7 @@ use serde::Deserialize;
 pub(super) const SPEC: Spec = Spec {
     model_type: "deberta-v2",
     display_name: "DeBERTa-v2",
-    host: false,
+    host: true,
     tokenizer: TokenizerFiles::Json,
     weights: Weights {
         base: "deberta",

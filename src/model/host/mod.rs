@@ -1,6 +1,9 @@
 //! The classifier on the host: the encoder over this crate's CPU kernels, then the head.
 
+mod deberta;
+mod embeddings;
 mod encoder;
+mod layers;
 
 use super::batch::Batch;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
@@ -8,6 +11,7 @@ use super::weights;
 use crate::checkpoint::{Encoder, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
+use deberta::DebertaEncoder;
 pub(super) use encoder::HostEncoder;
 
 /// `out(act(dense(first token)))`, packed like the encoder's layers.
@@ -17,8 +21,31 @@ struct Head {
     out: PackedMatrix,
 }
 
+/// The encoder of each family the host runs, giving the first token's final hidden rows,
+/// `[sequences, hidden]`, that the head reads.
+enum Body {
+    PostNorm(HostEncoder),
+    Deberta(DebertaEncoder),
+}
+
+impl Body {
+    fn isa(&self) -> Isa {
+        match self {
+            Body::PostNorm(e) => e.isa(),
+            Body::Deberta(e) => e.isa(),
+        }
+    }
+
+    fn forward_first_token(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+        match self {
+            Body::PostNorm(e) => e.forward_first_token(batch),
+            Body::Deberta(e) => e.forward_first_token(batch),
+        }
+    }
+}
+
 pub struct HostClassifier {
-    encoder: HostEncoder,
+    encoder: Body,
     head: Head,
 }
 
@@ -30,19 +57,24 @@ impl HostClassifier {
         isa: Isa,
         format: WeightFormat,
     ) -> Result<Self> {
-        let names = match &config.encoder {
-            Encoder::PostNorm(names) => names,
-            Encoder::DebertaV2 { .. } | Encoder::ModernBert(_) => {
+        let located = weights::locate(vb, config);
+        let (h, labels) = (config.hidden_size, config.labels.len());
+        let head = &located.head;
+        let root = &located.encoder;
+        let encoder = match &config.encoder {
+            Encoder::PostNorm(names) => {
+                Body::PostNorm(HostEncoder::load(root, config, names, isa, format)?)
+            }
+            Encoder::DebertaV2 { names, settings } => Body::Deberta(DebertaEncoder::load(
+                root, config, names, settings, isa, format,
+            )?),
+            Encoder::ModernBert(_) => {
                 return Err(candle_core::Error::Msg(format!(
                     "the host encoder does not run {} models",
                     config.family.display_name()
                 )))
             }
         };
-        let located = weights::locate(vb, config);
-        let (h, labels) = (config.hidden_size, config.labels.len());
-        let head = &located.head;
-        let encoder = HostEncoder::load(&located.encoder, config, names, isa, format)?;
         // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
         // recipes for classifiers: two small products, one row per sequence, where the
         // decision is made. Its kernels run at the encoder's level.
@@ -54,13 +86,9 @@ impl HostClassifier {
         Ok(Self {
             encoder,
             head: Head {
-                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, head_format)?,
-                act: encoder::act(head.activation),
-                out: encoder::pack(
-                    encoder::read_linear(&head.out, h, labels)?,
-                    isa,
-                    head_format,
-                )?,
+                dense: layers::pack(layers::read_linear(&head.dense, h, h)?, isa, head_format)?,
+                act: layers::act(head.activation),
+                out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, head_format)?,
             },
         })
     }
