@@ -199,27 +199,40 @@ async fn multi_label_model_scores_each_label_with_a_sigmoid() {
     }
 }
 
-/// ELECTRA, DeBERTa-v2 and ModernBERT load, `/info` names the architecture and candle's path
-/// with the reason the host encoder does not run it, and `/predict` gives PyTorch's labels and
-/// scores, one text and a batch that mixes lengths past ModernBERT's window and DeBERTa's
-/// position buckets.
+/// ELECTRA, DeBERTa-v2 and ModernBERT load, `/info` names the architecture and its path
+/// (candle's with the reason the host encoder does not run it, or the host encoder's), and
+/// `/predict` gives PyTorch's labels and scores, one text and a batch that mixes lengths past
+/// ModernBERT's window and DeBERTa's position buckets.
 #[tokio::test(flavor = "multi_thread")]
-async fn electra_deberta_and_modernbert_serve_on_candle_and_say_why() {
-    for (name, model_type, class) in [
+async fn electra_deberta_and_modernbert_serve_and_say_where() {
+    let best = sentiment_server::model::cpu::Isa::best().level();
+    let host = (
+        best.name().to_string(),
+        format!("host encoder, {best} kernels ({}), f32", best.features()),
+    );
+    let candle = (
+        "candle".to_string(),
+        "candle (the host encoder runs bert, distilbert, roberta, xlm-roberta and modernbert only), cpu f32"
+            .to_string(),
+    );
+    for (name, model_type, class, (kernels, compute)) in [
         (
             "electra-tiny-2class",
             "electra",
             "ElectraForSequenceClassification",
+            candle.clone(),
         ),
         (
             "deberta-v2-tiny-3class",
             "deberta-v2",
             "DebertaV2ForSequenceClassification",
+            candle.clone(),
         ),
         (
             "modernbert-tiny-3class",
             "modernbert",
             "ModernBertForSequenceClassification",
+            host,
         ),
     ] {
         let dir = common::more_fixture(name);
@@ -227,12 +240,8 @@ async fn electra_deberta_and_modernbert_serve_on_candle_and_say_why() {
         let info: Value = server.get_json("/info").await;
         assert_eq!(info["model_type"], model_type, "{info}");
         assert_eq!(info["architecture"], class, "{info}");
-        assert_eq!(info["cpu_kernels"], "candle", "{info}");
-        assert_eq!(
-            info["compute"],
-            "candle (the host encoder runs bert, distilbert, roberta and xlm-roberta only), cpu f32",
-            "{info}"
-        );
+        assert_eq!(info["cpu_kernels"], kernels, "{info}");
+        assert_eq!(info["compute"], compute, "{info}");
         assert_eq!(info["max_input_length"], 512, "{info}");
 
         let refs: Vec<_> = common::references(&dir)

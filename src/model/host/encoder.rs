@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 /// Layer norm parameters as host vectors.
-struct Norm {
+pub(super) struct Norm {
     weight: Vec<f32>,
     bias: Vec<f32>,
     eps: f32,
@@ -31,8 +31,25 @@ impl Norm {
         })
     }
 
+    /// ModernBERT's norms have a bias only with `norm_bias`; without one it is zero.
+    pub(super) fn load_with_bias(
+        vb: &VarBuilder,
+        size: usize,
+        eps: f64,
+        bias: bool,
+    ) -> Result<Self> {
+        if bias {
+            return Self::load(vb, size, eps);
+        }
+        Ok(Self {
+            weight: vb.get(size, "weight")?.to_vec1()?,
+            bias: vec![0.0; size],
+            eps: eps as f32,
+        })
+    }
+
     /// Every row of `x` becomes `layer_norm(row + residual row)`.
-    fn apply(&self, isa: Isa, x: &mut [f32], residual: Option<&[f32]>) {
+    pub(super) fn apply(&self, isa: Isa, x: &mut [f32], residual: Option<&[f32]>) {
         let h = self.weight.len();
         for (r, row) in x.chunks_exact_mut(h).enumerate() {
             let res = residual.map(|res| &res[r * h..(r + 1) * h]);
@@ -47,11 +64,26 @@ pub(super) fn read_linear(
     in_dim: usize,
     out_dim: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
+    read_linear_with_bias(vb, in_dim, out_dim, true)
+}
+
+/// [`read_linear`] for layers whose config may drop the bias (ModernBERT): then it is zero,
+/// which the packed products add like any other.
+pub(super) fn read_linear_with_bias(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     Ok((
         vb.get((out_dim, in_dim), "weight")?
             .flatten_all()?
             .to_vec1()?,
-        vb.get(out_dim, "bias")?.to_vec1()?,
+        if bias {
+            vb.get(out_dim, "bias")?.to_vec1()?
+        } else {
+            vec![0.0; out_dim]
+        },
     ))
 }
 
@@ -321,7 +353,7 @@ impl HostEncoder {
 /// all of its output, so only the first layer's buffers are zeroed (fresh zeroed outputs for
 /// every product were 3% of the server's time at 32 clients).
 #[derive(Default)]
-struct Scratch {
+pub(super) struct Scratch {
     qkv: Vec<f32>,
     attn: Vec<f32>,
     ffn: Vec<f32>,
@@ -330,7 +362,7 @@ struct Scratch {
 
 impl Scratch {
     /// The first `len` values of `buf`, grown (zero-filled) when it is shorter.
-    fn take(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    pub(super) fn take(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
@@ -339,14 +371,14 @@ impl Scratch {
 }
 
 /// Where each sequence's rows start once the batch is laid end to end.
-struct Rows<'a> {
-    start: Vec<usize>,
-    len: &'a [usize],
-    total: usize,
+pub(super) struct Rows<'a> {
+    pub(super) start: Vec<usize>,
+    pub(super) len: &'a [usize],
+    pub(super) total: usize,
 }
 
 impl<'a> Rows<'a> {
-    fn new(batch: &'a Batch) -> Self {
+    pub(super) fn new(batch: &'a Batch) -> Self {
         Self {
             start: batch.starts(),
             len: &batch.lengths,
@@ -355,7 +387,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The first row of every sequence, `[sequences, width]`.
-    fn first_rows(&self, x: &[f32], width: usize) -> Vec<f32> {
+    pub(super) fn first_rows(&self, x: &[f32], width: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.start.len() * width);
         for &s in &self.start {
             out.extend_from_slice(&x[s * width..(s + 1) * width]);

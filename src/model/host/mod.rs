@@ -1,6 +1,8 @@
 //! The classifier on the host: the encoder over this crate's CPU kernels, then the head.
 
 mod encoder;
+mod modernbert;
+mod modernbert_attention;
 
 use super::batch::Batch;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
@@ -9,16 +11,68 @@ use crate::checkpoint::{Encoder, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
 pub(super) use encoder::HostEncoder;
+use encoder::Norm;
+use modernbert::ModernBertEncoder;
 
-/// `out(act(dense(first token)))`, packed like the encoder's layers.
+/// `out(norm(act(dense(pooled))))`, packed like the encoder's layers; the norm only in
+/// ModernBERT (`head.norm`), as in candle's head.
 struct Head {
     dense: PackedMatrix,
     act: Act,
+    norm: Option<Norm>,
     out: PackedMatrix,
 }
 
+/// The encoder of each family the host runs, each giving the pooled rows the head reads,
+/// `[sequences, hidden]`.
+enum Body {
+    /// BERT, DistilBERT, RoBERTa, XLM-RoBERTa: the first token's final hidden state.
+    PostNorm(HostEncoder),
+    /// ModernBERT: the first token's or the mean of the tokens' (`classifier_pooling`).
+    ModernBert(Box<ModernBertEncoder>),
+}
+
+impl Body {
+    /// `vb` points at the encoder's prefix, in f32.
+    fn load(
+        vb: &VarBuilder<'static>,
+        config: &ModelConfig,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        Ok(match &config.encoder {
+            Encoder::PostNorm(names) => {
+                Body::PostNorm(HostEncoder::load(vb, config, names, isa, format)?)
+            }
+            Encoder::ModernBert(settings) => Body::ModernBert(Box::new(ModernBertEncoder::load(
+                vb, config, settings, isa, format,
+            )?)),
+            Encoder::DebertaV2 { .. } => {
+                return Err(candle_core::Error::Msg(format!(
+                    "the host encoder does not run {} models",
+                    config.family.display_name()
+                )))
+            }
+        })
+    }
+
+    fn isa(&self) -> Isa {
+        match self {
+            Body::PostNorm(encoder) => encoder.isa(),
+            Body::ModernBert(encoder) => encoder.isa(),
+        }
+    }
+
+    fn pooled(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+        match self {
+            Body::PostNorm(encoder) => encoder.forward_first_token(batch),
+            Body::ModernBert(encoder) => encoder.forward_pooled(batch),
+        }
+    }
+}
+
 pub struct HostClassifier {
-    encoder: HostEncoder,
+    body: Body,
     head: Head,
 }
 
@@ -30,43 +84,24 @@ impl HostClassifier {
         isa: Isa,
         format: WeightFormat,
     ) -> Result<Self> {
-        let names = match &config.encoder {
-            Encoder::PostNorm(names) => names,
-            Encoder::DebertaV2 { .. } | Encoder::ModernBert(_) => {
-                return Err(candle_core::Error::Msg(format!(
-                    "the host encoder does not run {} models",
-                    config.family.display_name()
-                )))
-            }
-        };
         let located = weights::locate(vb, config);
-        let (h, labels) = (config.hidden_size, config.labels.len());
-        let head = &located.head;
-        let encoder = HostEncoder::load(&located.encoder, config, names, isa, format)?;
+        let body = Body::load(&located.encoder, config, isa, format)?;
         // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
         // recipes for classifiers: two small products, one row per sequence, where the
         // decision is made. Its kernels run at the encoder's level.
-        let isa = encoder.isa();
+        let isa = body.isa();
         let head_format = match format {
             WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => WeightFormat::F32,
             WeightFormat::F32 | WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => format,
         };
         Ok(Self {
-            encoder,
-            head: Head {
-                dense: encoder::pack(encoder::read_linear(&head.dense, h, h)?, isa, head_format)?,
-                act: encoder::act(head.activation),
-                out: encoder::pack(
-                    encoder::read_linear(&head.out, h, labels)?,
-                    isa,
-                    head_format,
-                )?,
-            },
+            body,
+            head: Head::load(vb, &located.head, config, isa, head_format)?,
         })
     }
 
     pub fn isa(&self) -> Isa {
-        self.encoder.isa()
+        self.body.isa()
     }
 
     /// Logits `[sequences][labels]`.
@@ -78,13 +113,56 @@ impl HostClassifier {
     }
 
     fn forward_here(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
-        let first = self.encoder.forward_first_token(batch)?;
-        let n = batch.len();
-        let pooled = self.head.dense.matmul(&first, n, Some(self.head.act));
-        let logits = self.head.out.matmul(&pooled, n, None);
-        Ok(logits
-            .chunks_exact(self.head.out.out_features())
+        let pooled = self.body.pooled(batch)?;
+        Ok(self.head.forward(&pooled, batch.len(), self.isa()))
+    }
+}
+
+impl Head {
+    /// `vb` is the checkpoint's root; `head` the dense and output layers' places in it.
+    fn load(
+        vb: &VarBuilder<'static>,
+        head: &weights::Head,
+        config: &ModelConfig,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        let (h, labels) = (config.hidden_size, config.labels.len());
+        // ModernBERT's config says whether the dense layer has a bias, and adds a norm.
+        let (dense_bias, norm) = match &config.encoder {
+            Encoder::ModernBert(m) => (
+                m.classifier_bias,
+                Some(Norm::load_with_bias(
+                    &vb.pp("head.norm"),
+                    h,
+                    config.layer_norm_eps,
+                    m.norm_bias,
+                )?),
+            ),
+            Encoder::PostNorm(_) | Encoder::DebertaV2 { .. } => (true, None),
+        };
+        Ok(Self {
+            dense: encoder::pack(
+                encoder::read_linear_with_bias(&head.dense, h, h, dense_bias)?,
+                isa,
+                format,
+            )?,
+            act: encoder::act(head.activation),
+            norm,
+            out: encoder::pack(encoder::read_linear(&head.out, h, labels)?, isa, format)?,
+        })
+    }
+
+    /// Logits of `n` pooled rows.
+    fn forward(&self, pooled: &[f32], n: usize, isa: Isa) -> Vec<Vec<f32>> {
+        let mut x = self.dense.matmul(pooled, n, Some(self.act));
+        if let Some(norm) = &self.norm {
+            norm.apply(isa, &mut x, None);
+        }
+        let logits = self.out.matmul(&x, n, None);
+        logits
+            .chunks_exact(self.out.out_features())
             .map(<[f32]>::to_vec)
-            .collect())
+            .collect()
     }
 }
