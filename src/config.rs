@@ -156,7 +156,7 @@ pub struct Config {
     /// avx2, neon, portable); naming a level forces it (to compare levels, or to pin one across
     /// a mixed fleet) and is a start-up error on a CPU that lacks it; candle runs candle's
     /// generic, padded ops instead (slower; for comparison). /info and the start-up log say
-    /// which path runs. Ignored on GPUs, and for electra, deberta-v2 and modernbert models,
+    /// which path runs. Ignored on GPUs, and for electra and deberta-v2 models,
     /// which run on candle's ops only (a level named for them is warned about, not refused).
     #[arg(long, env = "CPU_KERNELS", value_enum, default_value_t = CpuKernels::Auto)]
     pub cpu_kernels: CpuKernels,

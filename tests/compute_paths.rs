@@ -3,10 +3,10 @@
 //!
 //! - `parity::<path>::<model>`: PyTorch parity to 1e-4 for every shared model, on candle's
 //!   ops and on the host encoder at each kernel level (avx512, avx2, neon, portable); the
-//!   host encoder runs the BERT family and DeBERTa-v2 only, so the others have candle's path
-//!   alone.
+//!   host encoder runs every family (a family it did not would have candle's path alone).
 //! - `long_inputs::<level>`: the host encoder against candle's ops on what the references do
-//!   not cover: attention over up to 512 tokens, batched with one-token inputs.
+//!   not cover: attention over up to 512 tokens, batched with one-token inputs, and
+//!   ModernBERT's mean pooling.
 //! - `bf16::<path>`: bf16 (AVX512-BF16, or emulated on the f32 kernels) keeps the f32
 //!   decisions on SST-2 validation.
 //! - `int8::<path>`: int8 keeps the f32 decisions on SST-2 validation (99%, accuracy within
@@ -115,7 +115,7 @@ fn parity_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     for path in Path::all() {
         for dir in common::reference_models() {
-            // The host encoder runs some families only: other architectures have no host
+            // The host encoder runs some architectures only: the others have no host
             // path to check (not a path this machine lacks, so not listed as ignored).
             if matches!(path, Path::Host(_)) && !runs_on_host(&dir) {
                 continue;
@@ -132,9 +132,10 @@ fn parity_trials() -> Vec<Trial> {
 
 /// The host encoder agrees with candle's ops to 1e-4 from 1 to 512 tokens, in one batch;
 /// and each sequence alone gives what it gave in the batch (no row leaks into another).
+/// ModernBERT runs twice: as its fixture pools (`cls`) and with `mean` pooling, which no
+/// reference covers.
 fn long_inputs(compute: Compute) {
     let sentences: Vec<String> = common::sst2_dev().into_iter().map(|(_, t)| t).collect();
-    let candle = Compute::candle(Device::Cpu, DType::F32);
     let mut models: Vec<PathBuf> = vec![common::minilm()];
     models.extend(
         common::reference_models()
@@ -142,43 +143,60 @@ fn long_inputs(compute: Compute) {
             .filter(|d| runs_on_host(d)),
     );
     models.dedup();
-    for dir in models {
-        let name = model_name(&dir);
-        let host = common::load_model_with(&dir, &compute);
-        let reference = common::load_model_with(&dir, &candle);
-        let texts: Vec<String> = [1, 3, 9, 40, 200]
-            .iter()
-            .map(|&n| sentences[..n].join(" "))
-            .chain(["ok".to_string()])
-            .collect();
-        let encoded: Vec<Encoded> = texts
-            .iter()
-            .map(|t| host.tokenizer.encode(t).unwrap())
-            .collect();
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
-        assert!(
-            lengths.iter().any(|&l| l > 128) && lengths.iter().any(|&l| l <= 5),
-            "{name}: {lengths:?}"
+    for dir in &models {
+        host_against_candle(dir, &model_name(dir), &compute, &sentences);
+    }
+    let modernbert = common::more_fixture("modernbert-tiny-3class");
+    if runs_on_host(&modernbert) {
+        let mean = common::model_copy(&modernbert, |d| {
+            common::edit_json(&d.join("config.json"), |c| {
+                c["classifier_pooling"] = "mean".into()
+            })
+        });
+        host_against_candle(
+            mean.path(),
+            "modernbert-tiny-3class (mean pooling)",
+            &compute,
+            &sentences,
         );
-        let refs: Vec<&Encoded> = encoded.iter().collect();
-        let got = host.backend.forward(&refs).expect("host forward");
-        let want = reference.backend.forward(&refs).expect("candle forward");
-        for ((g, w), len) in got.iter().zip(&want).zip(&lengths) {
-            for (a, b) in g.iter().zip(w) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{name}, {len} tokens: {g:?} vs {w:?}"
-                );
-            }
+    }
+}
+
+fn host_against_candle(dir: &std::path::Path, name: &str, compute: &Compute, sentences: &[String]) {
+    let host = common::load_model_with(dir, compute);
+    let reference = common::load_model_with(dir, &Compute::candle(Device::Cpu, DType::F32));
+    let texts: Vec<String> = [1, 3, 9, 40, 200]
+        .iter()
+        .map(|&n| sentences[..n].join(" "))
+        .chain(["ok".to_string()])
+        .collect();
+    let encoded: Vec<Encoded> = texts
+        .iter()
+        .map(|t| host.tokenizer.encode(t).unwrap())
+        .collect();
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.len()).collect();
+    assert!(
+        lengths.iter().any(|&l| l > 128) && lengths.iter().any(|&l| l <= 5),
+        "{name}: {lengths:?}"
+    );
+    let refs: Vec<&Encoded> = encoded.iter().collect();
+    let got = host.backend.forward(&refs).expect("host forward");
+    let want = reference.backend.forward(&refs).expect("candle forward");
+    for ((g, w), len) in got.iter().zip(&want).zip(&lengths) {
+        for (a, b) in g.iter().zip(w) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{name}, {len} tokens: {g:?} vs {w:?}"
+            );
         }
-        for (e, g) in encoded.iter().zip(&got) {
-            let alone = host.backend.forward(&[e]).expect("forward").remove(0);
-            for (a, b) in alone.iter().zip(g) {
-                assert!(
-                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                    "{name}: {alone:?} vs {g:?}"
-                );
-            }
+    }
+    for (e, g) in encoded.iter().zip(&got) {
+        let alone = host.backend.forward(&[e]).expect("forward").remove(0);
+        for (a, b) in alone.iter().zip(g) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{name}: {alone:?} vs {g:?}"
+            );
         }
     }
 }

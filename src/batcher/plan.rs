@@ -39,7 +39,8 @@ pub fn split_sizes(lens: &[usize], limits: &BatchLimits) -> Vec<usize> {
             let padded = longest * size;
             // The budget counts padded tokens, which is what memory follows: activations are
             // linear in them, and so is ModernBERT's attention (inputs up to 8,192 tokens),
-            // computed per block of queries (candle/query_blocks.rs). The other families
+            // computed per block of queries (candle/query_blocks.rs) or, on the host, per
+            // query against the keys it sees (host/modernbert_attention.rs). The other families
             // still hold `heads x L x L` scores per sequence, for L up to their maximum (512
             // for most). A single sequence always runs, even above the token budget.
             if size > 1 && padded > limits.max_batch_tokens {

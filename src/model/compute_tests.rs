@@ -113,11 +113,8 @@ fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
         d.warnings
     );
     // Where candle's ops run the model: f32, with a warning that says so.
-    for (kernels, architecture) in [
-        (CpuKernels::Candle, BERT),
-        (CpuKernels::Auto, Family::ModernBert),
-    ] {
-        let d = Compute::decide(&Device::Cpu, Dtype::Int8, kernels, architecture).unwrap();
+    {
+        let d = Compute::decide(&Device::Cpu, Dtype::Int8, CpuKernels::Candle, BERT).unwrap();
         assert_eq!((d.compute.kernels(), d.compute.dtype()), ("candle", "f32"));
         assert!(
             d.warnings
@@ -130,29 +127,15 @@ fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
 }
 
 #[test]
-fn other_architectures_run_on_candle_and_say_why() {
-    for architecture in [Family::ModernBert] {
-        let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, architecture).unwrap();
-        assert_eq!(d.compute.kernels(), "candle");
-        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
-        assert_eq!(
-            d.compute.to_string(),
-            format!("candle ({}), cpu f32", *HOST_FAMILIES)
-        );
-        // A level asked for explicitly, even one this CPU lacks, is warned about, not refused.
-        for kernels in [CpuKernels::Portable, CpuKernels::Neon, CpuKernels::Avx512] {
-            let d = Compute::decide(&Device::Cpu, Dtype::F32, kernels, architecture).unwrap();
-            assert_eq!(d.compute.kernels(), "candle");
-            assert!(
-                d.warnings[0].contains("has no effect")
-                    && d.warnings[0].contains(architecture.as_str()),
-                "{:?}",
-                d.warnings
-            );
+fn every_family_runs_on_the_host_encoder_at_every_level_and_dtype() {
+    for &family in Family::ALL {
+        assert!(family.runs_on_host(), "{family:?}");
+        for dtype in [Dtype::F32, Dtype::Int8] {
+            let d = Compute::decide(&Device::Cpu, dtype, CpuKernels::Portable, family).unwrap();
+            assert_eq!(d.compute.kernels(), "portable", "{family:?} {dtype:?}");
         }
-        // Asked for by name: no reason to give.
-        let d =
-            Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Candle, architecture).unwrap();
-        assert_eq!(d.compute.to_string(), "candle, cpu f32");
+        let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, family).unwrap();
+        assert_ne!(d.compute.kernels(), "candle", "{family:?}");
+        assert!(d.warnings.is_empty(), "{family:?}: {:?}", d.warnings);
     }
 }

@@ -5,7 +5,7 @@ use crate::checkpoint::{Activation, ModelConfig};
 use candle_nn::VarBuilder;
 
 /// The classification head on the first token: `out(act(dense(x)))` (ModernBERT adds
-/// `head.norm` and its pooling, in src/model/candle/modernbert.rs).
+/// `head.norm` and its pooling, in src/model/candle/modernbert.rs and src/model/host/).
 pub(super) struct Head {
     pub dense: VarBuilder<'static>,
     pub out: VarBuilder<'static>,

@@ -199,20 +199,16 @@ async fn multi_label_model_scores_each_label_with_a_sigmoid() {
     }
 }
 
-/// ELECTRA, DeBERTa-v2 and ModernBERT load, `/info` names the architecture and the compute
-/// path (candle's, with the reason the host encoder does not run it; DeBERTa-v2 on the host
-/// encoder), and `/predict` gives PyTorch's labels and scores, one text and a batch that mixes
-/// lengths past ModernBERT's window and DeBERTa's position buckets.
+/// ELECTRA, DeBERTa-v2 and ModernBERT load, `/info` names the architecture and the host
+/// encoder at the fastest level (with `--cpu-kernels portable`, that level), and `/predict`
+/// gives PyTorch's labels and scores, one text and a batch that mixes lengths past
+/// ModernBERT's window and DeBERTa's position buckets.
 #[tokio::test(flavor = "multi_thread")]
-async fn electra_deberta_and_modernbert_serve_and_say_on_which_path() {
+async fn electra_deberta_and_modernbert_serve_and_say_where() {
     let best = sentiment_server::model::cpu::Isa::best().level();
     let host = (
         best.name().to_string(),
         format!("host encoder, {best} kernels ({}), f32", best.features()),
-    );
-    let candle = (
-        "candle".to_string(),
-        "candle (the host encoder runs bert, distilbert, roberta, xlm-roberta, electra and deberta-v2 only), cpu f32".to_string(),
     );
     for (name, model_type, class, (kernels, compute)) in [
         (
@@ -225,13 +221,13 @@ async fn electra_deberta_and_modernbert_serve_and_say_on_which_path() {
             "deberta-v2-tiny-3class",
             "deberta-v2",
             "DebertaV2ForSequenceClassification",
-            host,
+            host.clone(),
         ),
         (
             "modernbert-tiny-3class",
             "modernbert",
             "ModernBertForSequenceClassification",
-            candle,
+            host,
         ),
     ] {
         let dir = common::more_fixture(name);
@@ -266,12 +262,18 @@ async fn electra_deberta_and_modernbert_serve_and_say_on_which_path() {
             }
         }
     }
-    // A kernel level asked for such a model has no effect (a start-up warning), as on a GPU.
-    let mut config = config_for(common::more_fixture("modernbert-tiny-3class"));
-    config.cpu_kernels = sentiment_server::model::CpuKernels::Portable;
-    let server = TestServer::start(config).await;
-    let info: Value = server.get_json("/info").await;
-    assert_eq!(info["cpu_kernels"], "candle", "{info}");
+    // A kernel level asked for is the level that runs.
+    for name in [
+        "electra-tiny-2class",
+        "deberta-v2-tiny-3class",
+        "modernbert-tiny-3class",
+    ] {
+        let mut config = config_for(common::more_fixture(name));
+        config.cpu_kernels = sentiment_server::model::CpuKernels::Portable;
+        let server = TestServer::start(config).await;
+        let info: Value = server.get_json("/info").await;
+        assert_eq!(info["cpu_kernels"], "portable", "{name}: {info}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

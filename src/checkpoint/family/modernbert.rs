@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 pub(super) const SPEC: Spec = Spec {
     model_type: "modernbert",
     display_name: "ModernBERT",
-    host: false,
+    host: true,
     tokenizer: TokenizerFiles::Json,
     weights: Weights {
         base: "model",

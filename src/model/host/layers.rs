@@ -27,6 +27,23 @@ impl Norm {
         })
     }
 
+    /// ModernBERT's norms have a bias only with `norm_bias`; without one it is zero.
+    pub(super) fn load_with_bias(
+        vb: &VarBuilder,
+        size: usize,
+        eps: f64,
+        bias: bool,
+    ) -> Result<Self> {
+        if bias {
+            return Self::load(vb, size, eps);
+        }
+        Ok(Self {
+            weight: vb.get(size, "weight")?.to_vec1()?,
+            bias: vec![0.0; size],
+            eps: eps as f32,
+        })
+    }
+
     /// Every row of `x` becomes `layer_norm(row + residual row)`.
     pub(super) fn apply(&self, isa: Isa, x: &mut [f32], residual: Option<&[f32]>) {
         let h = self.weight.len();
@@ -43,11 +60,26 @@ pub(super) fn read_linear(
     in_dim: usize,
     out_dim: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
+    read_linear_with_bias(vb, in_dim, out_dim, true)
+}
+
+/// [`read_linear`] for layers whose config may drop the bias (ModernBERT): then it is zero,
+/// which the packed products add like any other.
+pub(super) fn read_linear_with_bias(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     Ok((
         vb.get((out_dim, in_dim), "weight")?
             .flatten_all()?
             .to_vec1()?,
-        vb.get(out_dim, "bias")?.to_vec1()?,
+        if bias {
+            vb.get(out_dim, "bias")?.to_vec1()?
+        } else {
+            vec![0.0; out_dim]
+        },
     ))
 }
 
@@ -250,7 +282,7 @@ pub(super) struct Scratch {
 
 impl Scratch {
     /// The first `len` values of `buf`, grown (zero-filled) when it is shorter.
-    fn take(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    pub(super) fn take(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
@@ -266,7 +298,7 @@ pub(super) struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn new(batch: &'a Batch) -> Self {
+    pub(super) fn new(batch: &'a Batch) -> Self {
         Self {
             start: batch.starts(),
             len: &batch.lengths,
@@ -275,7 +307,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The first row of every sequence, `[sequences, width]`.
-    fn first_rows(&self, x: &[f32], width: usize) -> Vec<f32> {
+    pub(super) fn first_rows(&self, x: &[f32], width: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.start.len() * width);
         for &s in &self.start {
             out.extend_from_slice(&x[s * width..(s + 1) * width]);

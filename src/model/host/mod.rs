@@ -4,6 +4,8 @@ mod deberta;
 mod embeddings;
 mod encoder;
 mod layers;
+mod modernbert;
+mod modernbert_attention;
 
 use super::batch::Batch;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
@@ -13,39 +15,69 @@ use candle_core::Result;
 use candle_nn::VarBuilder;
 use deberta::DebertaEncoder;
 pub(super) use encoder::HostEncoder;
+use layers::Norm;
+use modernbert::ModernBertEncoder;
 
-/// `out(act(dense(first token)))`, packed like the encoder's layers.
+/// `out(norm(act(dense(pooled))))`, packed like the encoder's layers; the norm only in
+/// ModernBERT (`head.norm`), as in candle's head.
 struct Head {
     dense: PackedMatrix,
     act: Act,
+    norm: Option<Norm>,
     out: PackedMatrix,
 }
 
-/// The encoder of each family the host runs, giving the first token's final hidden rows,
-/// `[sequences, hidden]`, that the head reads.
+/// The encoder of each family the host runs, each giving the pooled rows the head reads,
+/// `[sequences, hidden]`.
 enum Body {
+    /// BERT, DistilBERT, RoBERTa, XLM-RoBERTa: the first token's final hidden state.
     PostNorm(HostEncoder),
+    /// DeBERTa-v2/v3: the first token's final hidden state (its context pooler is the head).
     Deberta(DebertaEncoder),
+    /// ModernBERT: the first token's or the mean of the tokens' (`classifier_pooling`).
+    ModernBert(Box<ModernBertEncoder>),
 }
 
 impl Body {
+    /// `vb` points at the encoder's prefix, in f32.
+    fn load(
+        vb: &VarBuilder<'static>,
+        config: &ModelConfig,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        Ok(match &config.encoder {
+            Encoder::PostNorm(names) => {
+                Body::PostNorm(HostEncoder::load(vb, config, names, isa, format)?)
+            }
+            Encoder::ModernBert(settings) => Body::ModernBert(Box::new(ModernBertEncoder::load(
+                vb, config, settings, isa, format,
+            )?)),
+            Encoder::DebertaV2 { names, settings } => Body::Deberta(DebertaEncoder::load(
+                vb, config, names, settings, isa, format,
+            )?),
+        })
+    }
+
     fn isa(&self) -> Isa {
         match self {
-            Body::PostNorm(e) => e.isa(),
-            Body::Deberta(e) => e.isa(),
+            Body::PostNorm(encoder) => encoder.isa(),
+            Body::Deberta(encoder) => encoder.isa(),
+            Body::ModernBert(encoder) => encoder.isa(),
         }
     }
 
-    fn forward_first_token(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+    fn pooled(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
         match self {
-            Body::PostNorm(e) => e.forward_first_token(batch),
-            Body::Deberta(e) => e.forward_first_token(batch),
+            Body::PostNorm(encoder) => encoder.forward_first_token(batch),
+            Body::Deberta(encoder) => encoder.forward_first_token(batch),
+            Body::ModernBert(encoder) => encoder.forward_pooled(batch),
         }
     }
 }
 
 pub struct HostClassifier {
-    encoder: Body,
+    body: Body,
     head: Head,
 }
 
@@ -58,43 +90,23 @@ impl HostClassifier {
         format: WeightFormat,
     ) -> Result<Self> {
         let located = weights::locate(vb, config);
-        let (h, labels) = (config.hidden_size, config.labels.len());
-        let head = &located.head;
-        let root = &located.encoder;
-        let encoder = match &config.encoder {
-            Encoder::PostNorm(names) => {
-                Body::PostNorm(HostEncoder::load(root, config, names, isa, format)?)
-            }
-            Encoder::DebertaV2 { names, settings } => Body::Deberta(DebertaEncoder::load(
-                root, config, names, settings, isa, format,
-            )?),
-            Encoder::ModernBert(_) => {
-                return Err(candle_core::Error::Msg(format!(
-                    "the host encoder does not run {} models",
-                    config.family.display_name()
-                )))
-            }
-        };
+        let body = Body::load(&located.encoder, config, isa, format)?;
         // The classifier head stays in f32 under int8, as in PyTorch's dynamic quantization
         // recipes for classifiers: two small products, one row per sequence, where the
         // decision is made. Its kernels run at the encoder's level.
-        let isa = encoder.isa();
+        let isa = body.isa();
         let head_format = match format {
             WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => WeightFormat::F32,
             WeightFormat::F32 | WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => format,
         };
         Ok(Self {
-            encoder,
-            head: Head {
-                dense: layers::pack(layers::read_linear(&head.dense, h, h)?, isa, head_format)?,
-                act: layers::act(head.activation),
-                out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, head_format)?,
-            },
+            body,
+            head: Head::load(vb, &located.head, config, isa, head_format)?,
         })
     }
 
     pub fn isa(&self) -> Isa {
-        self.encoder.isa()
+        self.body.isa()
     }
 
     /// Logits `[sequences][labels]`.
@@ -106,13 +118,56 @@ impl HostClassifier {
     }
 
     fn forward_here(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
-        let first = self.encoder.forward_first_token(batch)?;
-        let n = batch.len();
-        let pooled = self.head.dense.matmul(&first, n, Some(self.head.act));
-        let logits = self.head.out.matmul(&pooled, n, None);
-        Ok(logits
-            .chunks_exact(self.head.out.out_features())
+        let pooled = self.body.pooled(batch)?;
+        Ok(self.head.forward(&pooled, batch.len(), self.isa()))
+    }
+}
+
+impl Head {
+    /// `vb` is the checkpoint's root; `head` the dense and output layers' places in it.
+    fn load(
+        vb: &VarBuilder<'static>,
+        head: &weights::Head,
+        config: &ModelConfig,
+        isa: Isa,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        let (h, labels) = (config.hidden_size, config.labels.len());
+        // ModernBERT's config says whether the dense layer has a bias, and adds a norm.
+        let (dense_bias, norm) = match &config.encoder {
+            Encoder::ModernBert(m) => (
+                m.classifier_bias,
+                Some(Norm::load_with_bias(
+                    &vb.pp("head.norm"),
+                    h,
+                    config.layer_norm_eps,
+                    m.norm_bias,
+                )?),
+            ),
+            Encoder::PostNorm(_) | Encoder::DebertaV2 { .. } => (true, None),
+        };
+        Ok(Self {
+            dense: layers::pack(
+                layers::read_linear_with_bias(&head.dense, h, h, dense_bias)?,
+                isa,
+                format,
+            )?,
+            act: layers::act(head.activation),
+            norm,
+            out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, format)?,
+        })
+    }
+
+    /// Logits of `n` pooled rows.
+    fn forward(&self, pooled: &[f32], n: usize, isa: Isa) -> Vec<Vec<f32>> {
+        let mut x = self.dense.matmul(pooled, n, Some(self.act));
+        if let Some(norm) = &self.norm {
+            norm.apply(isa, &mut x, None);
+        }
+        let logits = self.out.matmul(&x, n, None);
+        logits
+            .chunks_exact(self.out.out_features())
             .map(<[f32]>::to_vec)
-            .collect())
+            .collect()
     }
 }
