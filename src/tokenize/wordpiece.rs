@@ -85,7 +85,6 @@ pub(super) fn from_vocab(vocab: &Path, config: &Value) -> Result<Tokenizer, Load
             settings.strip_accents,
             settings.lowercase,
         )))
-        .map_err(|e| LoadError::new(show(vocab), format!("normalizer: {e}")))?
         .with_pre_tokenizer(Some(BertPreTokenizer))
         .with_post_processor(Some(BertProcessing::new(
             (settings.sep.clone(), sep_id),
@@ -103,8 +102,6 @@ pub(super) fn from_vocab(vocab: &Path, config: &Value) -> Result<Tokenizer, Load
     .filter(|token| id(token).is_ok())
     .map(|token| AddedToken::from(token.as_str(), true))
     .collect();
-    tokenizer
-        .add_special_tokens(specials)
-        .map_err(|e| LoadError::new(show(vocab), format!("special tokens: {e}")))?;
+    tokenizer.add_special_tokens(&specials);
     Ok(tokenizer)
 }
