@@ -21,12 +21,15 @@
 
 #[path = "testsuite/common/mod.rs"]
 mod common;
+#[path = "compute_paths/harness.rs"]
+mod harness;
 #[path = "compute_paths/kernels.rs"]
 mod kernels;
 
 use candle_core::{DType, Device};
-use libtest_mimic::{Arguments, Failed, Trial};
-use sentiment_server::model::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
+use harness::{bf16_hardware, trial, vnni_int8};
+use libtest_mimic::{Arguments, Trial};
+use sentiment_server::model::cpu::{Isa, Level, WeightFormat};
 use sentiment_server::model::Compute;
 use sentiment_server::types::Backend;
 use sentiment_server::types::Encoded;
@@ -63,39 +66,6 @@ impl Path {
             }),
         }
     }
-}
-
-/// A trial that runs `check(compute)` when `compute` is available, and is ignored with the
-/// reason otherwise (and fails with it under `--include-ignored`).
-fn trial<F>(name: String, compute: Result<Compute, String>, check: F) -> Trial
-where
-    F: FnOnce(Compute) + Send + 'static,
-{
-    match compute {
-        Ok(compute) => Trial::test(name, move || catch(move || check(compute))),
-        Err(why) => {
-            // The kind column is as wide as its longest entry: keep it to what is missing.
-            let kind = match why.rsplit_once("lacks ") {
-                Some((_, missing)) => format!("not run: CPU lacks {missing}"),
-                None => format!("not run: {why}"),
-            };
-            Trial::test(name, move || Err(Failed::from(why)))
-                .with_ignored_flag(true)
-                .with_kind(kind)
-        }
-    }
-}
-
-/// Runs `f`, turning a panic (a failed assertion) into the trial's failure message.
-fn catch(f: impl FnOnce()) -> Result<(), Failed> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panicked".into());
-        Failed::from(message)
-    })
 }
 
 /// Whether the host encoder implements the model's architecture.
@@ -281,30 +251,15 @@ fn int8_agreement(compute: Compute) {
     );
 }
 
-/// bf16 products on AVX512-BF16, or why this CPU cannot run them.
-fn bf16_hardware() -> Result<Compute, String> {
-    Avx512Bf16::detect()
-        .map(|token| Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Bf16(token),
-        })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Bf16::missing().join(", ")))
-}
-
-/// int8 products on AVX512-VNNI, or why this CPU cannot run them.
-fn vnni_int8() -> Result<Compute, String> {
-    Avx512Vnni::detect()
-        .map(|token| Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Int8Vnni(token),
-        })
-        .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")))
+/// The host encoder at `isa`, products in `weights`.
+fn host((isa, weights): (Isa, WeightFormat)) -> Compute {
+    Compute::Host { isa, weights }
 }
 
 /// Every int8 kernel this machine has: VNNI, and `vpmaddubsw` or plain loops at each level.
 fn int8_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
-    let vnni = vnni_int8();
+    let vnni = vnni_int8().map(host);
     trials.push(trial("int8::avx512-vnni".into(), vnni, int8_agreement));
     for level in Level::ALL {
         let compute = Isa::detect(level).map(|isa| Compute::Host {
@@ -331,7 +286,7 @@ fn main() {
             long_inputs,
         ));
     }
-    let hardware = bf16_hardware();
+    let hardware = bf16_hardware().map(host);
     trials.push(trial("bf16::avx512-bf16".into(), hardware, bf16_agreement));
     let best = Isa::best();
     trials.push(trial(

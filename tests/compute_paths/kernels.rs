@@ -6,7 +6,6 @@ use libtest_mimic::Trial;
 use sentiment_server::model::cpu::{
     quantize_weights, Act, Isa, Level, PackedMatrix, WeightFormat, INT8_MAX_K, INT8_PAIR_GROUP_MAX,
 };
-use sentiment_server::model::Compute;
 
 /// Deterministic values in [-1, 1).
 fn data(len: usize, seed: u32) -> Vec<f32> {
@@ -546,19 +545,10 @@ pub fn trials() -> Vec<Trial> {
     ];
     for level in Level::ALL {
         for (name, op) in ops {
-            let compute = Isa::detect(level).map(|isa| Compute::Host {
-                isa,
-                weights: WeightFormat::F32,
-            });
             trials.push(trial(
                 format!("kernels::{}::{name}", level.name()),
-                compute,
-                move |compute| {
-                    let Compute::Host { isa, .. } = compute else {
-                        unreachable!()
-                    };
-                    op(isa)
-                },
+                Isa::detect(level),
+                op,
             ));
         }
     }
@@ -566,12 +556,7 @@ pub fn trials() -> Vec<Trial> {
     trials.push(trial(
         "kernels::avx512-bf16::matmul_bf16".into(),
         hardware,
-        |compute| {
-            let Compute::Host { isa, weights } = compute else {
-                unreachable!()
-            };
-            matmul(isa, weights)
-        },
+        |(isa, weights)| matmul(isa, weights),
     ));
     let vnni = super::vnni_int8();
     type Check = fn(Isa, WeightFormat);
@@ -583,12 +568,7 @@ pub fn trials() -> Vec<Trial> {
         trials.push(trial(
             format!("kernels::avx512-vnni::{name}"),
             vnni.clone(),
-            move |compute| {
-                let Compute::Host { isa, weights } = compute else {
-                    unreachable!()
-                };
-                check(isa, weights)
-            },
+            move |(isa, weights)| check(isa, weights),
         ));
     }
     trials
