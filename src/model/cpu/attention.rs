@@ -1,5 +1,5 @@
-//! Attention of one sequence and head, a block of queries at a time (a row operation of
-//! `generic.rs`, compiled per level like the others).
+//! Attention's row operations, compiled per level like `generic.rs`'s: softmax, and the
+//! attention of one sequence and head a block of queries at a time.
 //!
 //! One query at a time, every score row streams all of the head's keys and every output all
 //! of its values: for a 512-token review that is 128 KiB read per query from L2, and the
@@ -9,8 +9,41 @@
 //! linear in the sequence's length; an online softmax over key tiles (flash attention) would
 //! bound them further, which pays only past the lengths these encoders take.
 
-use super::generic::{softmax, LANES};
-use super::math::MulAdd;
+use super::math::{exp, sum_lanes, MulAdd, LANES};
+
+/// `x = softmax(x)`, shifted by the maximum so that large scores cannot overflow.
+#[inline(always)]
+pub(super) fn softmax<M: MulAdd>(x: &mut [f32]) {
+    let mut max = [f32::MIN; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            max[j] = if c[j] > max[j] { c[j] } else { max[j] };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&max)
+        .fold(f32::MIN, |m, &v| if v > m { v } else { m });
+    let mut sum = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            c[j] = exp::<M>(c[j] - max);
+            sum[j] += c[j];
+        }
+    }
+    let mut total = sum_lanes(sum);
+    for v in chunks.into_remainder() {
+        *v = exp::<M>(*v - max);
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
 
 /// Queries per block: with [`LANES`]-wide accumulators, 4 x 16 values are 8 of AVX2's 16
 /// registers (4 of AVX-512's 32), which leaves room for the loads.

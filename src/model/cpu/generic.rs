@@ -10,65 +10,15 @@
 //! micro-kernel accumulators stay in registers. All indexing is checked: bounds that the
 //! results depend on hold in release builds too.
 
-pub(super) use super::attention::attend;
-use super::math::{bf16_bits, exp, gelu, tanh, MulAdd};
-
-/// Values per partial-sum array: one 512-bit register, two 256-bit, four 128-bit.
-pub const LANES: usize = 16;
-
-#[inline(always)]
-fn sum_lanes(acc: [f32; LANES]) -> f32 {
-    // Pairwise, as a vector reduction would.
-    let mut width = LANES;
-    let mut acc = acc;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
-}
+pub(super) use super::attention::{attend, softmax};
+pub use super::math::LANES;
+use super::math::{bf16_bits, exp, gelu, sum_lanes, tanh, MulAdd};
 
 /// `out[i] += v[i]`.
 #[inline(always)]
 pub(super) fn add_assign<M: MulAdd>(out: &mut [f32], v: &[f32]) {
     for (o, x) in out.iter_mut().zip(v) {
         *o += *x;
-    }
-}
-
-/// `x = softmax(x)`, shifted by the maximum so that large scores cannot overflow.
-#[inline(always)]
-pub(super) fn softmax<M: MulAdd>(x: &mut [f32]) {
-    let mut max = [f32::MIN; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for j in 0..LANES {
-            max[j] = if c[j] > max[j] { c[j] } else { max[j] };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&max)
-        .fold(f32::MIN, |m, &v| if v > m { v } else { m });
-    let mut sum = [0f32; LANES];
-    let mut chunks = x.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for j in 0..LANES {
-            c[j] = exp::<M>(c[j] - max);
-            sum[j] += c[j];
-        }
-    }
-    let mut total = sum_lanes(sum);
-    for v in chunks.into_remainder() {
-        *v = exp::<M>(*v - max);
-        total += *v;
-    }
-    let inv = 1.0 / total;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 

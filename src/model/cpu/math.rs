@@ -103,3 +103,20 @@ pub(super) fn bf16_bits(x: f32) -> u16 {
         rounded as u16
     }
 }
+
+/// Values per partial-sum array: one 512-bit register, two 256-bit, four 128-bit.
+pub const LANES: usize = 16;
+
+#[inline(always)]
+pub(super) fn sum_lanes(acc: [f32; LANES]) -> f32 {
+    // Pairwise, as a vector reduction would.
+    let mut width = LANES;
+    let mut acc = acc;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
+}

@@ -9,7 +9,9 @@
 use super::super::batch::Batch;
 use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, QUERY_BLOCK};
 use super::embeddings::Embeddings;
-use super::layers::{act, first_token_rows, keys_transposed, pack, per_head, read_linear, Layer, Rows};
+use super::layers::{
+    act, first_token_rows, keys_transposed, pack, per_head, read_linear, Layer, Rows,
+};
 use crate::checkpoint::{LayerNames, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
