@@ -231,7 +231,7 @@ pub(super) fn keys_transposed(
 
 /// `task(sequence, head)`'s `[queries][hd]` context for every sequence and head, on the pool's
 /// threads when the batch is worth it, laid out as `[rows, nh * hd]` (one row per sequence
-/// when `first_only`).
+/// when `first_only`). Full attention: each query scores every key of its sequence.
 pub(super) fn per_head(
     rows: &Rows,
     nh: usize,
@@ -239,13 +239,25 @@ pub(super) fn per_head(
     first_only: bool,
     task: impl Fn(usize, usize) -> Vec<f32> + Sync,
 ) -> Vec<f32> {
-    let h = nh * hd;
-    let tasks = rows.len.len() * nh;
-    let work: usize = rows
+    let work = rows
         .len
         .iter()
         .map(|&l| l * if first_only { 1 } else { l })
         .sum();
+    per_head_with_work(rows, nh, hd, first_only, work, task)
+}
+
+/// [`per_head`] where `work` (query-key pairs in the batch) says whether to use the pool.
+pub(super) fn per_head_with_work(
+    rows: &Rows,
+    nh: usize,
+    hd: usize,
+    first_only: bool,
+    work: usize,
+    task: impl Fn(usize, usize) -> Vec<f32> + Sync,
+) -> Vec<f32> {
+    let h = nh * hd;
+    let tasks = rows.len.len() * nh;
     let run = |t: usize| task(t / nh, t % nh);
     // Short batches are not worth waking the other threads.
     let heads: Vec<Vec<f32>> = if work * h < 1 << 15 {

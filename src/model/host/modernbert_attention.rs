@@ -3,8 +3,7 @@
 //! only the keys within the sliding window (local layers: cost linear in the sequence length).
 
 use super::super::cpu::{Isa, LANES};
-use super::layers::Rows;
-use rayon::prelude::*;
+use super::layers::{per_head_with_work, Rows};
 use std::ops::Range;
 
 /// Positions whose rotary angles are tabled at load: ModernBERT's usual 8,192 at most (2 MiB
@@ -118,35 +117,19 @@ impl Shape {
 /// Scaled dot-product attention of each sequence over its own tokens, out of the rotated QKV
 /// rows: `[rows, hidden]`, or one row per sequence (its first token's) when `first_only`.
 pub(super) fn attend(isa: Isa, qkv: &[f32], rows: &Rows, shape: &Shape) -> Vec<f32> {
-    let (nh, hd) = (shape.heads, shape.head_dim);
-    let h = nh * hd;
-    let task = |t: usize| head_context(isa, qkv, rows, shape, t / nh, t % nh);
-    let tasks = rows.len.len() * nh;
-    let work: usize = rows
+    let work = rows
         .len
         .iter()
         .map(|&l| shape.queries(l) * shape.keys(l / 2, l).len())
         .sum();
-    // Short batches are not worth waking the other threads (as in `encoder.rs`).
-    let heads: Vec<Vec<f32>> = if work * h < 1 << 15 {
-        (0..tasks).map(task).collect()
-    } else {
-        (0..tasks).into_par_iter().map(task).collect()
-    };
-    let out_rows = if shape.first_only {
-        rows.len.len()
-    } else {
-        rows.total
-    };
-    let mut context = vec![0f32; out_rows * h];
-    for (t, head_out) in heads.iter().enumerate() {
-        let (s, head) = (t / nh, t % nh);
-        let first_row = if shape.first_only { s } else { rows.start[s] };
-        for (i, values) in head_out.chunks_exact(hd).enumerate() {
-            context[(first_row + i) * h + head * hd..][..hd].copy_from_slice(values);
-        }
-    }
-    context
+    per_head_with_work(
+        rows,
+        shape.heads,
+        shape.head_dim,
+        shape.first_only,
+        work,
+        |s, head| head_context(isa, qkv, rows, shape, s, head),
+    )
 }
 
 /// One sequence's and head's context, `[queries][head_dim]`: each query's scores against the
