@@ -5,7 +5,9 @@
 //! cost; sentences per CPU second times the cores is then the no-HTTP ceiling.
 //!
 //!   cargo run --release --example cpu_time -- avx2-f32 avx2-int8 avx512-f32 avx512-vnni-int8
-//! SHARED_DIR points at the shared models (default ../shared).
+//! SHARED_DIR points at the shared models (default ../shared); TEXTS at another `label<TAB>text`
+//! file (e.g. the long reviews of `benches/data/reviews.py`), MODEL at another model directory,
+//! BATCH at another batch size (default 32).
 
 use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::cpu::{Avx512Vnni, Isa, Level, WeightFormat};
@@ -55,9 +57,18 @@ fn main() {
     let shared = std::env::var_os("SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("../shared"));
-    let dir = shared.join("models/minilm-sst2");
-    let texts: Vec<String> = std::fs::read_to_string(shared.join("data/sst2_dev.tsv"))
-        .expect("sst2_dev.tsv")
+    let dir = std::env::var_os("MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared.join("models/minilm-sst2"));
+    let data = std::env::var_os("TEXTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared.join("data/sst2_dev.tsv"));
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let texts: Vec<String> = std::fs::read_to_string(&data)
+        .expect("the texts (TEXTS)")
         .lines()
         .filter_map(|l| l.split_once('\t').map(|(_, t)| t.to_string()))
         .filter(|t| t != "sentence")
@@ -71,7 +82,7 @@ fn main() {
         .collect();
     encoded.sort_by_key(|e| e.len());
     let batches: Vec<Batch> = encoded
-        .chunks(32)
+        .chunks(batch)
         .map(|chunk| {
             let mut b = Batch::default();
             for e in chunk {
@@ -106,6 +117,12 @@ fn main() {
             eprintln!("{:18} {cpu:.2} CPU s, {wall:.2} wall s", names[i]);
         }
     }
+    let tokens: usize = batches.iter().map(|b| b.ids.len()).sum();
+    println!(
+        "{} texts, {tokens} tokens (mean {:.0}), batches of {batch}",
+        texts.len(),
+        tokens as f64 / texts.len() as f64
+    );
     for (name, (cpu, wall)) in names.iter().zip(best) {
         println!(
             "{name:18} {:7.1} sentences per CPU second, {:7.1} per wall second (best of {rounds})",
