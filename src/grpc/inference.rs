@@ -222,11 +222,11 @@ fn rerank_texts(
     Ok((strings(query, QUERY_INPUT)?, strings(texts, TEXTS_INPUT)?))
 }
 
+/// An input tensor and its entry of `raw_input_contents`, when the request has them.
+type WithRaw = (InferInputTensor, Option<Vec<u8>>);
+
 /// Each input with its entry of `raw_input_contents` (one per input, in order, or none).
-fn with_raw(
-    inputs: Vec<InferInputTensor>,
-    raw: Vec<Vec<u8>>,
-) -> Result<Vec<(InferInputTensor, Option<Vec<u8>>)>, ApiError> {
+fn with_raw(inputs: Vec<InferInputTensor>, raw: Vec<Vec<u8>>) -> Result<Vec<WithRaw>, ApiError> {
     if !raw.is_empty() && raw.len() != inputs.len() {
         return Err(ApiError::BadRequest(format!(
             "`raw_input_contents` has {} entries for {} inputs",
@@ -242,10 +242,7 @@ fn with_raw(
 }
 
 /// One BYTES input's strings, typed or raw (never both).
-fn strings(
-    (input, raw): (InferInputTensor, Option<Vec<u8>>),
-    name: &str,
-) -> Result<Vec<String>, ApiError> {
+fn strings((input, raw): WithRaw, name: &str) -> Result<Vec<String>, ApiError> {
     let typed = input
         .contents
         .map(|c| c.bytes_contents)

@@ -164,7 +164,7 @@ async fn the_documents_of_a_request_run_in_shared_batches() {
     let sequences = metric_sum(&server, "sentiment_batch_size_sum").await - sizes;
     assert_eq!(sequences as usize, r.documents.len());
     assert!(
-        batches >= 1.0 && batches <= 2.0,
+        (1.0..=2.0).contains(&batches),
         "{} documents in {batches} forward passes",
         r.documents.len()
     );
@@ -239,6 +239,18 @@ async fn limits_and_bad_requests_are_refused_with_422() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer.as_array().map(Vec::len), Some(3));
+    // A cross-encoder is a classifier too: /predict answers its sigmoid, counted as its task.
+    let (status, answer) = server
+        .post("/predict", &json!({"inputs": ["a", "b"]}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let texts = metric_sum(
+        &server,
+        "sentiment_task_inputs_total{task=\"text-classification\"}",
+    );
+    assert_eq!(texts.await, 2.0);
+    let reranked = metric_sum(&server, "sentiment_task_requests_total{task=\"rerank\"}");
+    assert_eq!(reranked.await, 1.0, "refused requests are not counted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,9 +324,9 @@ async fn open_inference_protocol_reranks_over_http_and_grpc() {
         assert_eq!(outputs[0]["datatype"], "INT64");
         assert_eq!(outputs[0]["data"], json!(r.order));
         assert_eq!(outputs[1]["shape"], json!([n]));
-        for i in 0..n {
-            close(&outputs[1]["data"][i], r.scores[i], "v2 score");
-            close(&outputs[2]["data"][i], r.logits[i], "v2 logit");
+        for (i, (score, logit)) in r.scores.iter().zip(&r.logits).enumerate() {
+            close(&outputs[1]["data"][i], *score, "v2 score");
+            close(&outputs[2]["data"][i], *logit, "v2 logit");
         }
 
         let bytes = |texts: Vec<String>| InferTensorContents {
