@@ -30,12 +30,8 @@ pub(crate) struct RerankRequest {
     pub return_text: bool,
     /// Cut pairs longer than the model's maximum length (the longer of query and text loses
     /// tokens first, transformers' `longest_first`); if false they are refused with 422.
-    #[serde(default = "default_true")]
+    #[serde(default = "super::predict::default_true")]
     pub truncate: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// One text's place in the ranking.
