@@ -9,10 +9,11 @@ Every `sh`, `bash` or `python` code block of README.md, docs/*.md, models/README
 deploy/README.md has a marker on the line above it (a block without one is an error, so that a
 new example cannot escape the check):
 
-    <!-- example: NAME [server=sst2|nli|own|none] [needs=A,B] [after=NAME] [expect="TEXT"] [timeout=S] -->
+    <!-- example: NAME [server=sst2|nli|reranker|own|none] [needs=A,B] [after=NAME] [expect="TEXT"] [timeout=S] -->
 
 server   sst2 (default): a server of $SHARED_DIR/models/minilm-sst2 that the script starts once;
-         nli: one of the NLI fixture, served from a directory named `nli`; own: the block starts
+         nli: one of the NLI fixture, served from a directory named `nli`; reranker: one of the
+         cross-encoder fixture, from a directory named `reranker`; own: the block starts
          its own `sentiment-server`, in the background; none: no server at all.
          `localhost:8000` and `localhost:8001` in the block (and `--grpc-port 8001`) are rewritten
          to that server's HTTP and gRPC ports (free ones), `../shared` to $SHARED_DIR.
@@ -54,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = ["README.md", "docs/*.md", "models/README.md", "deploy/README.md"]
 LANGUAGES = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python", "py": "python"}
-SERVERS = {"sst2", "nli", "own", "none"}
+SERVERS = {"sst2", "nli", "reranker", "own", "none"}
 # What the script cannot provide: the example is listed as not run, with this reason.
 NEVER_HERE = {
     "docker": "needs Docker (.ci/run's container steps test the images, compose and Swarm: tests/e2e/)",
@@ -414,6 +415,10 @@ def main():
             nli = work / "nli"  # the model is named after its directory: `nli`, as the docs say
             shutil.copytree(shared / "more-fixtures" / "bert-tiny-nli", nli)
             servers["nli"] = Server("nli", server_bin, nli, shared, work)
+        if "reranker" in wanted:
+            reranker = work / "reranker"  # named `reranker`, as the docs say
+            shutil.copytree(shared / "more-fixtures" / "bert-tiny-reranker", reranker)
+            servers["reranker"] = Server("reranker", server_bin, reranker, shared, work)
         for ex in plan:
             problem, seconds, output = run_example(ex, names, servers, server_bin, shared, python, work)
             if problem:

@@ -202,6 +202,11 @@ pub struct Config {
     #[arg(long, env = "MAX_CANDIDATE_LABELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_candidate_labels: u32,
 
+    /// Most documents in one rerank request (TEI's default); more is refused with 422 (400 on
+    /// the Open Inference Protocol). Each is one forward pass; see docs/configuration.md.
+    #[arg(long, env = "MAX_RERANK_DOCUMENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rerank_documents: u32,
+
     /// Largest request body in bytes; more is refused with 413.
     #[arg(long, env = "PAYLOAD_LIMIT", default_value_t = 2_000_000)]
     pub payload_limit: usize,
@@ -429,21 +434,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn for_model_takes_every_default_and_nothing_from_the_environment() {
-        // Variables no other test sets; the process environment is shared by the tests.
-        std::env::set_var("MAX_CLIENT_BATCH_SIZE", "7");
-        std::env::set_var("API_KEY_FILE", "/nonexistent/keys");
-        let config = Config::for_model("models/x");
-        std::env::remove_var("MAX_CLIENT_BATCH_SIZE");
-        std::env::remove_var("API_KEY_FILE");
-        let defaults = Cli::parse_from(["sentiment-server"]).config;
-        assert_eq!(config.max_client_batch_size, defaults.max_client_batch_size);
-        assert_ne!(config.max_client_batch_size, 7);
-        assert_eq!(config.api_key_file, None);
-        assert_eq!(config.model_dir(), Path::new("models/x"));
-    }
-}
+mod tests;

@@ -179,6 +179,16 @@ impl Engine {
         inputs: Vec<TextInput>,
         truncation: Truncation,
     ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        Ok(self.classify_counted(inputs, truncation).await?.0)
+    }
+
+    /// [`Engine::classify`], and the tokens the inputs took, special tokens included (what a
+    /// rerank answer reports as its usage).
+    pub async fn classify_counted(
+        &self,
+        inputs: Vec<TextInput>,
+        truncation: Truncation,
+    ) -> Result<(Vec<Vec<f32>>, usize), InferenceError> {
         let incoming = self.batcher.announce();
         let admitted = self.batcher.admit(inputs.len())?;
         let started = Instant::now();
@@ -194,6 +204,7 @@ impl Engine {
                 )));
             }
         }
+        let tokens = encoded.iter().map(crate::types::Encoded::len).sum();
         let receivers = self.batcher.enqueue(admitted, encoded, incoming)?;
         let mut logits = Vec::with_capacity(receivers.len());
         for rx in receivers {
@@ -205,7 +216,7 @@ impl Engine {
                 .map_err(InferenceError::Backend)?;
             logits.push(row);
         }
-        Ok(logits)
+        Ok((logits, tokens))
     }
 
     async fn tokenize(

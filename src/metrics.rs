@@ -36,6 +36,13 @@ pub struct ModelVersion {
     pub version: String,
 }
 
+/// A task the server answers (`text-classification`, `zero-shot-classification`, `rerank`,
+/// ...): a fixed name from the code, never from a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    pub task: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Route {
     pub route: String,
@@ -58,6 +65,9 @@ pub struct Metrics {
     pub model_load_seconds: Family<ModelVersion, Gauge<f64, AtomicU64>>,
     pub model_load_failures: Family<ModelVersion, Counter>,
     pub model_reloads: Family<ModelVersion, Counter>,
+    /// Answered inference requests by task, and the inputs they held (texts, pairs, documents).
+    pub task_requests: Family<TaskLabel, Counter>,
+    pub task_inputs: Family<TaskLabel, Counter>,
     pub prediction_log_written: Counter,
     pub prediction_log_dropped: Counter,
     /// Row fields changed to be storable (NUL replaced, request id cut); no client-derived labels.
@@ -130,6 +140,8 @@ impl Metrics {
             model_load_seconds: Family::<ModelVersion, Gauge<f64, AtomicU64>>::default(),
             model_load_failures: Family::<ModelVersion, Counter>::default(),
             model_reloads: Family::<ModelVersion, Counter>::default(),
+            task_requests: Family::<TaskLabel, Counter>::default(),
+            task_inputs: Family::<TaskLabel, Counter>::default(),
             prediction_log_written: Counter::default(),
             prediction_log_dropped: Counter::default(),
             prediction_log_sanitized: Counter::default(),
@@ -139,7 +151,32 @@ impl Metrics {
         };
         metrics.register_requests();
         metrics.register_models();
+        metrics.register_tasks();
         metrics
+    }
+
+    /// The per-task series.
+    fn register_tasks(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "task_requests",
+            "Inference requests answered, by task (text-classification, zero-shot-classification, rerank)",
+            self.task_requests.clone(),
+        );
+        r.register(
+            "task_inputs",
+            "Inputs of the answered inference requests, by task: texts or text pairs, zero-shot inputs, rerank documents",
+            self.task_inputs.clone(),
+        );
+    }
+
+    /// Counts one answered request of `task` with its `inputs`.
+    pub fn task_answered(&self, task: &'static str, inputs: usize) {
+        let labels = TaskLabel { task };
+        self.task_requests.get_or_create(&labels).inc();
+        self.task_inputs
+            .get_or_create(&labels)
+            .inc_by(inputs as u64);
     }
 
     /// The HTTP and gRPC series.

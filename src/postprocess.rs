@@ -1,5 +1,7 @@
-//! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`].
+//! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`],
+//! reranking in [`rerank`].
 
+pub(crate) mod rerank;
 pub(crate) mod zero_shot;
 
 use crate::types::ScoreFunction;

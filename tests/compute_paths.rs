@@ -13,6 +13,8 @@
 //! - `int8::<path>`: int8 keeps the f32 decisions on SST-2 validation (99%, accuracy within
 //!   a point), and every shared fixture's scores stay within [`INT8_SCORE_TOLERANCE`] of
 //!   PyTorch's fp32 ones.
+//! - `rerank::<path>`, `rerank::int8::<level>`: the cross-encoder fixture's rankings against
+//!   transformers' (logits, sigmoid scores and order in f32; int8 scores within tolerance).
 //! - `kernels::<level>::<op>`: each kernel and row operation against a plain scalar version
 //!   on odd shapes.
 //!
@@ -26,6 +28,8 @@ mod common;
 mod harness;
 #[path = "compute_paths/kernels.rs"]
 mod kernels;
+#[path = "compute_paths/rerank.rs"]
+mod rerank;
 
 use candle_core::{DType, Device};
 use harness::{bf16_hardware, trial, vnni_int8};
@@ -326,6 +330,7 @@ fn main() {
     ));
     trials.extend(int8_trials());
     trials.extend(kernels::trials());
+    trials.extend(rerank::trials());
     let runnable: Vec<&str> = Level::ALL
         .into_iter()
         .filter(|l| Isa::detect(*l).is_ok())

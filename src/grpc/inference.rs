@@ -16,6 +16,7 @@ use super::{deadline, observed, request_id};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::repository::Lookup;
+use crate::service::v2::rerank::{self, QUERY_INPUT, TEXTS_INPUT};
 use crate::service::v2::{
     self, check_shape, decode_strings, model_tensors, requested, text_inputs, utf8, EXTENSIONS,
     INPUT, PAIR_INPUT, PLATFORM,
@@ -163,15 +164,20 @@ async fn infer(
     call: &Call<'_>,
     mut request: ModelInferRequest,
 ) -> Result<ModelInferResponse, ApiError> {
-    let wanted = requested(
-        std::mem::take(&mut request.outputs)
-            .into_iter()
-            .map(|o| (o.name, Some(parameters(o.parameters))))
-            .collect(),
-        false,
-    )?;
-    let (texts, pairs) = input_texts(request.inputs, request.raw_input_contents)?;
-    let computed = v2::infer(state, engine, call, texts, pairs, wanted).await?;
+    let outputs: Vec<_> = (std::mem::take(&mut request.outputs).into_iter())
+        .map(|o| (o.name, Some(parameters(o.parameters))))
+        .collect();
+    let inputs = std::mem::take(&mut request.inputs);
+    let raw = std::mem::take(&mut request.raw_input_contents);
+    let computed = if rerank::is_rerank(inputs.iter().map(|i| i.name.as_str())) {
+        let wanted = rerank::requested(outputs, false)?;
+        let (query, texts) = rerank_texts(inputs, raw)?;
+        rerank::infer(state, engine, call, query, texts, wanted).await?
+    } else {
+        let wanted = requested(outputs, false)?;
+        let (texts, pairs) = input_texts(inputs, raw)?;
+        v2::infer(state, engine, call, texts, pairs, wanted).await?
+    };
     let mut response = ModelInferResponse {
         model_name: engine.info.model_id.clone(),
         model_version: engine.info.model_version.clone(),
@@ -197,6 +203,30 @@ fn input_texts(
     inputs: Vec<InferInputTensor>,
     raw: Vec<Vec<u8>>,
 ) -> Result<(Vec<String>, Option<Vec<String>>), ApiError> {
+    let inputs = with_raw(inputs, raw)?;
+    let (text, pair) = text_inputs(inputs, |(i, _)| (i.name.as_str(), i.datatype.as_str()))?;
+    let texts = strings(text, INPUT)?;
+    let pairs = pair.map(|p| strings(p, PAIR_INPUT)).transpose()?;
+    Ok((texts, pairs))
+}
+
+/// The query and the documents of a rerank request (inputs `query` and `texts`), typed or raw
+/// as [`input_texts`] takes them.
+fn rerank_texts(
+    inputs: Vec<InferInputTensor>,
+    raw: Vec<Vec<u8>>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let inputs = with_raw(inputs, raw)?;
+    let (query, texts) =
+        rerank::rerank_inputs(inputs, |(i, _)| (i.name.as_str(), i.datatype.as_str()))?;
+    Ok((strings(query, QUERY_INPUT)?, strings(texts, TEXTS_INPUT)?))
+}
+
+/// An input tensor and its entry of `raw_input_contents`, when the request has them.
+type WithRaw = (InferInputTensor, Option<Vec<u8>>);
+
+/// Each input with its entry of `raw_input_contents` (one per input, in order, or none).
+fn with_raw(inputs: Vec<InferInputTensor>, raw: Vec<Vec<u8>>) -> Result<Vec<WithRaw>, ApiError> {
     if !raw.is_empty() && raw.len() != inputs.len() {
         return Err(ApiError::BadRequest(format!(
             "`raw_input_contents` has {} entries for {} inputs",
@@ -205,21 +235,14 @@ fn input_texts(
         )));
     }
     let mut raw = raw.into_iter().map(Some);
-    let inputs: Vec<(InferInputTensor, Option<Vec<u8>>)> = inputs
+    Ok(inputs
         .into_iter()
         .map(|input| (input, raw.next().flatten()))
-        .collect();
-    let (text, pair) = text_inputs(inputs, |(i, _)| (i.name.as_str(), i.datatype.as_str()))?;
-    let texts = strings(text, INPUT)?;
-    let pairs = pair.map(|p| strings(p, PAIR_INPUT)).transpose()?;
-    Ok((texts, pairs))
+        .collect())
 }
 
 /// One BYTES input's strings, typed or raw (never both).
-fn strings(
-    (input, raw): (InferInputTensor, Option<Vec<u8>>),
-    name: &str,
-) -> Result<Vec<String>, ApiError> {
+fn strings((input, raw): WithRaw, name: &str) -> Result<Vec<String>, ApiError> {
     let typed = input
         .contents
         .map(|c| c.bytes_contents)

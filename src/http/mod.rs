@@ -8,6 +8,8 @@ pub(crate) mod openapi;
 mod playground;
 pub(crate) mod predict;
 mod probes;
+pub(crate) mod rerank;
+pub(crate) mod rerank_v1;
 pub(crate) mod v2;
 pub(crate) mod zero_shot;
 
@@ -81,6 +83,8 @@ fn inference_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/models/{name}/predict", post(predict::predict_model))
         .route("/", post(predict::inference_api))
         .route("/zero-shot-classification", post(zero_shot::zero_shot))
+        .route("/rerank", post(rerank::rerank))
+        .route("/v1/rerank", post(rerank_v1::rerank_v1))
         .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",

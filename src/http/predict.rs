@@ -110,7 +110,7 @@ impl Options {
     }
 }
 
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
 

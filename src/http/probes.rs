@@ -52,6 +52,8 @@ pub(super) struct BatchingInfo {
     pub max_client_batch_size: usize,
     /// Most candidate labels in one zero-shot request.
     pub max_candidate_labels: usize,
+    /// Most documents in one rerank request.
+    pub max_rerank_documents: usize,
 }
 
 /// One model of the repository.
@@ -133,6 +135,7 @@ pub(super) async fn info(
             max_queue_wait_ms: limits.max_queue_wait.as_secs_f64() * 1000.0,
             max_client_batch_size: state.config.max_client_batch_size as usize,
             max_candidate_labels: state.config.max_candidate_labels as usize,
+            max_rerank_documents: state.config.max_rerank_documents as usize,
         },
         api_key_required: state.api_keys.enabled(),
         version: env!("CARGO_PKG_VERSION"),

@@ -36,13 +36,21 @@ pub enum Task {
     /// One zero-shot input: `label` and `scores` are the request's candidate labels, scored as
     /// the answer scored them (the model's pairs with each hypothesis are not stored).
     ZeroShotClassification,
+    /// One rerank request: `text` is the query, `text_pair` the best document, `label` its
+    /// index in the request (as a string) and `scores` the best documents' relevance scores
+    /// keyed by their index (at most [`RERANK_LOGGED_RESULTS`]).
+    Rerank,
 }
+
+/// How many of a rerank request's best documents its prediction-log row keeps in `scores`.
+pub const RERANK_LOGGED_RESULTS: usize = 10;
 
 impl Task {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TextClassification => "text-classification",
             Self::ZeroShotClassification => "zero-shot-classification",
+            Self::Rerank => "rerank",
         }
     }
 }

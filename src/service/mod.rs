@@ -1,9 +1,11 @@
 //! The protocol-independent inference call every API shares (`/predict`, `POST /`, the Open
-//! Inference Protocol over HTTP and gRPC) and zero-shot classification ([`zero_shot`]):
+//! Inference Protocol over HTTP and gRPC), zero-shot classification ([`zero_shot`]) and
+//! reranking ([`rerank`]):
 //! validation of the inputs, the engine call within a deadline, and the prediction log. Each
 //! protocol parses its own request into texts or text pairs, calls [`classify`], and renders
 //! the logits and errors its own way.
 
+pub(crate) mod rerank;
 pub mod v2;
 pub(crate) mod zero_shot;
 
@@ -94,7 +96,10 @@ pub(crate) async fn classify(
         let texts = inputs.iter().map(|i| (&*i.text, i.text_pair.as_deref()));
         log.keep(Task::TextClassification, texts)
     });
+    let count = inputs.len();
     let logits = run(engine, call, inputs, truncation).await?;
+    let task = Task::TextClassification.as_str();
+    state.metrics.task_answered(task, count);
     if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {
         let info = &engine.info;
         let predictions: Vec<Vec<(String, f32)>> = logits

@@ -11,6 +11,7 @@
 
 mod inputs;
 mod raw;
+pub(crate) mod rerank;
 
 pub(crate) use inputs::{check_shape, text_inputs};
 pub use raw::{decode_strings, encode_strings};
@@ -53,18 +54,25 @@ fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> Metada
 
 /// The model's input and output tensors, for metadata and configuration alike. `text_pair`
 /// is optional (the protocol's metadata cannot say so; Triton's configuration can).
+/// A cross-encoder (one label) also has the rerank tensors ([`rerank`]): `query` and `texts`
+/// in, `logit` and `ranking` out.
 pub(crate) fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
-    (
-        vec![
-            tensor(INPUT, "BYTES", vec![-1]),
-            tensor(PAIR_INPUT, "BYTES", vec![-1]),
-        ],
-        vec![
-            tensor("label", "BYTES", vec![-1]),
-            tensor("score", "FP32", vec![-1]),
-            tensor("scores", "FP32", vec![-1, labels as i64]),
-        ],
-    )
+    let mut inputs = vec![
+        tensor(INPUT, "BYTES", vec![-1]),
+        tensor(PAIR_INPUT, "BYTES", vec![-1]),
+    ];
+    let mut outputs = vec![
+        tensor("label", "BYTES", vec![-1]),
+        tensor("score", "FP32", vec![-1]),
+        tensor("scores", "FP32", vec![-1, labels as i64]),
+    ];
+    if labels == 1 {
+        inputs.push(tensor(rerank::QUERY_INPUT, "BYTES", vec![1]));
+        inputs.push(tensor(rerank::TEXTS_INPUT, "BYTES", vec![-1]));
+        outputs.push(tensor("logit", "FP32", vec![-1]));
+        outputs.push(tensor("ranking", "INT64", vec![-1]));
+    }
+    (inputs, outputs)
 }
 
 /// The model's outputs, in the default order.
@@ -175,6 +183,7 @@ pub(crate) fn requested(
 pub(crate) enum TensorData {
     Bytes(Vec<String>),
     Fp32(Vec<f32>),
+    Int64(Vec<i64>),
 }
 
 impl TensorData {
@@ -183,6 +192,7 @@ impl TensorData {
         match self {
             TensorData::Bytes(strings) => encode_strings(strings.iter().map(String::as_str)),
             TensorData::Fp32(values) => encode_floats(values),
+            TensorData::Int64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
 }

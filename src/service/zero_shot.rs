@@ -70,6 +70,8 @@ pub(crate) async fn classify(
         log.keep(Task::ZeroShotClassification, texts)
     });
     let logits = run(engine, call, inputs, Truncation::OnlyFirst).await?;
+    let task = Task::ZeroShotClassification.as_str();
+    state.metrics.task_answered(task, sequences.len());
     let scores = logits
         .chunks(labels.len())
         .map(|rows| scoring.scores(rows))

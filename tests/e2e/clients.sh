@@ -4,7 +4,9 @@
 # Inference Protocol over HTTP and gRPC (versions pinned below); their answers are compared
 # with /predict's. A second server with the NLI fixture answers InferenceClient's
 # zero_shot_classification (compared with /zero-shot-classification) and text pairs (plain HTTP
-# and both Triton clients, compared with the PyTorch references).
+# and both Triton clients, compared with the PyTorch references). A third, with the
+# cross-encoder fixture, answers Cohere's SDK on /v1/rerank and both Triton clients' rerank
+# inputs (tests/e2e/rerank_clients.py, compared with transformers' references).
 #   SERVER_BIN=path   a prebuilt server (default: `cargo build`, target/debug)
 #   VENV=.venv-clients  where the clients are installed (git-ignored)
 set -euo pipefail
@@ -12,17 +14,21 @@ cd "$(dirname "$0")/../.."
 
 HUGGINGFACE_HUB_VERSION=2.4.0
 TRITONCLIENT_VERSION=2.73.0
+COHERE_VERSION=7.3.1
 VENV="${VENV:-.venv-clients}"
 export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"
 MODEL_DIR="${MODEL_DIR:-$SHARED_DIR/models/minilm-sst2}"
 NLI_DIR="${NLI_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-nli}"
+RERANK_DIR="${RERANK_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-reranker}"
 
-want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient[http,grpc]==$TRITONCLIENT_VERSION"
+want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient[http,grpc]==$TRITONCLIENT_VERSION cohere==$COHERE_VERSION"
 if [ "$(cat "$VENV/.clients" 2>/dev/null)" != "$want" ]; then
     echo "==> installing $want into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tritonclient[http,grpc]==$TRITONCLIENT_VERSION"
+    # Bounded: a stalled index must not hold CI (the three take about a minute).
+    timeout 600 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tritonclient[http,grpc]==$TRITONCLIENT_VERSION" \
+        "cohere==$COHERE_VERSION"
     echo "$want" > "$VENV/.clients"
 fi
 
@@ -69,6 +75,9 @@ serve() {
 }
 serve "$NLI_DIR" "$work/nli.log"
 nli_base=$base nli_grpc=$grpc_address
+serve "$RERANK_DIR" "$work/rerank.log"
+rerank_base=$base rerank_grpc=$grpc_address
 serve "$MODEL_DIR" "$work/log"
 
 "$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc"
+timeout 120 "$VENV/bin/python" tests/e2e/rerank_clients.py "$rerank_base" "$key" "$rerank_grpc"

@@ -148,6 +148,12 @@ def body_for(path, model):
         return {"inputs": "The match went to extra time.",
                 "parameters": {"candidate_labels": ["sports", "politics"],
                                "hypothesis_template": "This example is {}.", "multi_label": False}}
+    if path == "/rerank":
+        return {"query": "a good family movie", "texts": ["a warm film", "a bleak thriller"],
+                "raw_scores": False, "return_text": True, "truncate": True}
+    if path == "/v1/rerank":
+        return {"model": "m", "query": "a good family movie", "documents": ["a warm film", {"text": "bleak"}],
+                "top_n": 1, "return_documents": True}
     if path.endswith("/infer"):
         return {"id": "42",
                 "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["I loved it"]}],

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The playground page in a real browser: headless Chromium loads GET /?text=... (and, for
-# zero-shot classification with an NLI model, &labels=...), the page asks /info and /predict
-# (or /zero-shot-classification), and we check the rendered DOM (labels, scores equal to the
-# API's) and a screenshot (the winning bar drawn green, as wide as its score). No network but
-# this server.
+# zero-shot classification with an NLI model, &labels=...; for reranking with a cross-encoder,
+# &docs=...), the page asks /info and /predict (or /zero-shot-classification, /rerank), and we
+# check the rendered DOM (labels, scores equal to the API's) and a screenshot (the winning bar
+# drawn green, as wide as its score). No network but this server.
 # Needs: chromium, python3-pil, a built binary (BIN, default target/debug/sentiment-server).
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
@@ -34,11 +34,12 @@ browser=("$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usa
     --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
     --window-size=1000,700 --virtual-time-budget=10000)
 
-# check_model <model dir> <text> [<labels>]: serve the model, load the page (zero-shot when
-# comma-separated candidate labels are given), check DOM and screenshot.
+# check_model <model dir> <text> [<labels>] [<documents>]: serve the model, load the page
+# (zero-shot when comma-separated candidate labels are given, rerank when newline-separated
+# documents are), check DOM and screenshot.
 check_model() {
-    local model=$1 text=$2 labels=${3:-} name
-    name=$(basename "$model")${labels:+-zero-shot}
+    local model=$1 text=$2 labels=${3:-} docs=${4:-} name
+    name=$(basename "$model")${labels:+-zero-shot}${docs:+-rerank}
     step "$name: server on a free port"
     "$BIN" --host 127.0.0.1 --port 0 --log-format json --model-dir "$model" >"$work/server.log" 2>&1 &
     server_pid=$!
@@ -58,7 +59,19 @@ for l in open(sys.argv[1]):
 
     local api url quote='import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))'
     url="$base/?text=$(python3 -c "$quote" "$text")"
-    if [ -n "$labels" ]; then
+    if [ -n "$docs" ]; then
+        # /rerank's answer as the rows the page draws: "#<index> <text>", best first.
+        api=$(python3 - "$base" "$text" "$docs" <<'PY'
+import json, sys, urllib.request
+base, query, docs = sys.argv[1:]
+body = {"query": query, "texts": [d for d in docs.split("\n") if d.strip()], "return_text": True}
+request = urllib.request.Request(base + "/rerank", json.dumps(body).encode(), {"content-type": "application/json"})
+ranks = json.load(urllib.request.urlopen(request))
+print(json.dumps([{"label": f"#{r['index']} {r['text']}", "score": r["score"]} for r in ranks]))
+PY
+)
+        url="$url&docs=$(python3 -c "$quote" "$docs")"
+    elif [ -n "$labels" ]; then
         # POST / with candidate_labels answers {label, score} objects, best first: the rows the
         # page draws from /zero-shot-classification's answer.
         api=$(curl -sS -H 'content-type: application/json' \
@@ -84,7 +97,7 @@ class P(html.parser.HTMLParser):
             rows.append((a["data-label"], float(a["data-score"]), "top" in a.get("class", "")))
 P().feed(dom)
 assert 'data-state="done"' in dom, "classification did not finish"
-assert name.removesuffix("-zero-shot") in dom, "model name missing"
+assert name.removesuffix("-zero-shot").removesuffix("-rerank") in dom, "model name missing"
 assert ("hidden" in zero_shot_fields) != name.endswith("-zero-shot"), "zero-shot fields shown in the wrong mode"
 want = [(s["label"], s["score"]) for s in api]
 got = [(label, score) for label, score, _ in rows]
@@ -145,3 +158,6 @@ check_model "$MODEL" "A gripping, beautifully acted film that I will not forget.
 check_model "$SHARED_DIR/fixtures/bert-tiny-3class" "An ordinary afternoon."
 # Zero-shot mode with an NLI model: the page's bars are /zero-shot-classification's scores.
 check_model "$SHARED_DIR/more-fixtures/bert-tiny-nli" "The match went to extra time." "sports, politics, cooking"
+# Rerank mode with the cross-encoder fixture: the bars are /rerank's documents, best first.
+check_model "$SHARED_DIR/more-fixtures/bert-tiny-reranker" "best comedy of the year" "" \
+    "$(printf 'good film , but very glum .\n😀 great laughs 🎉\na')"

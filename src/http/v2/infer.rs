@@ -6,6 +6,7 @@ use super::request::{InferRequest, RequestInput};
 use super::ModelPath;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::request_id;
+use crate::service::v2::rerank::{self, QUERY_INPUT, TEXTS_INPUT};
 use crate::service::v2::{
     self, check_shape, flag, requested, text_inputs, TensorData, INPUT, PAIR_INPUT,
 };
@@ -50,7 +51,7 @@ pub(crate) struct ResponseOutput {
     request_body = InferRequest,
     responses(
         (status = 200, description = "The requested output tensors (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)", body = InferResponse),
-        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts; a rerank request (`query` and `texts`) as /rerank's 422s, or on a model that is not a cross-encoder", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
         crate::error::InferenceErrors,
     ),
@@ -77,7 +78,7 @@ pub(crate) async fn infer(
     request_body = InferRequest,
     responses(
         (status = 200, description = "The requested output tensors (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)", body = InferResponse),
-        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, wrong tensor name, datatype or shape, `text_pair` not matching `text`, empty text or pair member, too many texts; a rerank request (`query` and `texts`) as /rerank's 422s, or on a model that is not a cross-encoder", body = ErrorBody),
         (status = 404, description = "Unknown model or version", body = ErrorBody),
         crate::error::InferenceErrors,
     ),
@@ -101,16 +102,20 @@ async fn run(
     let call = Call::new(state, request_id(headers));
     let engine = path.ready(state)?;
     let binary_default = flag(request.parameters.as_ref(), "binary_data_output")?;
-    let outputs = request.outputs.unwrap_or_default();
-    let wanted = requested(
-        outputs
-            .into_iter()
-            .map(|o| (o.name, o.parameters))
-            .collect(),
-        binary_default,
-    )?;
-    let (texts, pairs) = input_texts(request.inputs)?;
-    let computed = v2::infer(state, &engine, &call, texts, pairs, wanted).await?;
+    let outputs: Vec<_> = (request.outputs.unwrap_or_default().into_iter())
+        .map(|o| (o.name, o.parameters))
+        .collect();
+    let computed = if rerank::is_rerank(request.inputs.iter().map(|i| i.name.as_str())) {
+        let wanted = rerank::requested(outputs, binary_default)?;
+        let (query, texts) =
+            rerank::rerank_inputs(request.inputs, |i| (i.name.as_str(), i.datatype.as_str()))?;
+        let (query, texts) = (strings(query, QUERY_INPUT)?, strings(texts, TEXTS_INPUT)?);
+        rerank::infer(state, &engine, &call, query, texts, wanted).await?
+    } else {
+        let wanted = requested(outputs, binary_default)?;
+        let (texts, pairs) = input_texts(request.inputs)?;
+        v2::infer(state, &engine, &call, texts, pairs, wanted).await?
+    };
     let mut binary = Vec::new();
     let outputs = computed
         .into_iter()

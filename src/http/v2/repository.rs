@@ -5,6 +5,7 @@
 use super::ModelPath;
 use crate::error::{ApiError, ErrorBody};
 use crate::repository::VersionState;
+use crate::service::v2::rerank::{QUERY_INPUT, TEXTS_INPUT};
 use crate::service::v2::{model_tensors, MetadataTensor, PAIR_INPUT, PLATFORM};
 use crate::state::AppState;
 use axum::extract::State;
@@ -30,7 +31,8 @@ pub(crate) struct ConfigTensor {
     pub name: &'static str,
     pub data_type: &'static str,
     pub dims: Vec<i64>,
-    /// An input a request may leave out (`text_pair`).
+    /// An input a request may leave out (`text_pair`; `query` and `texts`, which a rerank
+    /// request gives instead of `text`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
 }
@@ -41,13 +43,14 @@ impl From<MetadataTensor> for ConfigTensor {
         let data_type = match t.datatype {
             "BYTES" => "TYPE_STRING",
             "FP32" => "TYPE_FP32",
+            "INT64" => "TYPE_INT64",
             other => other,
         };
         Self {
             name: t.name,
             data_type,
             dims: t.shape,
-            optional: t.name == PAIR_INPUT,
+            optional: matches!(t.name, PAIR_INPUT | QUERY_INPUT | TEXTS_INPUT),
         }
     }
 }
