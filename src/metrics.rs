@@ -36,6 +36,12 @@ pub struct ModelVersion {
     pub version: String,
 }
 
+/// A model's task (`text-classification`, `token-classification`): a fixed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    pub task: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Route {
     pub route: String,
@@ -48,6 +54,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub grpc_requests: Family<GrpcMethodCode, Counter>,
     pub grpc_request_duration: Family<GrpcMethod, Histogram>,
+    /// Sequences queued for a model, by the model's task.
+    pub sequences: Family<TaskLabel, Counter>,
     pub queue_depth: Family<ModelVersion, Gauge>,
     pub queue_seconds: Family<ModelVersion, Histogram>,
     pub batch_size: Family<ModelVersion, Histogram>,
@@ -116,6 +124,7 @@ impl Metrics {
             grpc_request_duration: Family::<GrpcMethod, Histogram>::new_with_constructor(
                 latency_histogram as fn() -> Histogram,
             ),
+            sequences: Family::<TaskLabel, Counter>::default(),
             queue_depth: Family::<ModelVersion, Gauge>::default(),
             queue_seconds: latency(),
             batch_size: Family::<ModelVersion, Histogram>::new_with_constructor(
@@ -169,6 +178,11 @@ impl Metrics {
             "grpc_request_duration_seconds",
             "gRPC request latency by method",
             self.grpc_request_duration.clone(),
+        );
+        r.register(
+            "sequences",
+            "Texts and text pairs queued for a model, by the model's task (text-classification, token-classification)",
+            self.sequences.clone(),
         );
     }
 

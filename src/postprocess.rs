@@ -1,5 +1,6 @@
 //! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`].
 
+pub(crate) mod token_classification;
 pub(crate) mod zero_shot;
 
 use crate::types::ScoreFunction;

@@ -126,7 +126,7 @@ impl GrpcInferenceService for Inference {
                     })
                     .collect()
             };
-            let (inputs, outputs) = model_tensors(engine.info.labels.len());
+            let (inputs, outputs) = model_tensors(engine.info.task, engine.info.labels.len());
             Ok(ModelMetadataResponse {
                 name: engine.info.model_id.clone(),
                 versions,
@@ -164,6 +164,7 @@ async fn infer(
     mut request: ModelInferRequest,
 ) -> Result<ModelInferResponse, ApiError> {
     let wanted = requested(
+        engine.info.task,
         std::mem::take(&mut request.outputs)
             .into_iter()
             .map(|o| (o.name, Some(parameters(o.parameters))))

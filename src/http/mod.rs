@@ -8,6 +8,7 @@ pub(crate) mod openapi;
 mod playground;
 pub(crate) mod predict;
 mod probes;
+pub(crate) mod token_classification;
 pub(crate) mod v2;
 pub(crate) mod zero_shot;
 
@@ -81,6 +82,10 @@ fn inference_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/models/{name}/predict", post(predict::predict_model))
         .route("/", post(predict::inference_api))
         .route("/zero-shot-classification", post(zero_shot::zero_shot))
+        .route(
+            "/token-classification",
+            post(token_classification::token_classification),
+        )
         .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",

@@ -1,17 +1,18 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of every route and schema.
 
-use super::{observe, playground, predict, probes, v2, zero_shot};
+use super::{observe, playground, predict, probes, token_classification, v2, zero_shot};
 use axum::Json;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), and zero-shot classification with NLI models"),
+    info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), zero-shot classification with NLI models, and token classification (NER)"),
     paths(
         predict::predict,
         predict::predict_model,
         predict::inference_api,
         zero_shot::zero_shot,
+        token_classification::token_classification,
         playground::page,
         probes::health,
         probes::ready,

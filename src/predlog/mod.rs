@@ -36,6 +36,10 @@ pub enum Task {
     /// One zero-shot input: `label` and `scores` are the request's candidate labels, scored as
     /// the answer scored them (the model's pairs with each hypothesis are not stored).
     ZeroShotClassification,
+    /// One text through a token classifier: `scores` is the list of its entities as the answer
+    /// gave them (`entity` or `entity_group`, `score`, `word`, `start`, `end`), `label` and
+    /// `score` the most confident one's (`""` and 0 for a text without entities).
+    TokenClassification,
 }
 
 impl Task {
@@ -43,8 +47,17 @@ impl Task {
         match self {
             Self::TextClassification => "text-classification",
             Self::ZeroShotClassification => "zero-shot-classification",
+            Self::TokenClassification => "token-classification",
         }
     }
+}
+
+/// One input's prediction as stored: `label`, `score` and the `scores` column (JSON).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub label: String,
+    pub score: f32,
+    pub scores: serde_json::Value,
 }
 
 /// Which model answered: stored on every row.
@@ -206,17 +219,41 @@ impl PredictionLog {
         predictions: &[Vec<(String, f32)>],
         latency: Duration,
     ) {
-        let created_at = SystemTime::now();
-        let latency_ms = latency.as_secs_f32() * 1000.0;
-        for (index, (kept, labels)) in texts.inputs.into_iter().zip(predictions).enumerate() {
-            let Some((label, score)) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()
-            else {
-                continue;
-            };
+        let stored = predictions.iter().map(|labels| {
+            let (label, score) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()?;
             let scores = labels
                 .iter()
                 .map(|(l, s)| (l.clone(), serde_json::Value::from(*s)))
                 .collect::<serde_json::Map<_, _>>();
+            Some(Stored {
+                label,
+                score,
+                scores: serde_json::Value::Object(scores),
+            })
+        });
+        self.record_stored(request_id, model, texts, stored, latency);
+    }
+
+    /// [`PredictionLog::record`] with each input's row as it is stored (`None`: no row).
+    pub fn record_stored(
+        &self,
+        request_id: &str,
+        model: ModelKey<'_>,
+        texts: PendingTexts,
+        stored: impl IntoIterator<Item = Option<Stored>>,
+        latency: Duration,
+    ) {
+        let created_at = SystemTime::now();
+        let latency_ms = latency.as_secs_f32() * 1000.0;
+        for (index, (kept, stored)) in texts.inputs.into_iter().zip(stored).enumerate() {
+            let Some(Stored {
+                label,
+                score,
+                scores,
+            }) = stored
+            else {
+                continue;
+            };
             let (text, text_sha256) = kept.text;
             let (text_pair, text_pair_sha256) = match kept.text_pair {
                 Some((pair, hash)) => (pair, Some(hash)),
@@ -238,7 +275,7 @@ impl PredictionLog {
                 task: texts.task,
                 label,
                 score,
-                scores: serde_json::Value::Object(scores),
+                scores,
                 latency_ms,
             };
             let sanitized = sanitize::row(&mut row);

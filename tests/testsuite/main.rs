@@ -19,6 +19,7 @@ mod parity;
 mod prediction_log;
 mod reload;
 mod repository;
+mod token_classification;
 mod tokenizer;
 mod v2;
 mod zero_shot;

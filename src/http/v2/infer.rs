@@ -103,6 +103,7 @@ async fn run(
     let binary_default = flag(request.parameters.as_ref(), "binary_data_output")?;
     let outputs = request.outputs.unwrap_or_default();
     let wanted = requested(
+        engine.info.task,
         outputs
             .into_iter()
             .map(|o| (o.name, o.parameters))
