@@ -137,12 +137,7 @@ impl Engine {
             .sum();
         let load_seconds = started.elapsed().as_secs_f64();
         let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
-        let sequences = metrics
-            .sequences
-            .get_or_create(&crate::metrics::TaskLabel {
-                task: loaded.config.task.as_str(),
-            })
-            .clone();
+        let sequences = metrics.sequences_of(loaded.config.task.as_str());
         let metrics = metrics.for_model(&model_id, version);
         metrics.load_seconds.set(load_seconds);
         let info = ModelInfo {

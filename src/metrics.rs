@@ -151,6 +151,11 @@ impl Metrics {
         metrics
     }
 
+    /// `sentiment_sequences_total` of one task.
+    pub fn sequences_of(&self, task: &'static str) -> Counter {
+        self.sequences.get_or_create(&TaskLabel { task }).clone()
+    }
+
     /// The HTTP and gRPC series.
     fn register_requests(&mut self) {
         let r = &mut self.registry;
