@@ -4,7 +4,9 @@
 # Inference Protocol over HTTP and gRPC (versions pinned below); their answers are compared
 # with /predict's. A second server with the NLI fixture answers InferenceClient's
 # zero_shot_classification (compared with /zero-shot-classification) and text pairs (plain HTTP
-# and both Triton clients, compared with the PyTorch references).
+# and both Triton clients, compared with the PyTorch references). A third with the NER fixture
+# answers InferenceClient's token_classification and Triton's gRPC client (the `entities`
+# output), compared with transformers' pipeline references.
 #   SERVER_BIN=path   a prebuilt server (default: `cargo build`, target/debug)
 #   VENV=.venv-clients  where the clients are installed (git-ignored)
 set -euo pipefail
@@ -16,6 +18,7 @@ VENV="${VENV:-.venv-clients}"
 export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"
 MODEL_DIR="${MODEL_DIR:-$SHARED_DIR/models/minilm-sst2}"
 NLI_DIR="${NLI_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-nli}"
+NER_DIR="${NER_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-ner}"
 
 want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient[http,grpc]==$TRITONCLIENT_VERSION"
 if [ "$(cat "$VENV/.clients" 2>/dev/null)" != "$want" ]; then
@@ -69,6 +72,9 @@ serve() {
 }
 serve "$NLI_DIR" "$work/nli.log"
 nli_base=$base nli_grpc=$grpc_address
+serve "$NER_DIR" "$work/ner.log"
+ner_base=$base ner_grpc=$grpc_address
 serve "$MODEL_DIR" "$work/log"
 
-"$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc"
+"$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc" \
+    "$ner_base" "$ner_grpc"
