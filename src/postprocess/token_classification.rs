@@ -294,8 +294,16 @@ mod tests {
             (first[0].word.as_str(), first[0].start, first[0].end),
             ("merkel", 0, 6)
         );
-        // The mean of the two tokens still favours... O for ##kel's weight? Check it holds.
+        // average: B-PER on the tokens' mean (0.46 against O's 0.33); max: "mer" is surer.
+        for strategy in [Strategy::Average, Strategy::Max] {
+            let found = run(strategy);
+            assert_eq!(found.len(), 1, "{strategy:?}");
+            assert_eq!(found[0].entity_group.as_deref(), Some("PER"));
+            assert_eq!(found[0].word, "merkel");
+        }
+        // simple: tokens, not words: "mer" alone.
         let simple = run(Strategy::Simple);
+        assert_eq!(simple.len(), 1);
         assert_eq!(simple[0].word, "mer");
     }
 }
