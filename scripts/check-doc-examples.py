@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = ["README.md", "docs/*.md", "models/README.md", "deploy/README.md"]
 LANGUAGES = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python", "py": "python"}
-SERVERS = {"sst2", "nli", "reranker", "own", "none"}
+SERVERS = {"sst2", "nli", "reranker", "ner", "own", "none"}
 # What the script cannot provide: the example is listed as not run, with this reason.
 NEVER_HERE = {
     "docker": "needs Docker (.ci/run's container steps test the images, compose and Swarm: tests/e2e/)",
@@ -419,6 +419,10 @@ def main():
             reranker = work / "reranker"  # named `reranker`, as the docs say
             shutil.copytree(shared / "more-fixtures" / "bert-tiny-reranker", reranker)
             servers["reranker"] = Server("reranker", server_bin, reranker, shared, work)
+        if "ner" in wanted:
+            ner = work / "ner"  # named `ner`, as the docs say
+            shutil.copytree(shared / "more-fixtures" / "bert-tiny-ner", ner)
+            servers["ner"] = Server("ner", server_bin, ner, shared, work)
         for ex in plan:
             problem, seconds, output = run_example(ex, names, servers, server_bin, shared, python, work)
             if problem:

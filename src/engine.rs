@@ -6,10 +6,13 @@ use crate::config::Config;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::{self, Compute, ModelBackend};
 use crate::tokenize::TextTokenizer;
-use crate::types::{InferenceError, ScoreFunction, TextInput, Truncation};
+use crate::types::{InferenceError, ModelTask, ScoreFunction, TextInput, Truncation};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod tokens;
+pub use tokens::TokenLogits;
 
 /// What `/info` reports about the served model.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -24,6 +27,9 @@ pub struct ModelInfo {
     pub model_type: String,
     /// `architectures[0]` from config.json.
     pub architecture: String,
+    /// What the model does, from its architecture: `text-classification` (`/predict`,
+    /// `/zero-shot-classification`) or `token-classification` (`/token-classification`).
+    pub task: ModelTask,
     /// Labels in id order.
     pub labels: Vec<String>,
     pub score_function: ScoreFunction,
@@ -57,6 +63,8 @@ pub struct Engine {
     batcher: Batcher,
     pub info: ModelInfo,
     metrics: Arc<ModelMetrics>,
+    /// `sentiment_sequences_total` of the model's task.
+    sequences: prometheus_client::metrics::counter::Counter,
 }
 
 impl Engine {
@@ -129,6 +137,7 @@ impl Engine {
             .sum();
         let load_seconds = started.elapsed().as_secs_f64();
         let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
+        let sequences = metrics.sequences_of(loaded.config.task.as_str());
         let metrics = metrics.for_model(&model_id, version);
         metrics.load_seconds.set(load_seconds);
         let info = ModelInfo {
@@ -137,6 +146,7 @@ impl Engine {
             model_dir: loaded.files.dir.display().to_string(),
             model_type: loaded.config.family.as_str().to_string(),
             architecture: loaded.config.class_name.clone(),
+            task: loaded.config.task,
             labels: loaded.config.labels.clone(),
             score_function: loaded.config.score_function,
             max_input_length,
@@ -163,6 +173,7 @@ impl Engine {
             batcher,
             info,
             metrics,
+            sequences,
         })
     }
 
@@ -191,6 +202,7 @@ impl Engine {
     ) -> Result<(Vec<Vec<f32>>, usize), InferenceError> {
         let incoming = self.batcher.announce();
         let admitted = self.batcher.admit(inputs.len())?;
+        self.sequences.inc_by(inputs.len() as u64);
         let started = Instant::now();
         let encoded = self.tokenize(inputs, truncation).await?;
         self.metrics
@@ -225,15 +237,28 @@ impl Engine {
         truncation: Truncation,
     ) -> Result<Vec<crate::types::Encoded>, InferenceError> {
         let bytes: usize = inputs.iter().map(TextInput::len).sum();
+        self.run_tokenizer(bytes, move |tokenizer, keep_going| {
+            tokenizer.encode_inputs_while(&inputs, truncation, keep_going)
+        })
+        .await
+    }
+
+    /// Runs `encode` with the tokenizer and a test of whether the caller is still there: here
+    /// for `bytes` of text up to [`INLINE_TOKENIZE_BYTES`], else on the blocking pool.
+    async fn run_tokenizer<T: Send + 'static>(
+        &self,
+        bytes: usize,
+        encode: impl FnOnce(&TextTokenizer, &dyn Fn() -> bool) -> Result<T, (usize, String)>
+            + Send
+            + 'static,
+    ) -> Result<T, InferenceError> {
         let tokenizer = self.tokenizer.clone();
         // Cancelled when this future is dropped (its caller has gone): the blocking task then
         // stops before its next input.
         let gone = tokio_util::sync::CancellationToken::new();
         let caller_gone = gone.clone();
         let _cancel_when_dropped = gone.drop_guard();
-        let encode = move || {
-            tokenizer.encode_inputs_while(&inputs, truncation, || !caller_gone.is_cancelled())
-        };
+        let encode = move || encode(&tokenizer, &|| !caller_gone.is_cancelled());
         // A few sentences tokenize in tens of microseconds: less than a round trip through the
         // blocking pool (~0.2 ms measured at one client), so they are tokenized here. Longer
         // inputs go to the blocking pool, where they cannot stall the runtime's threads.

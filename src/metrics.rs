@@ -37,7 +37,7 @@ pub struct ModelVersion {
 }
 
 /// A task the server answers (`text-classification`, `zero-shot-classification`, `rerank`,
-/// ...): a fixed name from the code, never from a request.
+/// `token-classification`): a fixed name from the code, never from a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabel {
     pub task: &'static str,
@@ -55,6 +55,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub grpc_requests: Family<GrpcMethodCode, Counter>,
     pub grpc_request_duration: Family<GrpcMethod, Histogram>,
+    /// Sequences queued for a model, by the model's task.
+    pub sequences: Family<TaskLabel, Counter>,
     pub queue_depth: Family<ModelVersion, Gauge>,
     pub queue_seconds: Family<ModelVersion, Histogram>,
     pub batch_size: Family<ModelVersion, Histogram>,
@@ -126,6 +128,7 @@ impl Metrics {
             grpc_request_duration: Family::<GrpcMethod, Histogram>::new_with_constructor(
                 latency_histogram as fn() -> Histogram,
             ),
+            sequences: Family::<TaskLabel, Counter>::default(),
             queue_depth: Family::<ModelVersion, Gauge>::default(),
             queue_seconds: latency(),
             batch_size: Family::<ModelVersion, Histogram>::new_with_constructor(
@@ -160,12 +163,12 @@ impl Metrics {
         let r = &mut self.registry;
         r.register(
             "task_requests",
-            "Inference requests answered, by task (text-classification, zero-shot-classification, rerank)",
+            "Inference requests answered, by task (text-classification, zero-shot-classification, rerank, token-classification)",
             self.task_requests.clone(),
         );
         r.register(
             "task_inputs",
-            "Inputs of the answered inference requests, by task: texts or text pairs, zero-shot inputs, rerank documents",
+            "Inputs of the answered inference requests, by task: texts or text pairs, zero-shot inputs, rerank documents, token-classification texts",
             self.task_inputs.clone(),
         );
     }
@@ -177,6 +180,11 @@ impl Metrics {
         self.task_inputs
             .get_or_create(&labels)
             .inc_by(inputs as u64);
+    }
+
+    /// `sentiment_sequences_total` of one task.
+    pub fn sequences_of(&self, task: &'static str) -> Counter {
+        self.sequences.get_or_create(&TaskLabel { task }).clone()
     }
 
     /// The HTTP and gRPC series.
@@ -206,6 +214,11 @@ impl Metrics {
             "grpc_request_duration_seconds",
             "gRPC request latency by method",
             self.grpc_request_duration.clone(),
+        );
+        r.register(
+            "sequences",
+            "Texts and text pairs queued for a model, by the model's task (text-classification, token-classification)",
+            self.sequences.clone(),
         );
     }
 

@@ -1,7 +1,8 @@
 //! Post-processing stage: logits to ranked label scores; zero-shot scores in [`zero_shot`],
-//! reranking in [`rerank`].
+//! reranking in [`rerank`], entities in [`token_classification`].
 
 pub(crate) mod rerank;
+pub(crate) mod token_classification;
 pub(crate) mod zero_shot;
 
 use crate::types::ScoreFunction;

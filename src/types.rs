@@ -87,10 +87,44 @@ pub enum ScoreFunction {
     Sigmoid,
 }
 
+/// What a model does, from config.json's `architectures`: the name of the Hugging Face pipeline
+/// task it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelTask {
+    /// `*ForSequenceClassification`: one row of label logits per text (or pair).
+    TextClassification,
+    /// `*ForTokenClassification`: one row of label logits per token.
+    TokenClassification,
+}
+
+impl ModelTask {
+    /// `text-classification`, `token-classification`: for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelTask::TextClassification => "text-classification",
+            ModelTask::TokenClassification => "token-classification",
+        }
+    }
+}
+
+/// One token of a text for token classification, as transformers' pipeline sees it: its
+/// vocabulary string, its span in the text in characters (Python's string indices), whether
+/// it continues the word before it, and whether the tokenizer added it (`[CLS]`, `</s>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPiece {
+    pub token: String,
+    pub start: usize,
+    pub end: usize,
+    pub subword: bool,
+    pub special: bool,
+}
+
 /// Logits of one sequence, or why the forward pass failed.
 pub type Reply = Result<Vec<f32>, String>;
 
-/// What the inference worker runs: a batch of sequences in, one row of logits per sequence out.
+/// What the inference worker runs: a batch of sequences in, one row of logits per sequence out
+/// (a token classifier's row holds every token's logits, `[tokens][labels]` row-major).
 pub trait Backend: Send + 'static {
     fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>, String>;
 }

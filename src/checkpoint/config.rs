@@ -5,7 +5,7 @@ use super::family::{Encoder, Family, Shape};
 use super::raw::{Activation, RawConfig, Sizes};
 use std::collections::BTreeMap;
 
-use crate::types::ScoreFunction;
+use crate::types::{ModelTask, ScoreFunction};
 
 /// A validated model configuration, the same shape for every family; what only one forward
 /// pass reads sits in its [`Encoder`].
@@ -14,6 +14,8 @@ pub struct ModelConfig {
     pub family: Family,
     /// `architectures[0]`, e.g. `BertForSequenceClassification`, for `/info`.
     pub class_name: String,
+    /// What the model does, from `class_name`'s suffix.
+    pub task: ModelTask,
     pub labels: Vec<String>,
     pub score_function: ScoreFunction,
     pub vocab_size: usize,
@@ -57,6 +59,7 @@ impl ModelConfig {
                 ));
             }
         }
+        let task = task(raw.architectures.first().map(String::as_str))?;
         let labels = labels(raw.id2label.as_ref(), raw.num_labels)?;
         let score_function = match raw.problem_type.as_deref() {
             Some("multi_label_classification") => ScoreFunction::Sigmoid,
@@ -79,6 +82,7 @@ impl ModelConfig {
         let config = Self {
             family,
             class_name: raw.architectures.first().cloned().unwrap_or_default(),
+            task,
             labels,
             score_function,
             vocab_size: raw.vocab_size,
@@ -115,6 +119,21 @@ impl ModelConfig {
     /// `max_position_embeddings`, the length the model was trained for.
     pub fn default_max_length(&self) -> usize {
         self.position_limit.unwrap_or(self.max_position_embeddings)
+    }
+}
+
+/// The task of `architectures[0]`: sequence classification without one (older exports), else
+/// from the class's suffix; any other head (masked LM, question answering, a bare encoder) is
+/// refused by name.
+fn task(architecture: Option<&str>) -> Result<ModelTask, String> {
+    match architecture {
+        None => Ok(ModelTask::TextClassification),
+        Some(a) if a.ends_with("ForSequenceClassification") => Ok(ModelTask::TextClassification),
+        Some(a) if a.ends_with("ForTokenClassification") => Ok(ModelTask::TokenClassification),
+        Some(other) => Err(format!(
+            "architecture `{other}` is not served: this server runs `*ForSequenceClassification` \
+             (text classification) and `*ForTokenClassification` (token classification) models"
+        )),
     }
 }
 
@@ -175,6 +194,24 @@ mod tests {
             .unwrap();
         assert_eq!(two.score_function, ScoreFunction::Softmax);
         assert_eq!(two.labels, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn task_comes_from_the_architecture_and_other_heads_are_refused_by_name() {
+        let base = r#""model_type":"bert","vocab_size":10,"max_position_embeddings":8,"hidden_size":4,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8"#;
+        let with = |arch: &str| {
+            ModelConfig::from_json(&format!(r#"{{{base},"architectures":["{arch}"]}}"#))
+        };
+        let token = with("BertForTokenClassification").unwrap();
+        assert_eq!(token.task, ModelTask::TokenClassification);
+        let sequence = with("BertForSequenceClassification").unwrap();
+        assert_eq!(sequence.task, ModelTask::TextClassification);
+        let none = ModelConfig::from_json(&format!("{{{base}}}")).unwrap();
+        assert_eq!(none.task, ModelTask::TextClassification);
+        for refused in ["BertForMaskedLM", "BertForQuestionAnswering", "BertModel"] {
+            let err = with(refused).unwrap_err();
+            assert!(err.contains(refused), "{err}");
+        }
     }
 
     #[test]

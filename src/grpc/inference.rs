@@ -127,7 +127,7 @@ impl GrpcInferenceService for Inference {
                     })
                     .collect()
             };
-            let (inputs, outputs) = model_tensors(engine.info.labels.len());
+            let (inputs, outputs) = model_tensors(engine.info.task, engine.info.labels.len());
             Ok(ModelMetadataResponse {
                 name: engine.info.model_id.clone(),
                 versions,
@@ -174,7 +174,7 @@ async fn infer(
         let (query, texts) = rerank_texts(inputs, raw)?;
         rerank::infer(state, engine, call, query, texts, wanted).await?
     } else {
-        let wanted = requested(outputs, false)?;
+        let wanted = requested(engine.info.task, outputs, false)?;
         let (texts, pairs) = input_texts(inputs, raw)?;
         v2::infer(state, engine, call, texts, pairs, wanted).await?
     };

@@ -10,6 +10,7 @@ pub(crate) mod predict;
 mod probes;
 pub(crate) mod rerank;
 pub(crate) mod rerank_v1;
+pub(crate) mod token_classification;
 pub(crate) mod v2;
 pub(crate) mod zero_shot;
 
@@ -85,6 +86,10 @@ fn inference_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/zero-shot-classification", post(zero_shot::zero_shot))
         .route("/rerank", post(rerank::rerank))
         .route("/v1/rerank", post(rerank_v1::rerank_v1))
+        .route(
+            "/token-classification",
+            post(token_classification::token_classification),
+        )
         .route("/v2/models/{name}/infer", post(v2::infer::infer))
         .route(
             "/v2/models/{name}/versions/{version}/infer",

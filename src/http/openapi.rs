@@ -1,12 +1,14 @@
 //! `GET /openapi.json`: the OpenAPI 3 description of every route and schema.
 
-use super::{observe, playground, predict, probes, rerank, rerank_v1, v2, zero_shot};
+use super::{
+    observe, playground, predict, probes, rerank, rerank_v1, token_classification, v2, zero_shot,
+};
 use axum::Json;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), zero-shot classification with NLI models, and reranking with cross-encoders (TEI's /rerank, Cohere's and Jina's /v1/rerank)"),
+    info(title = "sentiment-server", description = "Text and text-pair classification over HTTP (TEI-compatible /predict, Open Inference Protocol /v2), zero-shot classification with NLI models, reranking with cross-encoders (TEI's /rerank, Cohere's and Jina's /v1/rerank) and token classification (NER)"),
     paths(
         predict::predict,
         predict::predict_model,
@@ -14,6 +16,7 @@ use utoipa::OpenApi;
         zero_shot::zero_shot,
         rerank::rerank,
         rerank_v1::rerank_v1,
+        token_classification::token_classification,
         playground::page,
         probes::health,
         probes::ready,

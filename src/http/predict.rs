@@ -5,14 +5,17 @@
 use super::extract::ApiJson;
 use super::inputs::{CandidateLabels, Inputs, Sequences};
 use super::request_id;
+use super::token_classification::{self, TokenClassificationResponse};
 use super::zero_shot::{self, ZeroShotParameters};
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody};
+use crate::postprocess::token_classification::Strategy;
 use crate::postprocess::zero_shot::ZeroShotOutput;
 use crate::postprocess::{ranked, transformed, FunctionToApply, LabelScore};
+use crate::service::token_classification::Aggregation;
 use crate::service::{self, validate_inputs, Call};
 use crate::state::AppState;
-use crate::types::{ScoreFunction, TextInput, Truncation};
+use crate::types::{ModelTask, ScoreFunction, TextInput, Truncation};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -59,9 +62,20 @@ pub(crate) struct Parameters {
     pub hypothesis_template: Option<String>,
     /// Zero-shot, `POST /` only: score each label on its own.
     pub multi_label: Option<bool>,
+    /// Token classification, `POST /` only (see `/token-classification`): `none`, `simple`,
+    /// `first`, `average` or `max`.
+    pub aggregation_strategy: Option<Strategy>,
+    /// Token classification, `POST /` only: labels left out (default `["O"]`).
+    pub ignore_labels: Option<Vec<String>>,
+    /// Token classification, `POST /` only: not supported (422).
+    pub stride: Option<u64>,
 }
 
 impl Parameters {
+    fn token_classification(&self) -> bool {
+        self.aggregation_strategy.is_some() || self.ignore_labels.is_some() || self.stride.is_some()
+    }
+
     fn zero_shot(&self) -> bool {
         self.candidate_labels.is_some()
             || self.hypothesis_template.is_some()
@@ -83,6 +97,13 @@ impl Options {
             return Err(ApiError::Validation(
                 "`candidate_labels`, `hypothesis_template` and `multi_label` are zero-shot \
                  parameters: POST them to /zero-shot-classification (or /)"
+                    .into(),
+            ));
+        }
+        if parameters.is_some_and(Parameters::token_classification) {
+            return Err(ApiError::Validation(
+                "`aggregation_strategy`, `ignore_labels` and `stride` are token-classification \
+                 parameters, for a token classifier (this model is a text classifier)"
                     .into(),
             ));
         }
@@ -189,6 +210,9 @@ async fn predict_with(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum InferenceApiResponse {
+    /// A token classifier's entities: one list for a single text, one per text for a list
+    /// (see `/token-classification`).
+    Entities(TokenClassificationResponse),
     /// One list of label scores per input, best first: text classification (also for a
     /// single input), and zero-shot on a list of texts.
     PerInput(Vec<Vec<LabelScore>>),
@@ -219,6 +243,15 @@ pub(crate) async fn inference_api(
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<InferenceApiResponse>, ApiError> {
+    if state
+        .ready_engine()
+        .is_ok_and(|e| e.info.task == ModelTask::TokenClassification)
+    {
+        let (inputs, aggregation) = token_request(request)?;
+        let Json(answer) =
+            token_classification::inference_api(&state, &headers, inputs, aggregation).await?;
+        return Ok(Json(InferenceApiResponse::Entities(answer)));
+    }
     if request
         .parameters
         .as_ref()
@@ -236,6 +269,32 @@ pub(crate) async fn inference_api(
     let engine = state.ready_engine()?;
     let (results, _) = classify_request(&state, &engine, &headers, request).await?;
     Ok(Json(InferenceApiResponse::PerInput(results)))
+}
+
+/// A `POST /` request for a token classifier: its inputs and token-classification
+/// parameters; text classification's and zero-shot's have no meaning there and are refused.
+fn token_request(request: PredictRequest) -> Result<(Inputs, Aggregation), ApiError> {
+    let parameters = request.parameters.unwrap_or_default();
+    let other = parameters.zero_shot()
+        || parameters.top_k.is_some()
+        || parameters.function_to_apply.is_some()
+        || parameters.truncation.is_some()
+        || request.top_k.is_some()
+        || request.raw_scores
+        || !request.truncate;
+    if other {
+        return Err(ApiError::Validation(
+            "this model is a token classifier: its parameters are `aggregation_strategy`, \
+             `ignore_labels` (and `stride`); text classification's and zero-shot's do not apply"
+                .into(),
+        ));
+    }
+    let aggregation = Aggregation::new(
+        parameters.aggregation_strategy,
+        parameters.ignore_labels,
+        parameters.stride,
+    )?;
+    Ok((request.inputs, aggregation))
 }
 
 /// A zero-shot answer as `{label, score}` objects, best first.

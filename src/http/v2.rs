@@ -153,7 +153,7 @@ pub(crate) async fn model_metadata(
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let engine = path.loaded(&state)?;
     let labels = engine.info.labels.clone();
-    let (inputs, outputs) = model_tensors(labels.len());
+    let (inputs, outputs) = model_tensors(engine.info.task, labels.len());
     let versions = state
         .served()
         .model(&path.name)

@@ -2,12 +2,14 @@
 //! reading that both ways of running the model (candle's ops and the host encoder) share.
 
 use crate::checkpoint::{Activation, ModelConfig};
+use crate::types::ModelTask;
 use candle_nn::VarBuilder;
 
-/// The classification head on the first token: `out(act(dense(x)))` (ModernBERT adds
-/// `head.norm` and its pooling, in src/model/candle/modernbert.rs and src/model/host/).
+/// The classification head: `out(act(dense(x)))` on the first token (ModernBERT adds
+/// `head.norm` and its pooling, in src/model/candle/modernbert.rs and src/model/host/); a
+/// token classifier's on every token, most without `dense` (a lone `classifier`).
 pub(super) struct Head {
-    pub dense: VarBuilder<'static>,
+    pub dense: Option<VarBuilder<'static>>,
     pub out: VarBuilder<'static>,
     pub activation: Activation,
 }
@@ -28,15 +30,20 @@ pub(super) fn locate(vb: &VarBuilder<'static>, config: &ModelConfig) -> Located 
     } else {
         vb.clone()
     };
-    let dense = if names.head_dense_in_base {
-        encoder.pp(names.head_dense)
-    } else {
-        vb.pp(names.head_dense)
+    let (dense, out) = match config.task {
+        ModelTask::TokenClassification => (
+            names.token_head.dense.map(|dense| vb.pp(dense)),
+            names.token_head.out,
+        ),
+        ModelTask::TextClassification if names.head_dense_in_base => {
+            (Some(encoder.pp(names.head_dense)), names.head_out)
+        }
+        ModelTask::TextClassification => (Some(vb.pp(names.head_dense)), names.head_out),
     };
     Located {
         head: Head {
             dense,
-            out: vb.pp(names.head_out),
+            out: vb.pp(out),
             activation: config.head_activation,
         },
         encoder,

@@ -40,6 +40,10 @@ pub enum Task {
     /// index in the request (as a string) and `scores` the best documents' relevance scores
     /// keyed by their index (at most [`RERANK_LOGGED_RESULTS`]).
     Rerank,
+    /// One text through a token classifier: `scores` is the list of its entities as the answer
+    /// gave them (`entity` or `entity_group`, `score`, `word`, `start`, `end`), `label` and
+    /// `score` the most confident one's (`""` and 0 for a text without entities).
+    TokenClassification,
 }
 
 /// How many of a rerank request's best documents its prediction-log row keeps in `scores`.
@@ -51,8 +55,17 @@ impl Task {
             Self::TextClassification => "text-classification",
             Self::ZeroShotClassification => "zero-shot-classification",
             Self::Rerank => "rerank",
+            Self::TokenClassification => "token-classification",
         }
     }
+}
+
+/// One input's prediction as stored: `label`, `score` and the `scores` column (JSON).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub label: String,
+    pub score: f32,
+    pub scores: serde_json::Value,
 }
 
 /// Which model answered: stored on every row.
@@ -214,17 +227,41 @@ impl PredictionLog {
         predictions: &[Vec<(String, f32)>],
         latency: Duration,
     ) {
-        let created_at = SystemTime::now();
-        let latency_ms = latency.as_secs_f32() * 1000.0;
-        for (index, (kept, labels)) in texts.inputs.into_iter().zip(predictions).enumerate() {
-            let Some((label, score)) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()
-            else {
-                continue;
-            };
+        let stored = predictions.iter().map(|labels| {
+            let (label, score) = labels.iter().max_by(|a, b| a.1.total_cmp(&b.1)).cloned()?;
             let scores = labels
                 .iter()
                 .map(|(l, s)| (l.clone(), serde_json::Value::from(*s)))
                 .collect::<serde_json::Map<_, _>>();
+            Some(Stored {
+                label,
+                score,
+                scores: serde_json::Value::Object(scores),
+            })
+        });
+        self.record_stored(request_id, model, texts, stored, latency);
+    }
+
+    /// [`PredictionLog::record`] with each input's row as it is stored (`None`: no row).
+    pub fn record_stored(
+        &self,
+        request_id: &str,
+        model: ModelKey<'_>,
+        texts: PendingTexts,
+        stored: impl IntoIterator<Item = Option<Stored>>,
+        latency: Duration,
+    ) {
+        let created_at = SystemTime::now();
+        let latency_ms = latency.as_secs_f32() * 1000.0;
+        for (index, (kept, stored)) in texts.inputs.into_iter().zip(stored).enumerate() {
+            let Some(Stored {
+                label,
+                score,
+                scores,
+            }) = stored
+            else {
+                continue;
+            };
             let (text, text_sha256) = kept.text;
             let (text_pair, text_pair_sha256) = match kept.text_pair {
                 Some((pair, hash)) => (pair, Some(hash)),
@@ -246,7 +283,7 @@ impl PredictionLog {
                 task: texts.task,
                 label,
                 score,
-                scores: serde_json::Value::Object(scores),
+                scores,
                 latency_ms,
             };
             let sanitized = sanitize::row(&mut row);

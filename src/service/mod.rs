@@ -6,6 +6,7 @@
 //! the logits and errors its own way.
 
 pub(crate) mod rerank;
+pub(crate) mod token_classification;
 pub mod v2;
 pub(crate) mod zero_shot;
 
@@ -14,7 +15,7 @@ use crate::error::ApiError;
 use crate::postprocess::scores;
 use crate::predlog::Task;
 use crate::state::AppState;
-use crate::types::{TextInput, Truncation};
+use crate::types::{ModelTask, TextInput, Truncation};
 use std::time::{Duration, Instant};
 
 /// What a protocol knows about one request beyond its texts.
@@ -138,6 +139,25 @@ fn record(
     );
 }
 
+/// Refuses (422) a model whose task is not `task`, naming the model's task and its route.
+pub(crate) fn require_task(engine: &Engine, task: ModelTask) -> Result<(), ApiError> {
+    let info = &engine.info;
+    if info.task == task {
+        return Ok(());
+    }
+    let route = match info.task {
+        ModelTask::TextClassification => "/predict (or /zero-shot-classification for an NLI model)",
+        ModelTask::TokenClassification => "/token-classification",
+    };
+    Err(ApiError::Validation(format!(
+        "model `{}` is a {} model ({}), not {}: use {route}, or POST /",
+        crate::logging::bounded(&info.model_id, crate::logging::MAX_LOGGED_TEXT),
+        info.task.as_str(),
+        info.architecture,
+        task.as_str()
+    )))
+}
+
 /// The engine call within the call's deadline.
 async fn run(
     engine: &Engine,
@@ -145,6 +165,7 @@ async fn run(
     inputs: Vec<TextInput>,
     truncation: Truncation,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
+    require_task(engine, ModelTask::TextClassification)?;
     Ok(
         tokio::time::timeout(call.timeout, engine.classify(inputs, truncation))
             .await

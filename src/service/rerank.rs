@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::postprocess::rerank::{rank, Ranked};
 use crate::predlog::{Task, RERANK_LOGGED_RESULTS};
 use crate::state::AppState;
-use crate::types::{TextInput, Truncation};
+use crate::types::{ModelTask, TextInput, Truncation};
 
 /// A rerank answer: the documents best first, and the tokens the pairs took.
 #[derive(Debug)]
@@ -26,10 +26,8 @@ pub(crate) struct Reranked {
 pub(crate) fn check_reranker(info: &ModelInfo) -> Result<(), ApiError> {
     let architecture = &info.architecture;
     let model = format!("model `{}` ({architecture})", info.model_id);
-    let problem = if architecture.ends_with("ForTokenClassification") {
+    let problem = if info.task == ModelTask::TokenClassification {
         format!("{model} is a token classifier: use /token-classification")
-    } else if !architecture.ends_with("ForSequenceClassification") {
-        format!("{model} is not a sequence classifier")
     } else if info.labels.len() != 1 {
         let nli = info
             .labels

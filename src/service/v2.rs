@@ -3,7 +3,9 @@
 //! per element), the optional input `text_pair` (BYTES, the second text of each pair, one per
 //! text) and the outputs `label` (BYTES, the best label), `score` (FP32, its
 //! probability) and `scores` (FP32 `[n, labels]`, every label's probability in id order; with
-//! the classification extension, BYTES `[n, k]` strings `score:index:label`).
+//! the classification extension, BYTES `[n, k]` strings `score:index:label`). A token
+//! classifier has the input `text` and the one output `entities` (BYTES, one JSON list of
+//! entities per text, as `/token-classification` answers with its default parameters).
 //!
 //! Each form parses its request into texts (and second texts; [`inputs`]) and [`Wanted`]
 //! outputs, [`infer`] runs them, and each form renders the [`OutputTensor`]s (JSON, binary, or
@@ -22,7 +24,7 @@ use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::postprocess::{ranked, scores};
 use crate::state::AppState;
-use crate::types::{TextInput, Truncation};
+use crate::types::{ModelTask, TextInput, Truncation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -55,8 +57,17 @@ fn tensor(name: &'static str, datatype: &'static str, shape: Vec<i64>) -> Metada
 /// The model's input and output tensors, for metadata and configuration alike. `text_pair`
 /// is optional (the protocol's metadata cannot say so; Triton's configuration can).
 /// A cross-encoder (one label) also has the rerank tensors ([`rerank`]): `query` and `texts`
-/// in, `logit` and `ranking` out.
-pub(crate) fn model_tensors(labels: usize) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
+/// in, `logit` and `ranking` out; a token classifier has `text` in and `entities` out only.
+pub(crate) fn model_tensors(
+    task: ModelTask,
+    labels: usize,
+) -> (Vec<MetadataTensor>, Vec<MetadataTensor>) {
+    if task == ModelTask::TokenClassification {
+        return (
+            vec![tensor(INPUT, "BYTES", vec![-1])],
+            vec![tensor(Output::Entities.name(), "BYTES", vec![-1])],
+        );
+    }
     let mut inputs = vec![
         tensor(INPUT, "BYTES", vec![-1]),
         tensor(PAIR_INPUT, "BYTES", vec![-1]),
@@ -81,6 +92,8 @@ pub(crate) enum Output {
     Label,
     Score,
     Scores,
+    /// A token classifier's one output.
+    Entities,
 }
 
 impl Output {
@@ -91,6 +104,15 @@ impl Output {
             Output::Label => "label",
             Output::Score => "score",
             Output::Scores => "scores",
+            Output::Entities => "entities",
+        }
+    }
+
+    /// The outputs of a model of `task`, in the default order.
+    fn of(task: ModelTask) -> &'static [Output] {
+        match task {
+            ModelTask::TextClassification => &Output::ALL,
+            ModelTask::TokenClassification => &[Output::Entities],
         }
     }
 }
@@ -119,13 +141,15 @@ pub(crate) fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> Resul
 /// when it asks for `binary_data` or the request for `binary_data_output`; unknown or repeated
 /// names and misplaced `classification` are 400.
 pub(crate) fn requested(
+    task: ModelTask,
     outputs: Vec<(String, Option<Map<String, Value>>)>,
     binary_default: bool,
 ) -> Result<Vec<Wanted>, ApiError> {
+    let all = Output::of(task);
     if outputs.is_empty() {
-        return Ok(Output::ALL
-            .into_iter()
-            .map(|output| Wanted {
+        return Ok(all
+            .iter()
+            .map(|&output| Wanted {
                 output,
                 binary: binary_default,
                 classification: None,
@@ -134,12 +158,16 @@ pub(crate) fn requested(
     }
     let mut chosen: Vec<Wanted> = Vec::with_capacity(outputs.len());
     for (name, parameters) in outputs {
-        let output = Output::ALL
-            .into_iter()
+        let output = all
+            .iter()
+            .copied()
             .find(|o| o.name() == name)
             .ok_or_else(|| {
+                let names: Vec<String> = all.iter().map(|o| format!("`{}`", o.name())).collect();
                 ApiError::BadRequest(format!(
-                    "unknown output `{name}`; this model has `label`, `score` and `scores`"
+                    "unknown output `{}`; this model has {}",
+                    crate::logging::bounded(&name, crate::logging::MAX_LOGGED_TEXT),
+                    names.join(", ")
                 ))
             })?;
         if chosen.iter().any(|w| w.output == output) {
@@ -218,6 +246,9 @@ pub(crate) async fn infer(
     pairs: Option<Vec<String>>,
     wanted: Vec<Wanted>,
 ) -> Result<Vec<OutputTensor>, ApiError> {
+    if engine.info.task == ModelTask::TokenClassification {
+        return infer_entities(state, engine, call, texts, pairs, wanted).await;
+    }
     let inputs: Vec<TextInput> = match pairs {
         None => texts.into_iter().map(TextInput::from).collect(),
         Some(pairs) if pairs.len() == texts.len() => texts
@@ -254,6 +285,7 @@ pub(crate) async fn infer(
         .into_iter()
         .map(|wanted| {
             let (datatype, shape, data) = match (wanted.output, wanted.classification) {
+                (Output::Entities, _) => ("BYTES", vec![n], TensorData::Bytes(Vec::new())),
                 (Output::Label, _) => (
                     "BYTES",
                     vec![n],
@@ -302,4 +334,43 @@ fn top_classes(labels: &[String], probabilities: &[f32], k: usize) -> Vec<String
             format!("{:.6}:{i}:{label}", probabilities[i])
         })
         .collect()
+}
+
+/// A token classifier's `entities` output: each text's entities as `/token-classification`
+/// answers them with the pipeline's default parameters, one JSON string per text.
+async fn infer_entities(
+    state: &AppState,
+    engine: &Engine,
+    call: &Call<'_>,
+    texts: Vec<String>,
+    pairs: Option<Vec<String>>,
+    wanted: Vec<Wanted>,
+) -> Result<Vec<OutputTensor>, ApiError> {
+    if pairs.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "a token classifier reads single texts: input `{PAIR_INPUT}` has no place here"
+        )));
+    }
+    let aggregation = super::token_classification::Aggregation::new(None, None, None)?;
+    let answers =
+        super::token_classification::classify_tokens(state, engine, call, texts, &aggregation)
+            .await
+            .map_err(ApiError::validation_as_bad_request)?;
+    let json = answers
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(format!("cannot write entities: {e}")))?;
+    let n = json.len();
+    let mut data = Some(json);
+    Ok(wanted
+        .into_iter()
+        .map(|wanted| OutputTensor {
+            name: wanted.output.name(),
+            datatype: "BYTES",
+            shape: vec![n],
+            data: TensorData::Bytes(data.take().unwrap_or_default()),
+            binary: wanted.binary,
+        })
+        .collect())
 }

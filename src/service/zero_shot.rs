@@ -37,6 +37,7 @@ pub(crate) async fn classify(
     sequences: Vec<String>,
     task: ZeroShotTask,
 ) -> Result<Vec<ZeroShotOutput>, ApiError> {
+    super::require_task(engine, crate::types::ModelTask::TextClassification)?;
     let nli = NliLabels::of(&engine.info.labels).map_err(ApiError::Validation)?;
     let labels = task.candidate_labels;
     check_labels(&labels, state.config.max_candidate_labels as usize)?;

@@ -8,6 +8,7 @@ use tokenizers::{
     TruncationStrategy,
 };
 
+mod pieces;
 mod prefix;
 mod wordpiece;
 
@@ -19,6 +20,8 @@ pub struct TextTokenizer {
     max_length: usize,
     /// The model has token types (BERT): a pair's second text is type 1. Otherwise all are 0.
     segment_types: bool,
+    /// How token classification finds words ([`pieces`]).
+    words: pieces::Words,
 }
 
 impl TextTokenizer {
@@ -77,6 +80,7 @@ impl TextTokenizer {
             )
         })?;
         Ok(Self {
+            words: pieces::Words::of(&inner, &settings),
             inner,
             max_length,
             segment_types: config.type_vocab_size >= 2,
@@ -167,6 +171,17 @@ impl TextTokenizer {
         second: Option<Encoding>,
         truncation: Truncation,
     ) -> Result<Encoded, String> {
+        let (encoding, truncated) = self.processed(first, second, truncation)?;
+        Ok(self.encoded(&encoding, truncated))
+    }
+
+    /// [`TextTokenizer::finish`]'s encoding, special tokens added, and whether it was cut.
+    fn processed(
+        &self,
+        first: Encoding,
+        second: Option<Encoding>,
+        truncation: Truncation,
+    ) -> Result<(Encoding, bool), String> {
         let processor = self.inner.get_post_processor();
         let added = processor.map_or(0, |p| p.added_tokens(second.is_some()));
         let strategy = match truncation {
@@ -196,16 +211,21 @@ impl TextTokenizer {
             .inner
             .post_process(first, second, true)
             .map_err(|e| e.to_string())?;
+        Ok((encoding, truncated))
+    }
+
+    /// What the queue carries of a processed encoding.
+    fn encoded(&self, encoding: &Encoding, truncated: bool) -> Encoded {
         let mut type_ids = encoding.get_type_ids().to_vec();
         // A model without token types (RoBERTa has one, DistilBERT none) reads type 0 only.
         if !self.segment_types {
             type_ids.fill(0);
         }
-        Ok(Encoded {
+        Encoded {
             ids: encoding.get_ids().to_vec(),
             type_ids,
             truncated,
-        })
+        }
     }
 }
 

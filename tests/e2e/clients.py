@@ -1,6 +1,6 @@
 """The real client libraries against a running server (tests/e2e/clients.sh starts it).
 
-    clients.py BASE_URL API_KEY GRPC_ADDRESS NLI_BASE_URL NLI_GRPC_ADDRESS
+    clients.py BASE_URL API_KEY GRPC_ADDRESS NLI_BASE_URL NLI_GRPC_ADDRESS NER_BASE_URL NER_GRPC_ADDRESS
 
 Checks huggingface_hub's InferenceClient.text_classification, tritonclient.http and
 tritonclient.grpc, all unchanged, against /predict's answers for the same texts: labels, order
@@ -8,7 +8,9 @@ and scores; with top_k and function_to_apply; binary and JSON tensors and the cl
 extension; and that the API key is required and accepted as each client sends it. Against a
 server of the NLI fixture: InferenceClient.zero_shot_classification (POST /) against
 /zero-shot-classification, and text pairs over plain HTTP and both Triton clients (the
-optional `text_pair` input) against the PyTorch references.
+optional `text_pair` input) against the PyTorch references. Against a server of the NER
+fixture: InferenceClient.token_classification (POST /) with every aggregation strategy, and
+tritonclient.grpc's `entities` output, against transformers' pipeline references.
 """
 import json
 import os
@@ -22,7 +24,7 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from tritonclient.utils import InferenceServerException
 
-base, key, grpc_address, nli_base, nli_grpc = sys.argv[1:6]
+base, key, grpc_address, nli_base, nli_grpc, ner_base, ner_grpc = sys.argv[1:8]
 TEXTS = [
     "I love it",
     "This movie was terrible",
@@ -228,6 +230,32 @@ inputs[0].set_data_from_numpy(texts)
 inputs[1].set_data_from_numpy(seconds)
 result = triton_grpc.InferenceServerClient(nli_grpc).infer("bert-tiny-nli", inputs, headers=dict(auth))
 assert np.abs(result.as_numpy("scores") - want).max() < 1e-4, (result.as_numpy("scores"), want)
+checks += 1
+
+# The NER fixture: InferenceClient.token_classification POSTs to / with the pipeline's
+# parameters; its answers equal transformers' (labels, words and offsets exactly).
+with open(os.path.join(shared, "more-fixtures/bert-tiny-ner/reference.jsonl")) as f:
+    ner_refs = [json.loads(line) for line in f][:20]  # 4 texts x 5 strategies
+ner = InferenceClient(ner_base, token=key)
+for r in ner_refs:
+    got = ner.token_classification(r["text"], aggregation_strategy=r["aggregation_strategy"])
+    assert len(got) == len(r["entities"]), (r["text"], got, r["entities"])
+    for g, w in zip(got, r["entities"]):
+        label = g.entity_group if "entity_group" in w else g.entity
+        assert label == w.get("entity_group", w.get("entity")), (g, w)
+        assert (g.word, g.start, g.end) == (w["word"], w["start"], w["end"]), (g, w)
+        assert abs(g.score - w["score"]) < 1e-4, (g, w)
+    checks += 1
+none = [r for r in ner_refs if r["aggregation_strategy"] == "none"]
+texts = np.array([r["text"].encode() for r in none], dtype=object)
+inputs = [triton_grpc.InferInput("text", [len(none)], "BYTES")]
+inputs[0].set_data_from_numpy(texts)
+result = triton_grpc.InferenceServerClient(ner_grpc).infer("bert-tiny-ner", inputs, headers=dict(auth))
+for data, r in zip(result.as_numpy("entities"), none):
+    got = json.loads(data)
+    assert [(e["entity"], e["word"], e["start"], e["end"]) for e in got] == [
+        (e["entity"], e["word"], e["start"], e["end"]) for e in r["entities"]
+    ], (got, r["entities"])
 checks += 1
 
 from importlib.metadata import version  # noqa: E402

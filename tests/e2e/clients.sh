@@ -6,7 +6,9 @@
 # zero_shot_classification (compared with /zero-shot-classification) and text pairs (plain HTTP
 # and both Triton clients, compared with the PyTorch references). A third, with the
 # cross-encoder fixture, answers Cohere's SDK on /v1/rerank and both Triton clients' rerank
-# inputs (tests/e2e/rerank_clients.py, compared with transformers' references).
+# inputs (tests/e2e/rerank_clients.py, compared with transformers' references). A fourth, with
+# the NER fixture, answers InferenceClient's token_classification and Triton's gRPC client (the
+# `entities` output), compared with transformers' pipeline references.
 #   SERVER_BIN=path   a prebuilt server (default: `cargo build`, target/debug)
 #   VENV=.venv-clients  where the clients are installed (git-ignored)
 set -euo pipefail
@@ -20,6 +22,7 @@ export SHARED_DIR="${SHARED_DIR:-$(cd .. && pwd)/shared}"
 MODEL_DIR="${MODEL_DIR:-$SHARED_DIR/models/minilm-sst2}"
 NLI_DIR="${NLI_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-nli}"
 RERANK_DIR="${RERANK_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-reranker}"
+NER_DIR="${NER_DIR:-$SHARED_DIR/more-fixtures/bert-tiny-ner}"
 
 want="huggingface_hub==$HUGGINGFACE_HUB_VERSION tritonclient[http,grpc]==$TRITONCLIENT_VERSION cohere==$COHERE_VERSION"
 if [ "$(cat "$VENV/.clients" 2>/dev/null)" != "$want" ]; then
@@ -77,7 +80,10 @@ serve "$NLI_DIR" "$work/nli.log"
 nli_base=$base nli_grpc=$grpc_address
 serve "$RERANK_DIR" "$work/rerank.log"
 rerank_base=$base rerank_grpc=$grpc_address
+serve "$NER_DIR" "$work/ner.log"
+ner_base=$base ner_grpc=$grpc_address
 serve "$MODEL_DIR" "$work/log"
 
-"$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc"
+"$VENV/bin/python" tests/e2e/clients.py "$base" "$key" "$grpc_address" "$nli_base" "$nli_grpc" \
+    "$ner_base" "$ner_grpc"
 timeout 120 "$VENV/bin/python" tests/e2e/rerank_clients.py "$rerank_base" "$key" "$rerank_grpc"

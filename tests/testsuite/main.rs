@@ -20,6 +20,7 @@ mod prediction_log;
 mod reload;
 mod repository;
 mod rerank;
+mod token_classification;
 mod tokenizer;
 mod v2;
 mod zero_shot;

@@ -3,6 +3,7 @@
 
 use crate::common;
 mod hardening;
+mod token_rows;
 
 use common::postgres::Postgres;
 use common::TestServer;

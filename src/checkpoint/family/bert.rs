@@ -1,6 +1,6 @@
 //! BERT (`bert`): the post-LayerNorm encoder the others extend; its pooler and classifier head.
 
-use super::{LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{LayerNames, Shape, Spec, TokenizerFiles, Weights, LINEAR_TOKEN_HEAD, WORD_EMBEDDINGS};
 use crate::checkpoint::raw::{Activation, RawConfig};
 
 pub(super) const SPEC: Spec = Spec {
@@ -14,6 +14,7 @@ pub(super) const SPEC: Spec = Spec {
         head_dense: "pooler.dense",
         head_dense_in_base: true,
         head_out: "classifier",
+        token_head: LINEAR_TOKEN_HEAD,
     },
     read,
 };

@@ -1,7 +1,10 @@
 //! DeBERTa-v2/v3's settings in config.json (transformers' `DebertaV2Config` and the
 //! `getattr` defaults of `modeling_deberta_v2.py`).
 
-use super::{bert, Encoder, LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{
+    bert, Encoder, LayerNames, Shape, Spec, TokenizerFiles, Weights, LINEAR_TOKEN_HEAD,
+    WORD_EMBEDDINGS,
+};
 use crate::checkpoint::raw::{Activation, RawConfig};
 use serde::Deserialize;
 
@@ -16,6 +19,7 @@ pub(super) const SPEC: Spec = Spec {
         head_dense: "pooler.dense",
         head_dense_in_base: false,
         head_out: "classifier",
+        token_head: LINEAR_TOKEN_HEAD,
     },
     read,
 };

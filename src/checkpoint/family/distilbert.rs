@@ -1,7 +1,7 @@
 //! DistilBERT (`distilbert`): BERT's encoder under other names and spellings, no token types,
 //! and a ReLU head.
 
-use super::{LayerNames, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{LayerNames, Shape, Spec, TokenizerFiles, Weights, LINEAR_TOKEN_HEAD, WORD_EMBEDDINGS};
 use crate::checkpoint::raw::{Activation, RawConfig, Sizes};
 
 pub(super) const SPEC: Spec = Spec {
@@ -15,6 +15,7 @@ pub(super) const SPEC: Spec = Spec {
         head_dense: "pre_classifier",
         head_dense_in_base: false,
         head_out: "classifier",
+        token_head: LINEAR_TOKEN_HEAD,
     },
     read,
 };

@@ -1,6 +1,6 @@
 //! ELECTRA (`electra`): BERT's encoder behind narrower embeddings projected up, and a GELU head.
 
-use super::{bert, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{bert, Shape, Spec, TokenizerFiles, Weights, LINEAR_TOKEN_HEAD, WORD_EMBEDDINGS};
 use crate::checkpoint::raw::{Activation, RawConfig};
 
 pub(super) const SPEC: Spec = Spec {
@@ -14,6 +14,7 @@ pub(super) const SPEC: Spec = Spec {
         head_dense: "classifier.dense",
         head_dense_in_base: false,
         head_out: "classifier.out_proj",
+        token_head: LINEAR_TOKEN_HEAD,
     },
     read,
 };

@@ -136,7 +136,23 @@ pub struct Weights {
     /// `head_dense` sits under the base model's prefix (BERT's pooler), else at the root.
     pub head_dense_in_base: bool,
     pub head_out: &'static str,
+    /// The `*ForTokenClassification` head, on every token's final hidden state.
+    pub token_head: TokenHead,
 }
+
+/// Where a `*ForTokenClassification` checkpoint keeps its head: `out(x)`, or with `dense`,
+/// `out(norm(act(dense(x))))` (ModernBERT's prediction head, with the sequence head's
+/// activation and norm).
+pub struct TokenHead {
+    pub dense: Option<&'static str>,
+    pub out: &'static str,
+}
+
+/// The token head of most families: one linear layer, `classifier`.
+const LINEAR_TOKEN_HEAD: TokenHead = TokenHead {
+    dense: None,
+    out: "classifier",
+};
 
 /// Tensor names inside one encoder layer, and the layer list's own prefix.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! `rope_parameters` per layer type) or 4.x's (`global_attn_every_n_layers`,
 //! `global_rope_theta`, `local_rope_theta`).
 
-use super::{Encoder, Shape, Spec, TokenizerFiles, Weights};
+use super::{Encoder, Shape, Spec, TokenHead, TokenizerFiles, Weights};
 use crate::checkpoint::raw::{Activation, RawConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -18,6 +18,12 @@ pub(super) const SPEC: Spec = Spec {
         head_dense: "head.dense",
         head_dense_in_base: false,
         head_out: "classifier",
+        // ModernBertForTokenClassification runs its prediction head (dense, act, `head.norm`)
+        // on every token before the classifier, as the sequence head does on the pooled row.
+        token_head: TokenHead {
+            dense: Some("head.dense"),
+            out: "classifier",
+        },
     },
     read,
 };

@@ -1,7 +1,7 @@
 //! RoBERTa (`roberta`) and XLM-RoBERTa (`xlm-roberta`): BERT's encoder with positions numbered
 //! after the padding index, byte-level BPE or SentencePiece tokenizers, and a tanh head.
 
-use super::{bert, Shape, Spec, TokenizerFiles, Weights, WORD_EMBEDDINGS};
+use super::{bert, Shape, Spec, TokenizerFiles, Weights, LINEAR_TOKEN_HEAD, WORD_EMBEDDINGS};
 use crate::checkpoint::raw::{Activation, RawConfig};
 
 pub(super) const ROBERTA: Spec = Spec {
@@ -21,6 +21,7 @@ pub(super) const XLM_ROBERTA: Spec = Spec {
         head_dense: "classifier.dense",
         head_dense_in_base: false,
         head_out: "classifier.out_proj",
+        token_head: LINEAR_TOKEN_HEAD,
     },
     read,
 };

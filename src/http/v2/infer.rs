@@ -112,7 +112,7 @@ async fn run(
         let (query, texts) = (strings(query, QUERY_INPUT)?, strings(texts, TEXTS_INPUT)?);
         rerank::infer(state, &engine, &call, query, texts, wanted).await?
     } else {
-        let wanted = requested(outputs, binary_default)?;
+        let wanted = requested(engine.info.task, outputs, binary_default)?;
         let (texts, pairs) = input_texts(request.inputs)?;
         v2::infer(state, &engine, &call, texts, pairs, wanted).await?
     };

@@ -66,7 +66,7 @@ pub(crate) async fn model_config(
     path: ModelPath,
 ) -> Result<Json<ModelConfig>, ApiError> {
     let engine = path.loaded(&state)?;
-    let (inputs, outputs) = model_tensors(engine.info.labels.len());
+    let (inputs, outputs) = model_tensors(engine.info.task, engine.info.labels.len());
     Ok(Json(ModelConfig {
         name: engine.info.model_id.clone(),
         platform: PLATFORM,

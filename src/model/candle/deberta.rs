@@ -138,6 +138,15 @@ impl DebertaV2 {
     /// context pooler reads.
     pub(super) fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
+        self.forward_all_tokens(input)?
+            .reshape((b, l, ()))?
+            .narrow(1, 0, 1)?
+            .squeeze(1)
+    }
+
+    /// The final hidden state of every position, padding included, `[batch * seq_len, hidden]`.
+    pub(super) fn forward_all_tokens(&self, input: &BatchInput) -> Result<Tensor> {
+        let (b, l) = (input.batch_size(), input.seq_len);
         let mut x = self.embed(input)?;
         // `[1, batch, 1, seq]`: the head-major scores' layout.
         let mask = input
@@ -151,7 +160,7 @@ impl DebertaV2 {
         for layer in &self.layers {
             x = self.layer_forward(layer, &x, &mask, relative.as_ref(), b, l)?;
         }
-        x.reshape((b, l, ()))?.narrow(1, 0, 1)?.squeeze(1)
+        Ok(x)
     }
 
     /// Word (+ absolute position) (+ token type) embeddings, layer-normed:

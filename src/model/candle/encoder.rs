@@ -89,14 +89,23 @@ impl Encoder {
     /// Returns the final hidden state of the first token of each sequence, `[batch, hidden]`.
     /// Classification heads read nothing else, so the last layer computes only those rows.
     pub(super) fn forward_first_token(&self, input: &BatchInput) -> Result<Tensor> {
+        self.forward_rows(input, false)
+    }
+
+    /// The final hidden state of every position, padding included, `[batch * seq_len, hidden]`.
+    pub(super) fn forward_all_tokens(&self, input: &BatchInput) -> Result<Tensor> {
+        self.forward_rows(input, true)
+    }
+
+    fn forward_rows(&self, input: &BatchInput, all_tokens: bool) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
         let mut x = self.embed(input)?;
         let mask = input.padding_mask(&self.device, self.dtype)?;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(layer, &x, &mask, b, l, i == last)?;
+            x = self.layer_forward(layer, &x, &mask, b, l, !all_tokens && i == last)?;
         }
-        if self.layers.is_empty() {
+        if self.layers.is_empty() && !all_tokens {
             x = x.reshape((b, l, ()))?.narrow(1, 0, 1)?.squeeze(1)?;
         }
         Ok(x)

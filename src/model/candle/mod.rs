@@ -13,6 +13,7 @@ mod query_blocks;
 use super::batch::Batch;
 use super::weights;
 use crate::checkpoint::{self, Activation, ModelConfig};
+use crate::types::ModelTask;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use deberta::DebertaV2;
@@ -21,10 +22,10 @@ use input::BatchInput;
 use layers::{activate, LayerNorm, Linear};
 use modernbert::ModernBert;
 
-/// `out(norm(act(dense(pooled))))`, the norm only in ModernBERT (see [`weights::Head`]).
+/// `out(norm(act(dense(x))))`, the norm only in ModernBERT (see [`weights::Head`]); most
+/// token classifiers' `out(x)` alone.
 struct Head {
-    dense: Linear,
-    activation: Activation,
+    dense: Option<(Linear, Activation)>,
     norm: Option<LayerNorm>,
     out: Linear,
 }
@@ -32,6 +33,13 @@ struct Head {
 impl Head {
     fn load(vb: &VarBuilder<'static>, head: weights::Head, config: &ModelConfig) -> Result<Self> {
         let (h, n) = (config.hidden_size, config.labels.len());
+        let Some(dense) = &head.dense else {
+            return Ok(Self {
+                dense: None,
+                norm: None,
+                out: Linear::load(&head.out, h, n)?,
+            });
+        };
         let (dense_bias, norm) = match &config.encoder {
             checkpoint::Encoder::ModernBert(m) => (
                 m.classifier_bias,
@@ -47,15 +55,20 @@ impl Head {
             }
         };
         Ok(Self {
-            dense: Linear::load_with_bias(&head.dense, h, h, dense_bias)?,
-            activation: head.activation,
+            dense: Some((
+                Linear::load_with_bias(dense, h, h, dense_bias)?,
+                head.activation,
+            )),
             norm,
             out: Linear::load(&head.out, h, n)?,
         })
     }
 
-    fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
-        let mut x = activate(&self.dense.forward(pooled)?, self.activation)?;
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some((dense, activation)) = &self.dense else {
+            return self.out.forward(x);
+        };
+        let mut x = activate(&dense.forward(x)?, *activation)?;
         if let Some(norm) = &self.norm {
             x = norm.forward(&x)?;
         }
@@ -75,6 +88,7 @@ pub struct CandleClassifier {
     body: Body,
     head: Head,
     pad_token_id: u32,
+    task: ModelTask,
 }
 
 impl CandleClassifier {
@@ -99,6 +113,7 @@ impl CandleClassifier {
             body,
             head: Head::load(vb, head, config)?,
             pad_token_id: config.pad_token_id,
+            task: config.task,
         })
     }
 
@@ -112,9 +127,13 @@ impl CandleClassifier {
         self
     }
 
-    /// Logits `[sequences][labels]` in f32, whatever the compute dtype.
+    /// Logits `[sequences][labels]` in f32, whatever the compute dtype; a token classifier's
+    /// `[sequences][tokens * labels]`.
     pub fn forward(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
         let input = BatchInput::pad(batch, self.pad_token_id);
+        if self.task == ModelTask::TokenClassification {
+            return self.forward_tokens(&input);
+        }
         let pooled = match &self.body {
             Body::Bert(encoder) => encoder.forward_first_token(&input)?,
             Body::DebertaV2(model) => model.forward_first_token(&input)?,
@@ -124,5 +143,28 @@ impl CandleClassifier {
             .forward(&pooled)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()
+    }
+
+    /// Every token's logits, the padding's dropped: `[sequences][tokens * labels]`.
+    fn forward_tokens(&self, input: &BatchInput) -> Result<Vec<Vec<f32>>> {
+        let states = match &self.body {
+            Body::Bert(encoder) => encoder.forward_all_tokens(input)?,
+            Body::DebertaV2(model) => model.forward_all_tokens(input)?,
+            Body::ModernBert(model) => model.forward_tokens(input)?,
+        };
+        let logits = self
+            .head
+            .forward(&states)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let per_token = logits.len() / (input.batch_size() * input.seq_len).max(1);
+        let padded = input.seq_len * per_token;
+        Ok(input
+            .lengths
+            .iter()
+            .enumerate()
+            .map(|(s, &len)| logits[s * padded..s * padded + len * per_token].to_vec())
+            .collect())
     }
 }

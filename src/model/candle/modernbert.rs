@@ -109,6 +109,26 @@ impl ModernBert {
     /// each sequence's real tokens (`classifier_pooling`).
     pub(super) fn forward_pooled(&self, input: &BatchInput) -> Result<Tensor> {
         let (b, l) = (input.batch_size(), input.seq_len);
+        let x = self.forward_tokens(input)?.reshape((b, l, ()))?;
+        match self.settings.pooling {
+            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Mean => {
+                let real = input
+                    .lengths
+                    .iter()
+                    .flat_map(|&len| (0..l).map(move |i| if i < len { 1f32 } else { 0.0 }))
+                    .collect::<Vec<_>>();
+                let real = Tensor::from_vec(real, (b, l, 1), &self.device)?.to_dtype(self.dtype)?;
+                let counts = real.sum(1)?;
+                x.broadcast_mul(&real)?.sum(1)?.broadcast_div(&counts)
+            }
+        }
+    }
+
+    /// Every position's final hidden state, normed, padding included:
+    /// `[batch * seq_len, hidden]`.
+    pub(super) fn forward_tokens(&self, input: &BatchInput) -> Result<Tensor> {
+        let (b, l) = (input.batch_size(), input.seq_len);
         // Built once per batch for each kind of layer the model has.
         let inputs = |kind: AttentionKind| -> Result<Option<Attention>> {
             if self.layers.iter().any(|layer| layer.kind == kind) {
@@ -134,20 +154,7 @@ impl ModernBert {
             .ok_or_else(|| candle_core::Error::Msg("attention inputs missing".into()))?;
             x = self.layer_forward(layer, &x, attention, b, l)?;
         }
-        let x = self.final_norm.forward(&x)?.reshape((b, l, ()))?;
-        match self.settings.pooling {
-            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
-            Pooling::Mean => {
-                let real = input
-                    .lengths
-                    .iter()
-                    .flat_map(|&len| (0..l).map(move |i| if i < len { 1f32 } else { 0.0 }))
-                    .collect::<Vec<_>>();
-                let real = Tensor::from_vec(real, (b, l, 1), &self.device)?.to_dtype(self.dtype)?;
-                let counts = real.sum(1)?;
-                x.broadcast_mul(&real)?.sum(1)?.broadcast_div(&counts)
-            }
-        }
+        self.final_norm.forward(&x)
     }
 
     /// Rotary tables `[seq, head_dim / 2]` (O(L x head_dim)) and the query blocks with their

@@ -9,7 +9,7 @@ use super::super::batch::Batch;
 use super::super::cpu::{Act, Isa, WeightFormat, LANES};
 use super::embeddings::Embeddings;
 use super::layers::{
-    act, first_token_rows, keys_transposed, pack, per_head, read_linear, Layer, Norm, Rows,
+    act, final_rows, keys_transposed, pack, per_head, read_linear, Layer, Norm, Rows,
 };
 use crate::checkpoint::{DebertaV2Settings, LayerNames, ModelConfig};
 use candle_core::Result;
@@ -152,6 +152,16 @@ impl DebertaEncoder {
         &self,
         batch: &Batch,
     ) -> std::result::Result<Vec<f32>, String> {
+        self.forward_rows(batch, false)
+    }
+
+    /// The final hidden state of every token, `[tokens, hidden]` row-major (what a token
+    /// classifier reads), or with `all_tokens` false each sequence's first token's.
+    pub(crate) fn forward_rows(
+        &self,
+        batch: &Batch,
+        all_tokens: bool,
+    ) -> std::result::Result<Vec<f32>, String> {
         let x = self.embeddings.embed(self.isa, batch)?;
         let longest = batch.lengths.iter().copied().max().unwrap_or(0);
         // Only layers with relative terms read it.
@@ -159,11 +169,12 @@ impl DebertaEncoder {
             .settings
             .relative_attention
             .then(|| Relative::new(&self.settings, longest));
-        first_token_rows(
+        final_rows(
             batch,
             x,
             self.hidden,
             self.layers.len(),
+            all_tokens,
             |i, x, rows, first_only, scratch| {
                 let layer = &self.layers[i];
                 layer

@@ -9,9 +9,7 @@
 use super::super::batch::Batch;
 use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, QUERY_BLOCK};
 use super::embeddings::Embeddings;
-use super::layers::{
-    act, first_token_rows, keys_transposed, pack, per_head, read_linear, Layer, Rows,
-};
+use super::layers::{act, final_rows, keys_transposed, pack, per_head, read_linear, Layer, Rows};
 use crate::checkpoint::{LayerNames, ModelConfig};
 use candle_core::Result;
 use candle_nn::VarBuilder;
@@ -76,15 +74,26 @@ impl HostEncoder {
         &self,
         batch: &Batch,
     ) -> std::result::Result<Vec<f32>, String> {
+        self.forward_rows(batch, false)
+    }
+
+    /// The final hidden state of every token, `[tokens, hidden]` row-major (what a token
+    /// classifier reads), or with `all_tokens` false each sequence's first token's.
+    pub(crate) fn forward_rows(
+        &self,
+        batch: &Batch,
+        all_tokens: bool,
+    ) -> std::result::Result<Vec<f32>, String> {
         let mut x = self.embeddings.embed(self.isa, batch)?;
         if let Some(project) = &self.embedding_project {
             x = project.matmul(&x, batch.ids.len(), None);
         }
-        first_token_rows(
+        final_rows(
             batch,
             x,
             self.hidden,
             self.layers.len(),
+            all_tokens,
             |i, x, rows, first_only, scratch| {
                 self.layers[i].forward(self.activation, x, rows, first_only, scratch, |qkv| {
                     self.attention(qkv, rows, first_only)

@@ -182,14 +182,15 @@ pub(super) fn act(activation: Activation) -> Act {
 }
 
 /// Runs `layer(i, x, rows, first_only, scratch)` for `i < layers` over the embeddings `x` of
-/// `batch`, the last with `first_only`, each writing its output rows to `scratch.out` and
-/// returning how many; then the final hidden state of each sequence's first token,
-/// `[sequences, hidden]`.
-pub(super) fn first_token_rows(
+/// `batch`, the last with `first_only` unless `all_tokens`, each writing its output rows to
+/// `scratch.out` and returning how many; then the final hidden state of each sequence's first
+/// token, `[sequences, hidden]`, or with `all_tokens` of every token, `[tokens, hidden]`.
+pub(super) fn final_rows(
     batch: &Batch,
     mut x: Vec<f32>,
     hidden: usize,
     layers: usize,
+    all_tokens: bool,
     mut layer: impl FnMut(usize, &[f32], &Rows, bool, &mut Scratch) -> usize,
 ) -> std::result::Result<Vec<f32>, String> {
     // Every sequence needs a first token (the tokenizer always adds one).
@@ -199,12 +200,12 @@ pub(super) fn first_token_rows(
     let rows = Rows::new(batch);
     let mut scratch = Scratch::default();
     for i in 0..layers {
-        let n = layer(i, &x, &rows, i + 1 == layers, &mut scratch);
+        let n = layer(i, &x, &rows, !all_tokens && i + 1 == layers, &mut scratch);
         // The layer's output becomes the next input; the old input, the next output buffer.
         std::mem::swap(&mut x, &mut scratch.out);
         x.truncate(n * hidden);
     }
-    if layers == 0 {
+    if layers == 0 && !all_tokens {
         x = rows.first_rows(&x, hidden);
     }
     Ok(x)

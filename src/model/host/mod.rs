@@ -11,6 +11,7 @@ use super::batch::Batch;
 use super::cpu::{Act, Isa, PackedMatrix, WeightFormat};
 use super::weights;
 use crate::checkpoint::{Encoder, ModelConfig};
+use crate::types::ModelTask;
 use candle_core::Result;
 use candle_nn::VarBuilder;
 use deberta::DebertaEncoder;
@@ -18,11 +19,10 @@ pub(super) use encoder::HostEncoder;
 use layers::Norm;
 use modernbert::ModernBertEncoder;
 
-/// `out(norm(act(dense(pooled))))`, packed like the encoder's layers; the norm only in
-/// ModernBERT (`head.norm`), as in candle's head.
+/// `out(norm(act(dense(x))))`, packed like the encoder's layers; the norm only in ModernBERT
+/// (`head.norm`), as in candle's head; a token classifier's most often `out(x)` alone.
 struct Head {
-    dense: PackedMatrix,
-    act: Act,
+    dense: Option<(PackedMatrix, Act)>,
     norm: Option<Norm>,
     out: PackedMatrix,
 }
@@ -74,11 +74,21 @@ impl Body {
             Body::ModernBert(encoder) => encoder.forward_pooled(batch),
         }
     }
+
+    /// Every token's final hidden state, `[tokens, hidden]`.
+    fn tokens(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+        match self {
+            Body::PostNorm(encoder) => encoder.forward_rows(batch, true),
+            Body::Deberta(encoder) => encoder.forward_rows(batch, true),
+            Body::ModernBert(encoder) => encoder.forward_tokens(batch),
+        }
+    }
 }
 
 pub struct HostClassifier {
     body: Body,
     head: Head,
+    task: ModelTask,
 }
 
 impl HostClassifier {
@@ -102,6 +112,7 @@ impl HostClassifier {
         Ok(Self {
             body,
             head: Head::load(vb, &located.head, config, isa, head_format)?,
+            task: config.task,
         })
     }
 
@@ -109,7 +120,7 @@ impl HostClassifier {
         self.body.isa()
     }
 
-    /// Logits `[sequences][labels]`.
+    /// Logits `[sequences][labels]`; a token classifier's `[sequences][tokens * labels]`.
     pub fn forward(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
         // The whole pass runs on one of the pool's threads, so that its ~30 parallel steps
         // split among the pool's threads directly; called from outside the pool, each would be
@@ -118,8 +129,25 @@ impl HostClassifier {
     }
 
     fn forward_here(&self, batch: &Batch) -> std::result::Result<Vec<Vec<f32>>, String> {
-        let pooled = self.body.pooled(batch)?;
-        Ok(self.head.forward(&pooled, batch.len(), self.isa()))
+        match self.task {
+            ModelTask::TextClassification => {
+                let pooled = self.body.pooled(batch)?;
+                Ok(self.head.forward(&pooled, batch.len(), self.isa()))
+            }
+            ModelTask::TokenClassification => {
+                let states = self.body.tokens(batch)?;
+                let logits = self.head.logits(&states, batch.ids.len(), self.isa());
+                let labels = self.head.out.out_features();
+                let mut rows = Vec::with_capacity(batch.len());
+                let mut rest = logits.as_slice();
+                for &len in &batch.lengths {
+                    let (row, after) = rest.split_at((len * labels).min(rest.len()));
+                    rows.push(row.to_vec());
+                    rest = after;
+                }
+                Ok(rows)
+            }
+        }
     }
 }
 
@@ -134,6 +162,13 @@ impl Head {
     ) -> Result<Self> {
         let (h, labels) = (config.hidden_size, config.labels.len());
         // ModernBERT's config says whether the dense layer has a bias, and adds a norm.
+        let Some(dense) = &head.dense else {
+            return Ok(Self {
+                dense: None,
+                norm: None,
+                out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, format)?,
+            });
+        };
         let (dense_bias, norm) = match &config.encoder {
             Encoder::ModernBert(m) => (
                 m.classifier_bias,
@@ -147,12 +182,14 @@ impl Head {
             Encoder::PostNorm(_) | Encoder::DebertaV2 { .. } => (true, None),
         };
         Ok(Self {
-            dense: layers::pack(
-                layers::read_linear_with_bias(&head.dense, h, h, dense_bias)?,
-                isa,
-                format,
-            )?,
-            act: layers::act(head.activation),
+            dense: Some((
+                layers::pack(
+                    layers::read_linear_with_bias(dense, h, h, dense_bias)?,
+                    isa,
+                    format,
+                )?,
+                layers::act(head.activation),
+            )),
             norm,
             out: layers::pack(layers::read_linear(&head.out, h, labels)?, isa, format)?,
         })
@@ -160,14 +197,21 @@ impl Head {
 
     /// Logits of `n` pooled rows.
     fn forward(&self, pooled: &[f32], n: usize, isa: Isa) -> Vec<Vec<f32>> {
-        let mut x = self.dense.matmul(pooled, n, Some(self.act));
-        if let Some(norm) = &self.norm {
-            norm.apply(isa, &mut x, None);
-        }
-        let logits = self.out.matmul(&x, n, None);
-        logits
+        self.logits(pooled, n, isa)
             .chunks_exact(self.out.out_features())
             .map(<[f32]>::to_vec)
             .collect()
+    }
+
+    /// Logits of `n` rows, `[n, labels]` row-major.
+    fn logits(&self, rows: &[f32], n: usize, isa: Isa) -> Vec<f32> {
+        let Some((dense, act)) = &self.dense else {
+            return self.out.matmul(rows, n, None);
+        };
+        let mut x = dense.matmul(rows, n, Some(*act));
+        if let Some(norm) = &self.norm {
+            norm.apply(isa, &mut x, None);
+        }
+        self.out.matmul(&x, n, None)
     }
 }

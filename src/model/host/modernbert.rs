@@ -123,6 +123,23 @@ impl ModernBertEncoder {
     /// The pooled final hidden states, `[sequences, hidden]` row-major: each sequence's first
     /// token's, or the mean over its tokens (`classifier_pooling`).
     pub(crate) fn forward_pooled(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+        // With first-token pooling, the last layer computes only each sequence's first row:
+        // nothing after it reads the others (the final norm is per row).
+        let x = self.final_states(batch, self.pooling == Pooling::Cls)?;
+        Ok(match self.pooling {
+            Pooling::Cls => x,
+            Pooling::Mean => self.mean(&x, &Rows::new(batch)),
+        })
+    }
+
+    /// Every token's final hidden state, normed, `[tokens, hidden]` row-major: what a token
+    /// classifier's head reads.
+    pub(crate) fn forward_tokens(&self, batch: &Batch) -> std::result::Result<Vec<f32>, String> {
+        self.final_states(batch, false)
+    }
+
+    /// The final norm's rows: each sequence's first token's when `cls`, else every token's.
+    fn final_states(&self, batch: &Batch, cls: bool) -> std::result::Result<Vec<f32>, String> {
         // Every sequence needs a first token (the tokenizer always adds one), and the rows
         // below are found from the lengths.
         if batch.lengths.contains(&0) {
@@ -135,9 +152,6 @@ impl ModernBertEncoder {
         let rows = Rows::new(batch);
         let mut x = self.embed(batch)?;
         let mut buffers = Buffers::default();
-        // With first-token pooling, the last layer computes only each sequence's first row:
-        // nothing after it reads the others (the final norm is per row).
-        let cls = self.pooling == Pooling::Cls;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let n = self.layer(layer, &x, &rows, cls && i == last, &mut buffers);
@@ -149,10 +163,7 @@ impl ModernBertEncoder {
             x = rows.first_rows(&x, h);
         }
         self.final_norm.apply(self.isa, &mut x, None);
-        Ok(match self.pooling {
-            Pooling::Cls => x,
-            Pooling::Mean => self.mean(&x, &rows),
-        })
+        Ok(x)
     }
 
     /// Each sequence's mean row, `[sequences, hidden]`.
