@@ -131,11 +131,7 @@ impl Engine {
             .filter_map(|path| std::fs::metadata(path).ok())
             .map(|m| m.len())
             .sum();
-        let training =
-            crate::checkpoint::provenance::read(&loaded.files.dir).unwrap_or_else(|why| {
-                tracing::warn!("{}: {why}", loaded.files.dir.display());
-                None
-            });
+        let training = crate::checkpoint::provenance::find(&loaded.files.dir);
         let load_seconds = started.elapsed().as_secs_f64();
         let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
         let metrics = metrics.for_model(&model_id, version);

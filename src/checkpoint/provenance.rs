@@ -31,6 +31,14 @@ pub struct Provenance {
     pub created_at: Option<String>,
 }
 
+/// [`read`], with a warning in the log when the file is there but gives nothing.
+pub fn find(dir: &Path) -> Option<Provenance> {
+    read(dir).unwrap_or_else(|why| {
+        tracing::warn!("{}: {why}", dir.display());
+        None
+    })
+}
+
 /// `dir`'s `training.json`: `Ok(None)` without one; `Err` with why a present file gave
 /// nothing usable. Values that are not plain identifiers are dropped (with `Err` when nothing
 /// is left), so that a hand-edited file never puts arbitrary text into `/info`.
