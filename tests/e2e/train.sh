@@ -4,7 +4,7 @@
 # MLflow, while the API is under load.
 #   - builds the training image (scripts/build-train-image.sh; with unchanged requirements only
 #     the trainer's layer, if anything, is rebuilt: a few seconds) and checks it: UID 10003, no
-#     pip or compilers;
+#     pip or compilers; training/tests (data formats, version numbering and staging) pass in it;
 #   - a repository whose model sst2 has version 1 (the tiny random fixture distilbert-tiny);
 #     api-repository serves it (poll interval 1 s) under constant load (tests/e2e/train_load.py:
 #     4 clients on /v2/models/sst2/infer);
@@ -65,6 +65,10 @@ export TRAIN_IMAGE=sentiment-train:latest
 expect "training image user" "$(docker image inspect -f '{{.Config.User}}' "$TRAIN_IMAGE")" "10003:10003"
 tools=$(docker run --rm --entrypoint sh "$TRAIN_IMAGE" -c 'for t in gcc cc c++ make pip pip3; do command -v $t; done; python3 -c "import pip" 2>/dev/null && echo "pip module"; true')
 expect "compilers or pip in the training image" "$tools" ""
+# The trainer's data and repository code (training/tests), as the image's user.
+docker run --rm --read-only -v "$PWD/training:/src:ro" --entrypoint python3 "$TRAIN_IMAGE" \
+    -m unittest discover -s /src/tests >"$TMP/unit.log" 2>&1 || { cat "$TMP/unit.log" >&2; fail "training/tests failed"; }
+ok "training/tests: $(tail -n1 "$TMP/unit.log")"
 
 step "MLflow image"
 export MLFLOW_IMAGE=${MLFLOW_IMAGE:-$(TAG_ONLY=1 scripts/build-mlflow-image.sh)}
