@@ -59,21 +59,21 @@ py() { python3 -c "$@"; }
 
 step "training image"
 build_started=$(date +%s)
-scripts/build-train-image.sh >"$TMP/train-build.log" 2>&1 || { tail -n 40 "$TMP/train-build.log" >&2; fail "scripts/build-train-image.sh failed"; }
+IMAGE=sentiment-train scripts/build-train-image.sh >"$TMP/train-build.log" 2>&1 || { tail -n 40 "$TMP/train-build.log" >&2; fail "scripts/build-train-image.sh failed"; }
 ok "built (or found current) in $(($(date +%s) - build_started)) s: $(tail -n1 "$TMP/train-build.log")"
 export TRAIN_IMAGE=sentiment-train:latest
 expect "training image user" "$(docker image inspect -f '{{.Config.User}}' "$TRAIN_IMAGE")" "10003:10003"
 tools=$(docker run --rm --entrypoint sh "$TRAIN_IMAGE" -c 'for t in gcc cc c++ make pip pip3; do command -v $t; done; python3 -c "import pip" 2>/dev/null && echo "pip module"; true')
 expect "compilers or pip in the training image" "$tools" ""
 # The trainer's data and repository code (training/tests), as the image's user.
-docker run --rm --read-only -v "$PWD/training:/src:ro" --entrypoint python3 "$TRAIN_IMAGE" \
+docker run --rm --read-only --tmpfs /tmp -v "$PWD/training:/src:ro" --entrypoint python3 "$TRAIN_IMAGE" \
     -m unittest discover -s /src/tests >"$TMP/unit.log" 2>&1 || { cat "$TMP/unit.log" >&2; fail "training/tests failed"; }
 ok "training/tests: $(tail -n1 "$TMP/unit.log")"
 
 step "MLflow image"
-export MLFLOW_IMAGE=${MLFLOW_IMAGE:-$(TAG_ONLY=1 scripts/build-mlflow-image.sh)}
+export MLFLOW_IMAGE=${MLFLOW_IMAGE:-$(IMAGE=sentiment-mlflow TAG_ONLY=1 scripts/build-mlflow-image.sh)}
 if ! docker image inspect "$MLFLOW_IMAGE" >/dev/null 2>&1; then
-    timeout "${MLFLOW_BUILD_TIMEOUT:-1200}" scripts/build-mlflow-image.sh >"$TMP/mlflow-build.log" 2>&1 ||
+    IMAGE=sentiment-mlflow timeout "${MLFLOW_BUILD_TIMEOUT:-1200}" scripts/build-mlflow-image.sh >"$TMP/mlflow-build.log" 2>&1 ||
         { tail -n 40 "$TMP/mlflow-build.log" >&2; fail "scripts/build-mlflow-image.sh failed"; }
 fi
 
@@ -187,7 +187,7 @@ artifact_sha=$(curl -sfS --max-time 60 "$ML/api/2.0/mlflow-artifacts/artifacts/$
 expect "artifact weights = served weights" "$artifact_sha" "$(sha256sum <"$TMP/repo/sst2/2/model.safetensors" | cut -d' ' -f1)"
 curl -sS --max-time 10 "$REPO/info" >"$TMP/info.json"
 expect "/info: version 2's MLflow run" "$(py 'import json,sys; m=[m for m in json.load(open(sys.argv[1]))["models"] if m["name"]=="sst2"][0]
-print(" ".join(f"{v[\"version\"]}:{(v.get(\"model\") or {}).get(\"training\", {}).get(\"mlflow_run_id\", \"-\")}" for v in m["versions"]))' "$TMP/info.json")" "2:$run_id"
+for v in m["versions"]: print(str(v["version"]) + ":" + (v.get("model") or {}).get("training", {}).get("mlflow_run_id", "-"))' "$TMP/info.json" | tr '\n' ' ')" "2:$run_id "
 
 step "the next run writes version 3; without MLflow a run fails at once and writes nothing"
 compose run --rm --no-deps -T train "${train_args[@]}" --epochs 1 --max-steps 2 >"$TMP/train3.log" 2>&1 || { cat "$TMP/train3.log" >&2; fail "the second training run failed"; }

@@ -55,11 +55,16 @@ def model_dir(repository: Path, name: str) -> Path:
             f"{target} holds a model directly (config.json): versions cannot go beside it. "
             f"Move it into {target}/1 first (the server then serves it as version 1)"
         )
-    try:
-        target.mkdir(mode=0o755, exist_ok=True)
-        os.chmod(target, 0o755)
-    except PermissionError:
-        pass  # someone else's directory that we may still write into: checked below
+    if not target.exists():
+        try:
+            target.mkdir(mode=0o755)
+            os.chmod(target, 0o755)  # whatever the umask: the server's user reads it
+        except PermissionError:
+            raise RepositoryError(
+                f"cannot create {target} as UID {os.getuid()}: make {repository} writable by that "
+                "user, or create the model's directory owned by it; or run the trainer as the owner "
+                "(compose: TRAIN_USER=$(id -u):$(id -g); docker run: --user)"
+            ) from None
     if not os.access(target, os.W_OK | os.X_OK):
         raise RepositoryError(
             f"cannot write into {target} as UID {os.getuid()}: make it writable by that user "
