@@ -5,6 +5,8 @@
 #   - builds the training image (scripts/build-train-image.sh; with unchanged requirements only
 #     the trainer's layer, if anything, is rebuilt: a few seconds) and checks it: UID 10003, no
 #     pip or compilers; training/tests (data formats, version numbering and staging) pass in it;
+#     its build context holds the lock and the trainer only (planted .env, secrets, data,
+#     weights stay out);
 #   - a repository whose model sst2 has version 1 (the tiny random fixture distilbert-tiny);
 #     api-repository serves it (poll interval 1 s) under constant load (tests/e2e/train_load.py:
 #     4 clients on /v2/models/sst2/infer);
@@ -69,6 +71,24 @@ expect "compilers or pip in the training image" "$tools" ""
 docker run --rm --read-only --tmpfs /tmp -v "$PWD/training:/src:ro" --entrypoint python3 "$TRAIN_IMAGE" \
     -m unittest discover -s /src/tests >"$TMP/unit.log" 2>&1 || { cat "$TMP/unit.log" >&2; fail "training/tests failed"; }
 ok "training/tests: $(tail -n1 "$TMP/unit.log")"
+
+step "the training build context: the lock and the trainer only (planted secrets, data and weights stay out)"
+planted=(training/.env training/secrets/planted.txt training/sentiment_train/.env.local
+    training/sentiment_train/model.safetensors training/train.tsv training/wheels/planted.jsonl)
+for f in "${planted[@]}"; do
+    if [ -e "$f" ]; then fail "$f already exists; refusing to overwrite it"; fi
+done
+for f in "${planted[@]}"; do mkdir -p "$(dirname "$f")"; echo "PLANTED-$$" >"$f"; done
+printf 'FROM local/debian:bookworm-slim\nCOPY . /context\n' >"$TMP/probe.Dockerfile"
+probe_status=0
+DOCKER_BUILDKIT=0 docker build -q -f "$TMP/probe.Dockerfile" -t sentiment-train-context-probe training >/dev/null 2>&1 || probe_status=$?
+rm -f "${planted[@]}"
+rmdir training/secrets 2>/dev/null || true
+[ "$probe_status" = 0 ] || fail "could not build the context probe"
+context=$(docker run --rm --entrypoint find sentiment-train-context-probe /context -type f | sed 's|^/context/||' | LC_ALL=C sort | tr '\n' ' ')
+docker rmi sentiment-train-context-probe >/dev/null 2>&1 || true
+expect "files in the training build context" "$context" \
+    "requirements.txt sentiment_train/__init__.py sentiment_train/__main__.py sentiment_train/cli.py sentiment_train/data.py sentiment_train/repository.py sentiment_train/tracking.py sentiment_train/train.py "
 
 step "MLflow image"
 export MLFLOW_IMAGE=${MLFLOW_IMAGE:-$(IMAGE=sentiment-mlflow TAG_ONLY=1 scripts/build-mlflow-image.sh)}
