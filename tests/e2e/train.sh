@@ -22,8 +22,9 @@
 #     run with MLflow unreachable fails at once, saying so, and writes nothing.
 # Needs IMAGE (scripts/build-image.sh), the MLflow image (scripts/build-mlflow-image.sh; built
 # when missing, as tests/e2e/compose.sh does) and POSTGRES_IMAGE. Bounded: 107 s once the
-# images exist (2-vCPU Xeon, quiet) (the training image: seconds when current; a cold build 12-16 min on a busy
-# 2-vCPU machine, which .ci/run starts in the background: scripts/build-train-image.sh).
+# images exist (2-vCPU Xeon, quiet); the training image takes seconds when current, a cold
+# build 12-16 min on a busy 2-vCPU machine (.ci/run starts it in the background:
+# scripts/build-train-image.sh says what it costs).
 # Host ports: API_REPOSITORY_PORT (18104), MLFLOW_PORT (15100).
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "$0")/lib.sh"
