@@ -21,7 +21,7 @@ GIT_SHA = $(shell sha=$$(git rev-parse HEAD 2>/dev/null) || sha=unknown; \
 SOURCE_URL = $(shell git remote get-url origin 2>/dev/null || echo unknown)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test fmt lint run image image-gpu image-gpu-local image-mlflow up down compose-up compose-down bench check-workflows check-docs check-doc-examples ci
+.PHONY: help build test fmt lint run image image-gpu image-gpu-local image-mlflow image-train up down compose-up compose-down bench check-workflows check-docs check-doc-examples ci
 
 help: ## list these targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -57,6 +57,9 @@ image-gpu-local: ## the CUDA image without a registry: local CUDA 13.0 base imag
 
 image-mlflow: ## the MLflow image of the tracking profile without a registry (scripts/build-mlflow-image.sh)
 	scripts/build-mlflow-image.sh
+
+image-train: ## the training image of the train profile without a registry (scripts/build-train-image.sh; docs/training.md)
+	scripts/build-train-image.sh
 
 up: ## start the compose stack in the background; PROFILES=tracking adds MLflow (its image built first if missing)
 	@case " $(PROFILES) " in *" tracking "*) \

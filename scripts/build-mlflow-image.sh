@@ -44,26 +44,7 @@ if [ "$BASE_IMAGE" = local/debian:bookworm-slim ] && ! docker image inspect "$BA
 fi
 
 if [ "$WHEELS" = 1 ]; then
-    case "$(docker info --format '{{.Architecture}}')" in
-        x86_64 | amd64) arch=x86_64 ;;
-        aarch64 | arm64) arch=aarch64 ;;
-        *) log "error: no wheels for architecture $(docker info --format '{{.Architecture}}'); WHEELS=0"; exit 1 ;;
-    esac
-    stamp="$(sha256sum <"$CONTEXT/requirements.txt" | cut -c1-16) $arch"
-    if [ "$(cat "$CONTEXT/wheels/.stamp" 2>/dev/null)" != "$stamp" ]; then
-        log "downloading wheels into $CONTEXT/wheels (python $PY_VERSION, $arch)"
-        rm -rf "$CONTEXT/wheels"
-        # Every manylinux tag up to glibc 2.36 (bookworm's): pip does not expand a custom
-        # --platform to the older ones itself.
-        platforms=()
-        for minor in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
-        platforms+=(--platform "manylinux2014_$arch")
-        "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
-            --only-binary :all: --implementation cp --python-version "$PY_VERSION" \
-            "${platforms[@]}" --dest "$CONTEXT/wheels" \
-            -r "$CONTEXT/requirements.txt"
-        echo "$stamp" >"$CONTEXT/wheels/.stamp"
-    fi
+    PYTHON=$PYTHON scripts/download-wheels.sh "$CONTEXT/requirements.txt" "$CONTEXT/wheels" "$PY_VERSION"
 else
     rm -rf "$CONTEXT/wheels"
 fi

@@ -50,6 +50,10 @@ pub struct ModelInfo {
     /// Size of the weight file(s), memory-mapped: what the weights take in memory on a CPU.
     pub weights_bytes: u64,
     pub load_seconds: f64,
+    /// Where the version came from, when its directory holds the trainer's `training.json`
+    /// (docs/training.md): the MLflow run that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training: Option<crate::checkpoint::Provenance>,
 }
 
 /// Requests whose texts total at most this many bytes are tokenized on the async runtime.
@@ -135,6 +139,7 @@ impl Engine {
             .filter_map(|path| std::fs::metadata(path).ok())
             .map(|m| m.len())
             .sum();
+        let training = crate::checkpoint::provenance::find(&loaded.files.dir);
         let load_seconds = started.elapsed().as_secs_f64();
         let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
         let sequences = metrics.sequences_of(loaded.config.task.as_str());
@@ -157,6 +162,7 @@ impl Engine {
             weights_sha256,
             weights_bytes,
             load_seconds,
+            training,
         };
         let limits = BatchLimits {
             max_batch_size: config.max_batch_size as usize,

@@ -6,6 +6,7 @@
 mod config;
 mod family;
 mod files;
+pub mod provenance;
 mod raw;
 
 pub use config::ModelConfig;
@@ -15,4 +16,5 @@ pub use family::{
 };
 pub use files::{dir_name, shard_names, LoadError, ModelFiles};
 pub(crate) use files::{read_text, show};
+pub use provenance::Provenance;
 pub use raw::Activation;

@@ -207,6 +207,8 @@ async fn every_model_and_version_answers_by_each_route_with_its_own_outputs() {
         assert_eq!(model["weights_sha256"].as_str().unwrap().len(), 64);
         assert!(model["weights_bytes"].as_u64().unwrap() > 0);
         assert!(!model["compute"].as_str().unwrap().is_empty());
+        // No training.json: nothing said about training.
+        assert!(model.get("training").is_none(), "{info}");
     }
     assert_ne!(
         three[0]["model"]["weights_sha256"],
@@ -413,6 +415,15 @@ async fn the_latest_policy_serves_only_the_highest_version_and_the_only_model_is
         &r.join("three/2"),
         None,
     );
+    // What the trainer (training/) writes beside a version it made: its MLflow run, in /info.
+    let run_id = "0f3c5e2a9b8d4c1e8f7a6b5c4d3e2f1a";
+    std::fs::write(
+        r.join("three/2/training.json"),
+        json!({"format": 1, "version": 2, "mlflow_run_id": run_id, "mlflow_experiment_id": "3",
+               "created_at": "2026-12-07T08:30:00+00:00", "validation_accuracy": 0.5})
+        .to_string(),
+    )
+    .unwrap();
     let server = TestServer::start(repository_config(r)).await;
 
     let (text, want) = reference(&common::fixture("roberta-tiny-3class"));
@@ -431,6 +442,13 @@ async fn the_latest_policy_serves_only_the_highest_version_and_the_only_model_is
     assert_eq!(info["model_id"], "three");
     assert_eq!(info["model_version"], "2");
     assert_eq!(info["models"][0]["versions"].as_array().unwrap().len(), 1);
+    let training = json!({"mlflow_run_id": run_id, "mlflow_experiment_id": "3",
+                          "created_at": "2026-12-07T08:30:00+00:00"});
+    assert_eq!(
+        info["models"][0]["versions"][0]["model"]["training"], training,
+        "{info}"
+    );
+    assert_eq!(info["training"], training, "{info}");
 }
 
 /// Readiness (issue 30): by default `/ready` waits for every version selected at start-up, so
