@@ -106,15 +106,7 @@ impl Engine {
         let loaded = model::load(files, model_config, &decision.compute)?;
         let tokenizer = TextTokenizer::load(&loaded.files, &loaded.config)?;
         let max_input_length = tokenizer.max_length();
-        if (config.max_batch_tokens as usize) < max_input_length {
-            return Err(LoadError::new(
-                "--max-batch-tokens",
-                format!(
-                    "{} is below the model's maximum input length {max_input_length}: a long input could never run",
-                    config.max_batch_tokens
-                ),
-            ));
-        }
+        check_batch_tokens(config, max_input_length)?;
         let compute = loaded.compute.to_string();
         let cpu_kernels = loaded.compute.kernels().to_string();
         let dtype = loaded.compute.dtype().to_string();
@@ -132,13 +124,7 @@ impl Engine {
             )
         })?;
         let weights_sha256 = loaded.files.weights_sha256()?;
-        let weights_bytes = loaded
-            .files
-            .weights
-            .iter()
-            .filter_map(|path| std::fs::metadata(path).ok())
-            .map(|m| m.len())
-            .sum();
+        let weights_bytes = weights_bytes(&loaded.files.weights);
         let training = crate::checkpoint::provenance::find(&loaded.files.dir);
         let load_seconds = started.elapsed().as_secs_f64();
         let model_id = name.map_or_else(|| loaded.files.name(), str::to_owned);
@@ -287,4 +273,27 @@ impl Engine {
     pub fn shutdown(&self) {
         self.batcher.shutdown();
     }
+}
+
+/// Refuses a `--max-batch-tokens` below the model's longest input, which could never run.
+fn check_batch_tokens(config: &Config, max_input_length: usize) -> Result<(), LoadError> {
+    if (config.max_batch_tokens as usize) < max_input_length {
+        return Err(LoadError::new(
+            "--max-batch-tokens",
+            format!(
+                "{} is below the model's maximum input length {max_input_length}: a long input could never run",
+                config.max_batch_tokens
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The weight files' total size on disk, for `/info`.
+fn weights_bytes(weights: &[std::path::PathBuf]) -> u64 {
+    weights
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len())
+        .sum()
 }
