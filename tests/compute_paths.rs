@@ -200,25 +200,7 @@ fn bf16_agreement(compute: Compute) {
     let (a32, a16, agreement) =
         common::parity::check_agreement(&f32_labels, &bf16_labels, &data, 0.995, 0.005);
     eprintln!("{compute}: f32 accuracy {a32:.4}, bf16 {a16:.4}, agreement {agreement:.4}");
-    let mut failed = Vec::new();
-    for dir in common::reference_models() {
-        if !runs_on_host(&dir) {
-            continue;
-        }
-        let m = common::load_model_with(&dir, &compute);
-        let (logits, scores) = common::parity::reference_differences(&m, &dir);
-        let name = model_name(&dir);
-        eprintln!(
-            "{compute}, {name}: largest difference from PyTorch fp32: logits {logits:.4}, scores {scores:.4}"
-        );
-        if scores > BF16_SCORE_TOLERANCE {
-            failed.push(format!("{name}: {scores}"));
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "bf16 scores further than {BF16_SCORE_TOLERANCE} from fp32's: {failed:?}"
-    );
+    fixtures_within(compute, "bf16", BF16_SCORE_TOLERANCE);
 }
 
 /// The largest difference of a bf16 score from PyTorch's fp32 one on any shared fixture
@@ -264,6 +246,12 @@ fn int8_agreement(compute: Compute) {
     let (a32, a8, agreement) =
         common::parity::check_agreement(&f32_labels, &int8_labels, &data, 0.99, 0.01);
     eprintln!("{compute}: f32 accuracy {a32:.4}, int8 {a8:.4}, agreement {agreement:.4}");
+    fixtures_within(compute, "int8", tolerance);
+}
+
+/// Every shared fixture the host encoder runs, on `compute`: its scores within `tolerance` of
+/// PyTorch's fp32 ones (`what` names the dtype in the message).
+fn fixtures_within(compute: Compute, what: &str, tolerance: f32) {
     let mut failed = Vec::new();
     for dir in common::reference_models() {
         if !runs_on_host(&dir) {
@@ -281,7 +269,7 @@ fn int8_agreement(compute: Compute) {
     }
     assert!(
         failed.is_empty(),
-        "int8 scores further than {tolerance} from fp32's: {failed:?}"
+        "{what} scores further than {tolerance} from fp32's: {failed:?}"
     );
 }
 
