@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The playground page in a real browser: headless Chromium loads GET /?text=... (and, for
 # zero-shot classification with an NLI model, &labels=...; for reranking with a cross-encoder,
-# &docs=...), the page asks /info and /predict (or /zero-shot-classification, /rerank), and we
+# &docs=...; a token classifier opens in entity mode), the page asks /info and /predict (or
+# /zero-shot-classification, /rerank, /token-classification), and we
 # check the rendered DOM (labels, scores equal to the API's) and a screenshot (the winning bar
 # drawn green, as wide as its score). No network but this server.
 # Needs: chromium, python3-pil, a built binary (BIN, default target/debug/sentiment-server).
@@ -34,12 +35,12 @@ browser=("$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-dev-shm-usa
     --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
     --window-size=1000,700 --virtual-time-budget=10000)
 
-# check_model <model dir> <text> [<labels>] [<documents>]: serve the model, load the page
-# (zero-shot when comma-separated candidate labels are given, rerank when newline-separated
-# documents are), check DOM and screenshot.
+# check_model <model dir> <text> [<labels>] [<documents>] [entities]: serve the model, load the
+# page (zero-shot when comma-separated candidate labels are given, rerank when newline-separated
+# documents are, entities for a token classifier), check DOM and screenshot.
 check_model() {
-    local model=$1 text=$2 labels=${3:-} docs=${4:-} name
-    name=$(basename "$model")${labels:+-zero-shot}${docs:+-rerank}
+    local model=$1 text=$2 labels=${3:-} docs=${4:-} entities=${5:-} name
+    name=$(basename "$model")${labels:+-zero-shot}${docs:+-rerank}${entities:+-entities}
     step "$name: server on a free port"
     "$BIN" --host 127.0.0.1 --port 0 --log-format json --model-dir "$model" >"$work/server.log" 2>&1 &
     server_pid=$!
@@ -59,7 +60,20 @@ for l in open(sys.argv[1]):
 
     local api url quote='import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))'
     url="$base/?text=$(python3 -c "$quote" "$text")"
-    if [ -n "$docs" ]; then
+    if [ -n "$entities" ]; then
+        # /token-classification's entities (the page's default strategy, `simple`) as the rows
+        # the page draws: "<group> · <words> [<start>–<end>]", in the text's order.
+        api=$(python3 - "$base" "$text" <<'PY'
+import json, sys, urllib.request
+base, text = sys.argv[1:]
+body = {"inputs": text, "parameters": {"aggregation_strategy": "simple"}}
+request = urllib.request.Request(base + "/token-classification", json.dumps(body).encode(), {"content-type": "application/json"})
+found = json.load(urllib.request.urlopen(request))
+assert found, "the check needs a text with entities"
+print(json.dumps([{"label": f"{e['entity_group']} · {e['word']} [{e['start']}–{e['end']}]", "score": e["score"]} for e in found]))
+PY
+)
+    elif [ -n "$docs" ]; then
         # /rerank's answer as the rows the page draws: "#<index> <text>", best first.
         api=$(python3 - "$base" "$text" "$docs" <<'PY'
 import json, sys, urllib.request
@@ -97,7 +111,7 @@ class P(html.parser.HTMLParser):
             rows.append((a["data-label"], float(a["data-score"]), "top" in a.get("class", "")))
 P().feed(dom)
 assert 'data-state="done"' in dom, "classification did not finish"
-assert name.removesuffix("-zero-shot").removesuffix("-rerank") in dom, "model name missing"
+assert name.removesuffix("-zero-shot").removesuffix("-rerank").removesuffix("-entities") in dom, "model name missing"
 assert ("hidden" in zero_shot_fields) != name.endswith("-zero-shot"), "zero-shot fields shown in the wrong mode"
 want = [(s["label"], s["score"]) for s in api]
 got = [(label, score) for label, score, _ in rows]
@@ -161,3 +175,6 @@ check_model "$SHARED_DIR/more-fixtures/bert-tiny-nli" "The match went to extra t
 # Rerank mode with the cross-encoder fixture: the bars are /rerank's documents, best first.
 check_model "$SHARED_DIR/more-fixtures/bert-tiny-reranker" "best comedy of the year" "" \
     "$(printf 'good film , but very glum .\n😀 great laughs 🎉\na')"
+# Entity mode with the NER fixture (opened by itself for a token classifier): the bars are
+# /token-classification's entities with their words and offsets.
+check_model "$SHARED_DIR/more-fixtures/bert-tiny-ner" "a warm , funny , engaging film ." "" "" entities
