@@ -3,6 +3,7 @@
 use crate::checkpoint::{
     read_text, show, Family, LoadError, ModelConfig, ModelFiles, TokenizerFiles,
 };
+use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{
     truncate_encodings, Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
     TruncationStrategy,
@@ -15,8 +16,15 @@ mod wordpiece;
 use crate::types::{Encoded, TextInput, Truncation};
 
 pub struct TextTokenizer {
-    /// Without padding or truncation: [`TextTokenizer::finish`] cuts.
+    /// Without padding, truncation or post-processor: [`TextTokenizer::finish`] cuts, then
+    /// `processor` adds the special tokens.
     inner: Tokenizer,
+    /// The tokenizer's post-processor, applied once per encoding. Left in `inner`, it ran on
+    /// every text's tokens too (`encode` post-processes even without special tokens), so a
+    /// post-processor that trims offsets (RoBERTa's `trim_offsets`) trimmed them twice:
+    /// `Ġw` of "a warm" started a character late (found against transformers' token
+    /// classification pipeline with a RoBERTa token classifier).
+    processor: Option<PostProcessorWrapper>,
     max_length: usize,
     /// The model has token types (BERT): a pair's second text is type 1. Otherwise all are 0.
     segment_types: bool,
@@ -79,9 +87,12 @@ impl TextTokenizer {
                 format!("cannot unset truncation: {e}"),
             )
         })?;
+        let processor = inner.get_post_processor().cloned();
+        inner.with_post_processor(None::<PostProcessorWrapper>);
         Ok(Self {
             words: pieces::Words::of(&inner, &settings),
             inner,
+            processor,
             max_length,
             segment_types: config.type_vocab_size >= 2,
         })
@@ -182,8 +193,7 @@ impl TextTokenizer {
         second: Option<Encoding>,
         truncation: Truncation,
     ) -> Result<(Encoding, bool), String> {
-        let processor = self.inner.get_post_processor();
-        let added = processor.map_or(0, |p| p.added_tokens(second.is_some()));
+        let added = (self.processor.as_ref()).map_or(0, |p| p.added_tokens(second.is_some()));
         let strategy = match truncation {
             Truncation::LongestFirst | Truncation::Refuse => TruncationStrategy::LongestFirst,
             Truncation::OnlyFirst => TruncationStrategy::OnlyFirst,
@@ -207,10 +217,15 @@ impl TextTokenizer {
         if let Some(second) = second.as_mut() {
             truncated |= !second.take_overflowing().is_empty();
         }
-        let encoding = self
-            .inner
-            .post_process(first, second, true)
-            .map_err(|e| e.to_string())?;
+        let encoding = match &self.processor {
+            Some(processor) => processor.process(first, second, true),
+            None => {
+                let encodings: Vec<Encoding> = std::iter::once(first).chain(second).collect();
+                <dyn PostProcessor>::default_process(encodings, true)
+                    .map(|encodings| Encoding::merge(encodings, false))
+            }
+        }
+        .map_err(|e| e.to_string())?;
         Ok((encoding, truncated))
     }
 

@@ -153,3 +153,33 @@ fn a_huge_text_gives_the_first_tokens_of_the_whole_in_every_script() {
         }
     }
 }
+
+/// Character offsets as transformers' fast tokenizers give them (`return_offsets_mapping`),
+/// which token classification reports as `start` and `end`: RoBERTa's post-processor trims the
+/// space off `Ġw` once (2..3 in "a warm"), not twice (it once came out as 3..3).
+#[test]
+fn byte_level_offsets_are_trimmed_once() {
+    let tokenizer = load(&common::shared_dir().join("fixtures/roberta-tiny-3class"));
+    let text = "a warm , funny".to_string();
+    let pieces = tokenizer
+        .encode_pieces_while(std::slice::from_ref(&text), || true)
+        .expect("encode");
+    let spans: Vec<(String, usize, usize)> = pieces[0]
+        .1
+        .iter()
+        .filter(|p| !p.special)
+        .map(|p| (p.token.clone(), p.start, p.end))
+        .collect();
+    let w = spans
+        .iter()
+        .find(|(token, ..)| token.starts_with("\u{120}w"))
+        .unwrap_or_else(|| panic!("no token of `warm` starting with Ġw: {spans:?}"));
+    assert_eq!(w.1, 2, "`{}` should start at the `w`: {spans:?}", w.0);
+    for (token, start, end) in &spans {
+        let covered: String = text.chars().skip(*start).take(end - start).collect();
+        assert!(
+            !covered.starts_with(' ') && !covered.is_empty(),
+            "`{token}` covers {covered:?} ({start}..{end}): {spans:?}"
+        );
+    }
+}
