@@ -24,8 +24,9 @@ pub(crate) fn text_inputs<T>(
             PAIR_INPUT => &mut pair,
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                "unknown input `{name}`; this model takes `{INPUT}` and optionally `{PAIR_INPUT}`"
-            )))
+                    "unknown input `{}`; this model takes `{INPUT}` and optionally `{PAIR_INPUT}`",
+                    crate::logging::bounded(name, crate::logging::MAX_LOGGED_TEXT)
+                )))
             }
         };
         if datatype != "BYTES" {

@@ -58,8 +58,9 @@ pub(crate) fn rerank_inputs<T>(
             TEXTS_INPUT => &mut texts,
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown input `{name}` in a rerank request, which takes `{QUERY_INPUT}` \
-                     and `{TEXTS_INPUT}`"
+                    "unknown input `{}` in a rerank request, which takes `{QUERY_INPUT}` \
+                     and `{TEXTS_INPUT}`",
+                    crate::logging::bounded(name, crate::logging::MAX_LOGGED_TEXT)
                 )))
             }
         };
@@ -112,7 +113,8 @@ pub(crate) fn requested(
             .find(|o| o.name() == name)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "unknown output `{name}`; a rerank request has `score`, `logit` and `ranking`"
+                    "unknown output `{}`; a rerank request has `score`, `logit` and `ranking`",
+                    crate::logging::bounded(&name, crate::logging::MAX_LOGGED_TEXT)
                 ))
             })?;
         if chosen.iter().any(|w| w.output == output) {
