@@ -16,31 +16,9 @@ pub(crate) fn text_inputs<T>(
             inputs.len()
         )));
     }
-    let (mut text, mut pair) = (None, None);
-    for input in inputs {
-        let (name, datatype) = name_and_type(&input);
-        let slot = match name {
-            INPUT => &mut text,
-            PAIR_INPUT => &mut pair,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown input `{}`; this model takes `{INPUT}` and optionally `{PAIR_INPUT}`",
-                    crate::logging::bounded(name, crate::logging::MAX_LOGGED_TEXT)
-                )))
-            }
-        };
-        if datatype != "BYTES" {
-            return Err(ApiError::BadRequest(format!(
-                "input `{name}` has datatype `{datatype}`; it must be `BYTES` (strings)"
-            )));
-        }
-        if slot.is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "input `{name}` is given twice"
-            )));
-        }
-        *slot = Some(input);
-    }
+    let (text, pair) = named_inputs(inputs, name_and_type, (INPUT, PAIR_INPUT), |name| {
+        format!("unknown input `{name}`; this model takes `{INPUT}` and optionally `{PAIR_INPUT}`")
+    })?;
     let text = text.ok_or_else(|| {
         ApiError::BadRequest(format!(
             "input `{INPUT}` is missing; `{PAIR_INPUT}` only adds a second text to each text"
@@ -64,6 +42,42 @@ pub(crate) fn check_shape<D: Copy + TryInto<u64> + std::fmt::Debug>(
         )));
     }
     Ok(())
+}
+
+/// Sorts `inputs` into the two slots `names` name, each BYTES and at most once; an input of
+/// another name is 400 with `unknown(its name, bounded)`.
+pub(crate) fn named_inputs<T>(
+    inputs: Vec<T>,
+    name_and_type: impl Fn(&T) -> (&str, &str),
+    (first_name, second_name): (&str, &str),
+    unknown: impl Fn(&str) -> String,
+) -> Result<(Option<T>, Option<T>), ApiError> {
+    let (mut first, mut second) = (None, None);
+    for input in inputs {
+        let (name, datatype) = name_and_type(&input);
+        let slot = if name == first_name {
+            &mut first
+        } else if name == second_name {
+            &mut second
+        } else {
+            return Err(ApiError::BadRequest(unknown(&crate::logging::bounded(
+                name,
+                crate::logging::MAX_LOGGED_TEXT,
+            ))));
+        };
+        if datatype != "BYTES" {
+            return Err(ApiError::BadRequest(format!(
+                "input `{name}` has datatype `{datatype}`; it must be `BYTES` (strings)"
+            )));
+        }
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "input `{name}` is given twice"
+            )));
+        }
+        *slot = Some(input);
+    }
+    Ok((first, second))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! asked for) and `ranking` (INT64 `[n]`, the texts' indices best first). Computed as
 //! `/rerank` computes it ([`crate::service::rerank`]); every validation error is 400.
 
+use super::inputs::named_inputs;
 use super::{flag, OutputTensor, TensorData};
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -50,32 +51,9 @@ pub(crate) fn rerank_inputs<T>(
     inputs: Vec<T>,
     name_and_type: impl Fn(&T) -> (&str, &str),
 ) -> Result<(T, T), ApiError> {
-    let (mut query, mut texts) = (None, None);
-    for input in inputs {
-        let (name, datatype) = name_and_type(&input);
-        let slot = match name {
-            QUERY_INPUT => &mut query,
-            TEXTS_INPUT => &mut texts,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown input `{}` in a rerank request, which takes `{QUERY_INPUT}` \
-                     and `{TEXTS_INPUT}`",
-                    crate::logging::bounded(name, crate::logging::MAX_LOGGED_TEXT)
-                )))
-            }
-        };
-        if datatype != "BYTES" {
-            return Err(ApiError::BadRequest(format!(
-                "input `{name}` has datatype `{datatype}`; it must be `BYTES` (strings)"
-            )));
-        }
-        if slot.is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "input `{name}` is given twice"
-            )));
-        }
-        *slot = Some(input);
-    }
+    let (query, texts) = named_inputs(inputs, name_and_type, (QUERY_INPUT, TEXTS_INPUT), |name| {
+        format!("unknown input `{name}` in a rerank request, which takes `{QUERY_INPUT}` and `{TEXTS_INPUT}`")
+    })?;
     match (query, texts) {
         (Some(query), Some(texts)) => Ok((query, texts)),
         _ => Err(ApiError::BadRequest(format!(
