@@ -2,7 +2,8 @@
 NER fixture (BERT, WordPiece): makes a random-weight `*ForTokenClassification` model from each
 sequence-classification fixture of another family (RoBERTa's byte-level BPE, DeBERTa-v2's
 SentencePiece, ModernBERT, ELECTRA, DistilBERT), runs transformers' `token-classification`
-pipeline on a few texts with every aggregation strategy, then the server on each model through
+pipeline on a few texts with every aggregation strategy (and on a long text with `stride`, where
+the tokenizer declares the model's maximum), then the server on each model through
 POST /token-classification, and compares: labels, words and offsets exactly, scores to 1e-4.
 
     .venv-bench/bin/python scripts/check-token-families.py [--server target/debug/sentiment-server]
@@ -53,6 +54,18 @@ def make(shared: pathlib.Path, source: str, out: pathlib.Path) -> list:
             refs.append({"text": text, "strategy": strategy, "entities": [
                 {k: float(v) if k == "score" else int(v) if k in ("start", "end", "index") else v
                  for k, v in e.items()} for e in pipe(text)]})
+    # `stride`: a text of about three windows read in overlapping ones, where the tokenizer
+    # declares the model's maximum (as the pipeline needs to cut windows).
+    if tok.model_max_length < 100_000:
+        text = " ".join(TEXTS)
+        while len(tok(text)["input_ids"]) < 2.5 * tok.model_max_length:
+            text = f"{text} {text}"
+        for strategy in STRATEGIES[1:]:
+            pipe = pipeline("token-classification", model=model, tokenizer=tok,
+                            aggregation_strategy=strategy)
+            refs.append({"text": text, "strategy": strategy, "stride": 32, "entities": [
+                {k: float(v) if k == "score" else int(v) if k in ("start", "end", "index") else v
+                 for k, v in e.items()} for e in pipe(text, stride=32)]})
     return refs
 
 
@@ -73,6 +86,8 @@ def serve_and_compare(server: str, model: pathlib.Path, refs: list, port: int) -
         bad = 0
         for r in refs:
             body = {"inputs": r["text"], "parameters": {"aggregation_strategy": r["strategy"]}}
+            if "stride" in r:
+                body["parameters"]["stride"] = r["stride"]
             request = urllib.request.Request(base + "/token-classification", json.dumps(body).encode(),
                                              {"content-type": "application/json"})
             got = json.load(urllib.request.urlopen(request))
@@ -82,7 +97,8 @@ def serve_and_compare(server: str, model: pathlib.Path, refs: list, port: int) -
                 and abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want))
             if not same:
                 bad += 1
-                print(f"  {model.name} {r['strategy']} {r['text']!r}\n    want {want}\n    got  {got}")
+                print(f"  {model.name} {r['strategy']} stride {r.get('stride')} {r['text'][:80]!r}\n"
+                      f"    want {want}\n    got  {got}")
         print(f"{model.name}: {len(refs) - bad} of {len(refs)} pipeline calls equal")
         return bad
     finally:

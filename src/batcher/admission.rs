@@ -41,6 +41,26 @@ impl Batcher {
         Ok(Admitted(permit))
     }
 
+    /// Takes `n` more queue places for a request that `admitted` holds places for (inputs
+    /// whose number is known only once tokenized: token classification's windows), refused as
+    /// [`Batcher::admit`] refuses.
+    pub(crate) fn admit_more(
+        &self,
+        admitted: &mut Admitted,
+        n: usize,
+    ) -> Result<(), InferenceError> {
+        let more = self.admit(n)?;
+        // Both from this batcher's semaphore, so merging cannot panic; an `Admitted` of
+        // another batcher (a reload's other engine) is refused instead.
+        if !std::sync::Arc::ptr_eq(admitted.0.semaphore(), &self.permits) {
+            return Err(InferenceError::Internal(
+                "queue places of another queue".into(),
+            ));
+        }
+        admitted.0.merge(more.0);
+        Ok(())
+    }
+
     /// [`Batcher::admit`], then [`Batcher::enqueue`].
     pub fn submit(
         &self,

@@ -1,5 +1,6 @@
-//! Token classification through the engine: each text tokenized with its tokens' spans, then
-//! queued like any input; the model answers every token's logits.
+//! Token classification through the engine: each text tokenized with its tokens' spans (in
+//! overlapping windows with `stride`), then queued like any input; the model answers every
+//! token's logits.
 
 use super::Engine;
 use crate::types::{InferenceError, TokenPiece};
@@ -14,36 +15,51 @@ pub struct TokenLogits {
 
 impl Engine {
     /// Every token's logits for each text, in order, admitted, tokenized and queued as
-    /// [`Engine::classify`] does; texts longer than the model takes are cut, as transformers'
-    /// pipeline cuts them.
+    /// [`Engine::classify`] does: one window per text, cut at the model's maximum as
+    /// transformers' pipeline cuts it, or with `stride` the text's overlapping windows, at most
+    /// `max_windows` in all. Windows past one per text take their queue places once the text is
+    /// tokenized (429 as any input when the queue is full).
     pub async fn classify_tokens(
         &self,
         texts: Vec<String>,
-    ) -> Result<Vec<TokenLogits>, InferenceError> {
+        stride: Option<usize>,
+        max_windows: usize,
+    ) -> Result<Vec<Vec<TokenLogits>>, InferenceError> {
         let incoming = self.batcher.announce();
-        let admitted = self.batcher.admit(texts.len())?;
-        self.sequences.inc_by(texts.len() as u64);
+        let count = texts.len();
+        let mut admitted = self.batcher.admit(count)?;
         let started = Instant::now();
         let bytes = texts.iter().map(String::len).sum();
-        let encoded = self
+        let windows = self
             .run_tokenizer(bytes, move |tokenizer, keep_going| {
-                tokenizer.encode_pieces_while(&texts, keep_going)
+                tokenizer.encode_pieces_while(&texts, stride, max_windows, keep_going)
             })
             .await?;
         self.metrics
             .tokenization_seconds
             .observe(started.elapsed().as_secs_f64());
-        let (encoded, pieces): (Vec<_>, Vec<_>) = encoded.into_iter().unzip();
+        let per_text: Vec<usize> = windows.iter().map(Vec::len).collect();
+        let total: usize = per_text.iter().sum();
+        if total > count {
+            self.batcher.admit_more(&mut admitted, total - count)?;
+        }
+        self.sequences.inc_by(total as u64);
+        let (encoded, pieces): (Vec<_>, Vec<_>) = windows.into_iter().flatten().unzip();
         let receivers = self.batcher.enqueue(admitted, encoded, incoming)?;
-        let mut out = Vec::with_capacity(receivers.len());
-        for (rx, pieces) in receivers.into_iter().zip(pieces) {
-            let logits = rx
-                .await
-                .map_err(|_| {
-                    InferenceError::Internal("the inference worker dropped a request".into())
-                })?
-                .map_err(InferenceError::Backend)?;
-            out.push(TokenLogits { pieces, logits });
+        let mut rows = receivers.into_iter().zip(pieces);
+        let mut out = Vec::with_capacity(per_text.len());
+        for n in per_text {
+            let mut text = Vec::with_capacity(n);
+            for (rx, pieces) in rows.by_ref().take(n) {
+                let logits = rx
+                    .await
+                    .map_err(|_| {
+                        InferenceError::Internal("the inference worker dropped a request".into())
+                    })?
+                    .map_err(InferenceError::Backend)?;
+                text.push(TokenLogits { pieces, logits });
+            }
+            out.push(text);
         }
         Ok(out)
     }

@@ -45,8 +45,10 @@ pub(crate) struct TokenClassificationParameters {
     pub aggregation_strategy: Option<Strategy>,
     /// Labels left out of the answer (default `["O"]`); at most 1,024.
     pub ignore_labels: Option<Vec<String>>,
-    /// Overlapping windows over long texts: not supported (422); long texts are cut at the
-    /// model's maximum length, as the pipeline cuts them without `stride`.
+    /// Reads a text longer than the model takes in windows of the model's maximum length that
+    /// overlap by `stride` tokens, and merges their entities as the pipeline does (needs a
+    /// strategy other than `none`; less than the maximum less the special tokens). Each window
+    /// counts as one input toward `--max-client-batch-size`. Without it long texts are cut.
     pub stride: Option<u64>,
 }
 
@@ -71,7 +73,7 @@ pub(crate) enum TokenClassificationResponse {
     responses(
         (status = 200, description = "Each text's entities (tokens with `aggregation_strategy` none), in text order", body = TokenClassificationResponse),
         (status = 400, description = "Malformed JSON or invalid UTF-8", body = ErrorBody),
-        (status = 422, description = "Invalid request: empty text, too many texts, unknown strategy or parameter, `stride`; or a model that is not a token classifier (the message names its task and route)", body = ErrorBody),
+        (status = 422, description = "Invalid request: empty text, too many texts, unknown strategy or parameter, `stride` with strategy none, too long or making more windows than a request may take; or a model that is not a token classifier (the message names its task and route)", body = ErrorBody),
         crate::error::InferenceErrors,
     ),
     tag = "inference"

@@ -119,6 +119,30 @@ pub fn entities(
         .collect()
 }
 
+/// One text's entities from its overlapping windows (`stride`), as the pipeline's
+/// `aggregate_overlapping_entities` merges them: in order of start (stable), an entity that
+/// starts inside the one kept before replaces it when longer, or as long and more confident.
+pub fn merge_windows(mut found: Vec<Entity>) -> Vec<Entity> {
+    found.sort_by_key(|e| e.start);
+    let mut merged: Vec<Entity> = Vec::with_capacity(found.len());
+    let mut found = found.into_iter();
+    let Some(mut kept) = found.next() else {
+        return merged;
+    };
+    for entity in found {
+        if kept.start <= entity.start && entity.start < kept.end {
+            let (length, kept_length) = (entity.end - entity.start, kept.end - kept.start);
+            if length > kept_length || (length == kept_length && entity.score > kept.score) {
+                kept = entity;
+            }
+        } else {
+            merged.push(std::mem::replace(&mut kept, entity));
+        }
+    }
+    merged.push(kept);
+    merged
+}
+
 /// The tokens split into words: a word starts at every token that is not a subword.
 fn words<'a, 'b>(
     scored: &'b [(usize, &'a TokenPiece, Vec<f32>)],
@@ -305,5 +329,43 @@ mod tests {
         let simple = run(Strategy::Simple);
         assert_eq!(simple.len(), 1);
         assert_eq!(simple[0].word, "mer");
+    }
+
+    #[test]
+    fn windows_merge_as_the_pipeline_merges_overlapping_entities() {
+        let entity = |group: &str, score: f32, start: usize, end: usize| Entity {
+            entity: None,
+            entity_group: Some(group.into()),
+            score,
+            index: None,
+            word: String::new(),
+            start,
+            end,
+        };
+        let merged = merge_windows(vec![
+            // The second window's copy of "Paris" is surer: it replaces the first's.
+            entity("LOC", 0.9, 40, 45),
+            entity("PER", 0.8, 0, 6),
+            entity("LOC", 0.95, 40, 45),
+            // Starts inside the entity kept and is longer: it wins.
+            entity("ORG", 0.5, 60, 64),
+            entity("ORG", 0.4, 62, 70),
+            // Starts where the one kept ends: both stay.
+            entity("MISC", 0.7, 70, 75),
+        ]);
+        let kept: Vec<(&str, f32, usize)> = merged
+            .iter()
+            .map(|e| (e.entity_group.as_deref().unwrap_or(""), e.score, e.start))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("PER", 0.8, 0),
+                ("LOC", 0.95, 40),
+                ("ORG", 0.4, 62),
+                ("MISC", 0.7, 70)
+            ]
+        );
+        assert!(merge_windows(Vec::new()).is_empty());
     }
 }

@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         ADD COLUMN IF NOT EXISTS text_hash_kind text NOT NULL DEFAULT 'sha256';
     COMMENT ON COLUMN predictions.text_hash_kind IS 'What text_sha256 and text_pair_sha256 hold: sha256 (plain, guessable for short texts) or hmac-sha256 (keyed with --prediction-log-hash-key-file)';",
     ),
+    (
+        5,
+        "task comment: rerank and token-classification rows",
+        // Only the comment changes: rows of the two tasks fit the columns as they are.
+        "COMMENT ON COLUMN predictions.task IS 'What label, score and scores hold. text-classification: the model''s best label, its probability, every label''s probability; zero-shot-classification: the request''s candidate labels, one row per input; rerank: one row per request, text the query, text_pair the best document, label its index, score its relevance, scores the ten best documents'' relevance keyed by index; token-classification: one row per text, label the most confident entity''s label (empty when none), score its score, scores the entities as answered (a JSON list)';",
+    ),
 ];
 
 /// Any constant: serialises replicas that migrate the same database at the same time.

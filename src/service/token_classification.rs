@@ -5,7 +5,7 @@
 use super::{require_task, validate_inputs, Call};
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::postprocess::token_classification::{entities, Entity, Strategy};
+use crate::postprocess::token_classification::{entities, merge_windows, Entity, Strategy};
 use crate::predlog::{Stored, Task};
 use crate::state::AppState;
 use crate::types::{ModelTask, TextInput};
@@ -14,29 +14,37 @@ use crate::types::{ModelTask, TextInput};
 pub(crate) const MAX_IGNORE_LABELS: usize = 1024;
 const MAX_IGNORE_LABEL_BYTES: usize = 256;
 
-/// How to aggregate the tokens and which labels to leave out (the pipeline's parameters).
+/// How to aggregate the tokens, which labels to leave out, and how to read long texts (the
+/// pipeline's parameters).
 #[derive(Debug, Clone)]
 pub(crate) struct Aggregation {
     pub strategy: Strategy,
     /// `None`: the pipeline's default, `["O"]`.
     pub ignore_labels: Option<Vec<String>>,
+    /// Overlapping windows over texts longer than the model takes, `stride` tokens shared by
+    /// neighbours; `None`: such texts are cut, as the pipeline cuts them without it.
+    pub stride: Option<usize>,
 }
 
 impl Aggregation {
-    /// The pipeline's parameters; `stride` (overlapping windows over long texts) is refused:
-    /// texts longer than the model takes are cut, as the pipeline does without it.
+    /// The pipeline's parameters, refused where the pipeline refuses them: `stride` needs a
+    /// strategy that groups (the windows' tokens are merged as entities); a `stride` too long
+    /// for the model is refused once its special tokens are known.
     pub(crate) fn new(
         strategy: Option<Strategy>,
         ignore_labels: Option<Vec<String>>,
         stride: Option<u64>,
     ) -> Result<Self, ApiError> {
-        if stride.is_some() {
+        let strategy = strategy.unwrap_or_default();
+        if stride.is_some() && strategy == Strategy::None {
             return Err(ApiError::Validation(
-                "`stride` is not supported: texts longer than the model's maximum are cut, as \
-                 the pipeline does without it"
+                "`stride` reads a long text in overlapping windows whose entities are then \
+                 merged: it needs `aggregation_strategy` simple, first, average or max, not none"
                     .into(),
             ));
         }
+        // Past usize (32-bit targets): longer than any model's input, refused as such later.
+        let stride = stride.map(|s| usize::try_from(s).unwrap_or(usize::MAX));
         if let Some(labels) = &ignore_labels {
             if labels.len() > MAX_IGNORE_LABELS {
                 return Err(ApiError::Validation(format!(
@@ -51,8 +59,9 @@ impl Aggregation {
             }
         }
         Ok(Self {
-            strategy: strategy.unwrap_or_default(),
+            strategy,
             ignore_labels,
+            stride,
         })
     }
 }
@@ -77,7 +86,10 @@ pub(crate) async fn classify_tokens(
         log.keep(Task::TokenClassification, texts)
     });
     let count = texts.len();
-    let rows = tokio::time::timeout(call.timeout, engine.classify_tokens(texts))
+    // Windows are model inputs: a request takes at most as many as texts.
+    let max_windows = state.config.max_client_batch_size as usize;
+    let classified = engine.classify_tokens(texts, aggregation.stride, max_windows);
+    let texts_windows = tokio::time::timeout(call.timeout, classified)
         .await
         .map_err(|_| ApiError::Timeout(call.timeout))??;
     state
@@ -89,17 +101,23 @@ pub(crate) async fn classify_tokens(
         .as_deref()
         .unwrap_or(&default_ignore);
     let labels = &engine.info.labels;
-    let answers: Vec<Vec<Entity>> = rows
+    let answers: Vec<Vec<Entity>> = texts_windows
         .iter()
-        .map(|row| {
-            entities(
-                &row.logits,
-                labels,
-                &row.pieces,
-                aggregation.strategy,
-                ignore,
-                |tokens| engine.tokens_to_string(tokens),
-            )
+        .map(|windows| {
+            let found = windows.iter().flat_map(|window| {
+                entities(
+                    &window.logits,
+                    labels,
+                    &window.pieces,
+                    aggregation.strategy,
+                    ignore,
+                    |tokens| engine.tokens_to_string(tokens),
+                )
+            });
+            match windows.len() {
+                1 => found.collect(),
+                _ => merge_windows(found.collect()),
+            }
         })
         .collect();
     if let (Some(log), Some(kept)) = (&state.prediction_log, kept) {

@@ -5,7 +5,7 @@
 //! probability) and `scores` (FP32 `[n, labels]`, every label's probability in id order; with
 //! the classification extension, BYTES `[n, k]` strings `score:index:label`). A token
 //! classifier has the input `text` and the one output `entities` (BYTES, one JSON list of
-//! entities per text, as `/token-classification` answers with its default parameters).
+//! entities per text, as `/token-classification` answers; its parameters as the output's).
 //!
 //! Each form parses its request into texts (and second texts; [`inputs`]) and [`Wanted`]
 //! outputs, [`infer`] runs them, and each form renders the [`OutputTensor`]s (JSON, binary, or
@@ -19,9 +19,11 @@ pub(crate) use inputs::{check_shape, text_inputs};
 pub use raw::{decode_strings, encode_strings};
 pub(crate) use raw::{encode_floats, utf8};
 
+use super::token_classification::Aggregation;
 use super::{classify, validate_inputs, Call};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::postprocess::token_classification::Strategy;
 use crate::postprocess::{ranked, scores};
 use crate::state::AppState;
 use crate::types::{ModelTask, TextInput, Truncation};
@@ -124,6 +126,8 @@ pub(crate) struct Wanted {
     pub output: Output,
     pub binary: bool,
     pub classification: Option<usize>,
+    /// `entities`' parameters (`aggregation_strategy`, `ignore_labels`, `stride`), where given.
+    pub aggregation: Option<Aggregation>,
 }
 
 /// A boolean parameter (`binary_data_output`, `binary_data`); absent is false.
@@ -153,6 +157,7 @@ pub(crate) fn requested(
                 output,
                 binary: binary_default,
                 classification: None,
+                aggregation: None,
             })
             .collect());
     }
@@ -196,13 +201,65 @@ pub(crate) fn requested(
                 }
             },
         };
+        let aggregation = match output {
+            Output::Entities => entity_parameters(parameters)?,
+            _ => None,
+        };
         chosen.push(Wanted {
             output,
             binary,
             classification,
+            aggregation,
         });
     }
     Ok(chosen)
+}
+
+/// The `entities` output's parameters, those of `/token-classification` in the forms both
+/// protocols carry: `aggregation_strategy` a string, `ignore_labels` one string of labels
+/// separated by commas (`""` keeps every label), `stride` an integer. `None` when none is given.
+fn entity_parameters(
+    parameters: Option<&Map<String, Value>>,
+) -> Result<Option<Aggregation>, ApiError> {
+    let get = |name| parameters.and_then(|p| p.get(name));
+    let (strategy, ignore, stride) = (
+        get("aggregation_strategy"),
+        get("ignore_labels"),
+        get("stride"),
+    );
+    if strategy.is_none() && ignore.is_none() && stride.is_none() {
+        return Ok(None);
+    }
+    let strategy = strategy
+        .map(|s| {
+            serde_json::from_value::<Strategy>(s.clone()).map_err(|_| {
+                ApiError::BadRequest(
+                    "`aggregation_strategy` must be one of none, simple, first, average, max"
+                        .into(),
+                )
+            })
+        })
+        .transpose()?;
+    let ignore = match ignore {
+        None => None,
+        Some(Value::String(labels)) if labels.is_empty() => Some(Vec::new()),
+        Some(Value::String(labels)) => Some(labels.split(',').map(str::to_owned).collect()),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`ignore_labels` must be a string of labels separated by commas".into(),
+            ))
+        }
+    };
+    let stride = match stride {
+        None => None,
+        Some(s) => Some(
+            s.as_u64()
+                .ok_or_else(|| ApiError::BadRequest("`stride` must be a count of tokens".into()))?,
+        ),
+    };
+    Aggregation::new(strategy, ignore, stride)
+        .map(Some)
+        .map_err(ApiError::validation_as_bad_request)
 }
 
 /// An output tensor's data, flat and row-major.
@@ -337,7 +394,8 @@ fn top_classes(labels: &[String], probabilities: &[f32], k: usize) -> Vec<String
 }
 
 /// A token classifier's `entities` output: each text's entities as `/token-classification`
-/// answers them with the pipeline's default parameters, one JSON string per text.
+/// answers them, with the output's parameters or the pipeline's defaults, one JSON string per
+/// text.
 async fn infer_entities(
     state: &AppState,
     engine: &Engine,
@@ -351,7 +409,10 @@ async fn infer_entities(
             "a token classifier reads single texts: input `{PAIR_INPUT}` has no place here"
         )));
     }
-    let aggregation = super::token_classification::Aggregation::new(None, None, None)?;
+    let aggregation = match wanted.iter().find_map(|w| w.aggregation.clone()) {
+        Some(aggregation) => aggregation,
+        None => Aggregation::new(None, None, None)?,
+    };
     let answers =
         super::token_classification::classify_tokens(state, engine, call, texts, &aggregation)
             .await

@@ -217,7 +217,16 @@ impl TextTokenizer {
         if let Some(second) = second.as_mut() {
             truncated |= !second.take_overflowing().is_empty();
         }
-        let encoding = match &self.processor {
+        Ok((self.with_special_tokens(first, second)?, truncated))
+    }
+
+    /// The post-processor's special tokens added to a text or pair already cut to fit.
+    fn with_special_tokens(
+        &self,
+        first: Encoding,
+        second: Option<Encoding>,
+    ) -> Result<Encoding, String> {
+        match &self.processor {
             Some(processor) => processor.process(first, second, true),
             None => {
                 let encodings: Vec<Encoding> = std::iter::once(first).chain(second).collect();
@@ -225,8 +234,7 @@ impl TextTokenizer {
                     .map(|encodings| Encoding::merge(encodings, false))
             }
         }
-        .map_err(|e| e.to_string())?;
-        Ok((encoding, truncated))
+        .map_err(|e| e.to_string())
     }
 
     /// What the queue carries of a processed encoding.

@@ -7,7 +7,7 @@
 
 use super::TextTokenizer;
 use crate::types::{Encoded, TokenPiece, Truncation};
-use tokenizers::{Decoder, Encoding, ModelWrapper, Tokenizer};
+use tokenizers::{Decoder, Encoding, ModelWrapper, PostProcessor, Tokenizer, TruncationDirection};
 
 /// What word detection needs to know of the tokenizer, read once at load.
 #[derive(Debug, Clone, Default)]
@@ -48,27 +48,89 @@ impl Words {
 pub type Pieces = (Encoded, Vec<TokenPiece>);
 
 impl TextTokenizer {
-    /// Each text alone, cut at the model's maximum as the pipeline cuts it, with its tokens'
-    /// [`TokenPiece`]s; stops before the next text once `keep_going` says no. An error names
-    /// the index of the text at fault.
+    /// Each text alone as the pipeline tokenizes it, with its tokens' [`TokenPiece`]s: cut at
+    /// the model's maximum (one window), or with `stride` in windows of the maximum that
+    /// overlap by `stride` tokens (the fast tokenizer's `return_overflowing_tokens`), at most
+    /// `max_windows` windows for all the texts together. Stops before the next text once
+    /// `keep_going` says no. An error names the index of the text at fault.
     pub fn encode_pieces_while(
         &self,
         texts: &[String],
+        stride: Option<usize>,
+        max_windows: usize,
         keep_going: impl Fn() -> bool,
-    ) -> Result<Vec<Pieces>, (usize, String)> {
-        let mut out = Vec::with_capacity(texts.len());
+    ) -> Result<Vec<Vec<Pieces>>, (usize, String)> {
+        let mut out: Vec<Vec<Pieces>> = Vec::with_capacity(texts.len());
+        let mut used = 0;
         for (i, text) in texts.iter().enumerate() {
             if !keep_going() {
                 return Err((i, "the request was cancelled".into()));
             }
-            let first = self.segment(text, 0).map_err(|e| (i, e))?;
-            let (encoding, truncated) = self
-                .processed(first, None, Truncation::LongestFirst)
-                .map_err(|e| (i, e))?;
-            let pieces = self.pieces(text, &encoding);
-            out.push((self.encoded(&encoding, truncated), pieces));
+            let windows = match stride {
+                None => {
+                    let first = self.segment(text, 0).map_err(|e| (i, e))?;
+                    let (encoding, truncated) = self
+                        .processed(first, None, Truncation::LongestFirst)
+                        .map_err(|e| (i, e))?;
+                    vec![(
+                        self.encoded(&encoding, truncated),
+                        self.pieces(text, &encoding),
+                    )]
+                }
+                Some(stride) => {
+                    // One window kept for each text after this one.
+                    let later = texts.len() - i - 1;
+                    let most = max_windows.saturating_sub(used + later).max(1);
+                    self.windows(text, stride, most, max_windows)
+                        .map_err(|e| (i, e))?
+                }
+            };
+            used += windows.len();
+            out.push(windows);
         }
         Ok(out)
+    }
+
+    /// `text` in windows of the model's maximum length (special tokens included), each
+    /// starting `stride` tokens before the one before it ends, as transformers' fast tokenizer
+    /// makes them with `stride` and `return_overflowing_tokens`; refused past `most` windows
+    /// (of `limit` for the request), having tokenized only as much of the text as they cover.
+    fn windows(
+        &self,
+        text: &str,
+        stride: usize,
+        most: usize,
+        limit: usize,
+    ) -> Result<Vec<Pieces>, String> {
+        let added = (self.processor.as_ref()).map_or(0, |p| p.added_tokens(false));
+        let room = self.max_length.saturating_sub(added);
+        if stride >= room {
+            return Err(format!(
+                "`stride` ({stride}) must be less than the model's maximum of {} tokens less \
+                 the {added} special tokens it adds",
+                self.max_length
+            ));
+        }
+        // The tokens `most` windows cover; one more says that they do not suffice.
+        let covered = room.saturating_add((most - 1).saturating_mul(room - stride));
+        let mut encoding = super::prefix::encode(&self.inner, text, covered.saturating_add(1))?;
+        if encoding.len() > covered {
+            return Err(format!(
+                "the text needs more windows of {} tokens with stride {stride} than the {limit} \
+                 a request may take (--max-client-batch-size; one per text at least)",
+                self.max_length
+            ));
+        }
+        // Asserts stride < room, checked above.
+        encoding.truncate(room, stride, TruncationDirection::Right);
+        let rest = encoding.take_overflowing();
+        std::iter::once(encoding)
+            .chain(rest)
+            .map(|window| {
+                let window = self.with_special_tokens(window, None)?;
+                Ok((self.encoded(&window, false), self.pieces(text, &window)))
+            })
+            .collect()
     }
 
     /// The text the tokenizer's decoder makes of `tokens` (transformers'

@@ -216,3 +216,195 @@ fn heads_the_server_does_not_run_stop_start_up_by_name() {
         assert!(!err.contains("cannot find tensor"), "{err}");
     }
 }
+
+/// `stride`'s cases from transformers' pipeline (scripts/make-stride-reference.py): the texts
+/// are the fixture's reference texts joined by one space, once and three times.
+fn stride_references() -> (Value, [(&'static str, String); 2]) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/testsuite/token_classification/stride.json"
+    );
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut texts: Vec<String> = Vec::new();
+    for (text, _, _) in references() {
+        if !texts.contains(&text) {
+            texts.push(text);
+        }
+    }
+    let once = texts.join(" ");
+    let thrice = [texts.as_slice(); 3].concat().join(" ");
+    (cases, [("once", once), ("thrice", thrice)])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stride_reads_long_texts_in_overlapping_windows_as_the_pipeline_does() {
+    let (cases, texts) = stride_references();
+    let cases = cases["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 6);
+    for kernels in [
+        sentiment_server::model::CpuKernels::Auto,
+        sentiment_server::model::CpuKernels::Candle,
+    ] {
+        let mut config = config_for(ner());
+        config.cpu_kernels = kernels;
+        let server = TestServer::start(config).await;
+        for case in cases {
+            let text = &texts.iter().find(|(n, _)| *n == case["text"]).unwrap().1;
+            let (stride, strategy) = (&case["stride"], &case["aggregation_strategy"]);
+            let body = json!({"inputs": text, "parameters": {"aggregation_strategy": strategy,
+                "stride": stride, "ignore_labels": case["ignore_labels"]}});
+            let (status, got) = server.post("/token-classification", &body).await;
+            assert_eq!(status, 200, "{got}");
+            let what = format!("{kernels:?}: {} stride {stride} {strategy}", case["text"]);
+            // Stored as [entity_group, score, word, start, end].
+            let want: Vec<Value> = (case["entities"].as_array().unwrap().iter())
+                .map(|e| {
+                    json!({"entity_group": e[0], "score": e[1], "word": e[2],
+                    "start": e[3], "end": e[4]})
+                })
+                .collect();
+            assert_entities(&got, &Value::Array(want), &what);
+            // Entities come from past the first window's cut, which the text without stride
+            // never reaches.
+            let furthest = got
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["end"].as_u64().unwrap());
+            assert!(furthest.max().unwrap() > 3_000, "{what}: {got}");
+        }
+        // A short text reads as one window: the same answer as without stride.
+        let (text, strategy, want) = references().into_iter().find(|r| r.1 == "first").unwrap();
+        let body =
+            json!({"inputs": text, "parameters": {"aggregation_strategy": strategy, "stride": 64}});
+        let (status, got) = server.post("/token-classification", &body).await;
+        assert_eq!(status, 200, "{got}");
+        assert_entities(&got, &want, "one window");
+        drop(server);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stride_is_refused_where_the_pipeline_refuses_it_and_windows_are_bounded() {
+    let mut config = config_for(ner());
+    config.max_client_batch_size = 4;
+    let server = TestServer::start(config).await;
+    let (_, texts) = stride_references();
+    let long = |strategy: &str, stride: u64| json!({"inputs": texts[1].1, "parameters": {"aggregation_strategy": strategy, "stride": stride}});
+    for (body, needle) in [
+        // none keeps tokens, which windows would repeat.
+        (long("none", 16), "aggregation_strategy"),
+        // 512 tokens less [CLS] and [SEP]: a stride of 510 would never move.
+        (long("simple", 510), "must be less than"),
+        (long("simple", u64::MAX), "must be less than"),
+        // Thrice the texts take 10 windows: over the 4 inputs a request may take.
+        (long("first", 128), "--max-client-batch-size"),
+    ] {
+        let (status, got) = server.post("/token-classification", &body).await;
+        assert_eq!(status, 422, "{body:.80}: {got}");
+        let message = got["error"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+        assert!(message.len() < 400, "{message}");
+    }
+    // Four windows in all: the once-joined text's three and one short text.
+    let body = json!({"inputs": [texts[0].1, "Paris"],
+        "parameters": {"aggregation_strategy": "simple", "stride": 128}});
+    let (status, got) = server.post("/token-classification", &body).await;
+    assert_eq!(status, 200, "{got}");
+    let body = json!({"inputs": [texts[0].1, "Paris", "Rome"],
+        "parameters": {"aggregation_strategy": "simple", "stride": 128}});
+    let (status, got) = server.post("/token-classification", &body).await;
+    assert_eq!(status, 422, "{got}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_entities_output_takes_the_pipelines_parameters_over_http_and_grpc() {
+    use sentiment_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use sentiment_server::grpc::proto::infer_parameter::ParameterChoice;
+    use sentiment_server::grpc::proto::model_infer_request::{
+        InferInputTensor, InferRequestedOutputTensor,
+    };
+    use sentiment_server::grpc::proto::{InferParameter, InferTensorContents, ModelInferRequest};
+
+    let mut config = config_for(ner());
+    config.grpc_port = Some(0);
+    let server = TestServer::start(config).await;
+    let refs = references();
+    let (text, _, want) = refs.iter().find(|(_, s, _)| s == "first").unwrap();
+    let infer = "/v2/models/bert-tiny-ner/infer";
+    let input = json!([{"name": "text", "datatype": "BYTES", "shape": [1], "data": [text]}]);
+    let ask = |parameters: Value| json!({"inputs": input, "outputs": [{"name": "entities", "parameters": parameters}]});
+    let entities = |got: &Value| -> Value {
+        serde_json::from_str(got["outputs"][0]["data"][0].as_str().unwrap()).unwrap()
+    };
+    let (status, got) = server
+        .post(infer, &ask(json!({"aggregation_strategy": "first"})))
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_entities(&entities(&got), want, "v2 first");
+    // `ignore_labels` as one string: "" keeps every token, as `[]` does on the route.
+    let (status, got) = server.post(infer, &ask(json!({"ignore_labels": ""}))).await;
+    assert_eq!(status, 200, "{got}");
+    let body = json!({"inputs": text, "parameters": {"ignore_labels": []}});
+    let (status, every_token) = server.post("/token-classification", &body).await;
+    assert_eq!(status, 200, "{every_token}");
+    assert_entities(&entities(&got), &every_token, "v2 every label");
+    assert!(every_token.as_array().unwrap().len() >= text.split(' ').count());
+    let (status, got) = server
+        .post(infer, &ask(json!({"ignore_labels": "O,B-MISC,I-MISC"})))
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert!(entities(&got)
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| { !["O", "B-MISC", "I-MISC"].contains(&e["entity"].as_str().unwrap()) }));
+    for parameters in [
+        json!({"aggregation_strategy": "longest"}),
+        json!({"ignore_labels": ["O"]}),
+        json!({"stride": -1}),
+        json!({"stride": 16}),
+    ] {
+        let (status, got) = server.post(infer, &ask(parameters.clone())).await;
+        assert_eq!(status, 400, "{parameters}: {got}");
+    }
+
+    let addr = server.grpc_addr.expect("the gRPC port is bound");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let strategy = InferParameter {
+        parameter_choice: Some(ParameterChoice::StringParam("first".into())),
+    };
+    let request = ModelInferRequest {
+        model_name: "bert-tiny-ner".into(),
+        inputs: vec![InferInputTensor {
+            name: "text".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                bytes_contents: vec![text.as_bytes().to_vec()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        outputs: vec![InferRequestedOutputTensor {
+            name: "entities".into(),
+            parameters: [("aggregation_strategy".to_string(), strategy)].into(),
+        }],
+        ..Default::default()
+    };
+    let response = GrpcInferenceServiceClient::new(channel)
+        .model_infer(request)
+        .await
+        .unwrap()
+        .into_inner();
+    // Raw contents: a 4-byte little-endian length, then the JSON.
+    let raw = &response.raw_output_contents[0];
+    let got: Value = serde_json::from_slice(&raw[4..]).unwrap();
+    assert_entities(&got, want, "gRPC first");
+    drop(server);
+}

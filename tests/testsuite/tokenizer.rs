@@ -162,9 +162,9 @@ fn byte_level_offsets_are_trimmed_once() {
     let tokenizer = load(&common::shared_dir().join("fixtures/roberta-tiny-3class"));
     let text = "a warm , funny".to_string();
     let pieces = tokenizer
-        .encode_pieces_while(std::slice::from_ref(&text), || true)
+        .encode_pieces_while(std::slice::from_ref(&text), None, 1, || true)
         .expect("encode");
-    let spans: Vec<(String, usize, usize)> = pieces[0]
+    let spans: Vec<(String, usize, usize)> = pieces[0][0]
         .1
         .iter()
         .filter(|p| !p.special)
@@ -182,4 +182,69 @@ fn byte_level_offsets_are_trimmed_once() {
             "`{token}` covers {covered:?} ({start}..{end}): {spans:?}"
         );
     }
+}
+
+/// `stride`'s windows as transformers' fast tokenizer makes them (`return_overflowing_tokens`):
+/// each of the model's maximum with its special tokens, each starting `stride` tokens before
+/// the one before it ends, together every token of the text once past the overlaps.
+#[test]
+fn stride_windows_overlap_by_stride_tokens_and_cover_the_text() {
+    let dir = common::shared_dir().join("fixtures/roberta-tiny-3class");
+    let tokenizer = load(&dir);
+    let max = tokenizer.max_length();
+    let text = "a warm , funny and engaging film about Kraków . ".repeat(200);
+    // The library's tokens of the whole text, uncut.
+    let all: Vec<String> = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+        .unwrap()
+        .encode(text.as_str(), false)
+        .unwrap()
+        .get_tokens()
+        .to_vec();
+    // Tokens only: a window's first token keeps its leading space in its span (the library's
+    // trim_offsets spares each window's first token, in transformers' windows too).
+    let tokens = |window: &(
+        sentiment_server::types::Encoded,
+        Vec<sentiment_server::types::TokenPiece>,
+    )|
+     -> Vec<String> {
+        let pieces = window.1.iter().filter(|p| !p.special);
+        pieces.map(|p| p.token.clone()).collect()
+    };
+    for stride in [0, 16, 100] {
+        let windows = tokenizer
+            .encode_pieces_while(std::slice::from_ref(&text), Some(stride), 1000, || true)
+            .expect("encode");
+        let windows = &windows[0];
+        assert!(
+            windows.len() > 2,
+            "stride {stride}: {} windows",
+            windows.len()
+        );
+        let mut joined: Vec<String> = Vec::new();
+        for (i, window) in windows.iter().enumerate() {
+            assert!(window.0.ids.len() <= max, "stride {stride}, window {i}");
+            let own = tokens(window);
+            if i > 0 {
+                assert_eq!(
+                    own[..stride],
+                    joined[joined.len() - stride..],
+                    "stride {stride}, window {i}"
+                );
+            }
+            if i + 1 < windows.len() {
+                assert_eq!(window.0.ids.len(), max, "stride {stride}, window {i}");
+            }
+            joined.extend_from_slice(&own[if i > 0 { stride } else { 0 }..]);
+        }
+        assert_eq!(joined, all, "stride {stride}");
+    }
+    // Past the windows allowed: refused, naming the limit.
+    let err = tokenizer
+        .encode_pieces_while(std::slice::from_ref(&text), Some(16), 2, || true)
+        .expect_err("too many windows");
+    assert!(err.1.contains("--max-client-batch-size"), "{err:?}");
+    let err = tokenizer
+        .encode_pieces_while(std::slice::from_ref(&text), Some(max), 1000, || true)
+        .expect_err("stride past the window");
+    assert!(err.1.contains("must be less than"), "{err:?}");
 }
