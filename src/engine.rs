@@ -212,13 +212,7 @@ impl Engine {
         let receivers = self.batcher.enqueue(admitted, encoded, incoming)?;
         let mut logits = Vec::with_capacity(receivers.len());
         for rx in receivers {
-            let row = rx
-                .await
-                .map_err(|_| {
-                    InferenceError::Internal("the inference worker dropped a request".into())
-                })?
-                .map_err(InferenceError::Backend)?;
-            logits.push(row);
+            logits.push(answer(rx).await?);
         }
         Ok((logits, tokens))
     }
@@ -276,6 +270,15 @@ impl Engine {
 }
 
 /// Refuses a `--max-batch-tokens` below the model's longest input, which could never run.
+/// One queued sequence's logits, once the worker has answered it.
+async fn answer(
+    rx: tokio::sync::oneshot::Receiver<crate::types::Reply>,
+) -> Result<Vec<f32>, InferenceError> {
+    rx.await
+        .map_err(|_| InferenceError::Internal("the inference worker dropped a request".into()))?
+        .map_err(InferenceError::Backend)
+}
+
 fn check_batch_tokens(config: &Config, max_input_length: usize) -> Result<(), LoadError> {
     if (config.max_batch_tokens as usize) < max_input_length {
         return Err(LoadError::new(

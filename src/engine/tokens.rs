@@ -51,12 +51,7 @@ impl Engine {
         for n in per_text {
             let mut text = Vec::with_capacity(n);
             for (rx, pieces) in rows.by_ref().take(n) {
-                let logits = rx
-                    .await
-                    .map_err(|_| {
-                        InferenceError::Internal("the inference worker dropped a request".into())
-                    })?
-                    .map_err(InferenceError::Backend)?;
+                let logits = super::answer(rx).await?;
                 text.push(TokenLogits { pieces, logits });
             }
             out.push(text);

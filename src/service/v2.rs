@@ -12,10 +12,12 @@
 //! protobuf raw contents; [`raw`]).
 
 mod inputs;
+mod outputs;
 mod raw;
 pub(crate) mod rerank;
 
 pub(crate) use inputs::{check_shape, text_inputs};
+use outputs::{entity_parameters, named_outputs, Named};
 pub use raw::{decode_strings, encode_strings};
 pub(crate) use raw::{encode_floats, utf8};
 
@@ -23,7 +25,6 @@ use super::token_classification::Aggregation;
 use super::{classify, validate_inputs, Call};
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::postprocess::token_classification::Strategy;
 use crate::postprocess::{ranked, scores};
 use crate::state::AppState;
 use crate::types::{ModelTask, TextInput, Truncation};
@@ -161,30 +162,17 @@ pub(crate) fn requested(
             })
             .collect());
     }
-    let mut chosen: Vec<Wanted> = Vec::with_capacity(outputs.len());
-    for (name, parameters) in outputs {
-        let output = all
-            .iter()
-            .copied()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<String> = all.iter().map(|o| format!("`{}`", o.name())).collect();
-                ApiError::BadRequest(format!(
-                    "unknown output `{}`; this model has {}",
-                    crate::logging::bounded(&name, crate::logging::MAX_LOGGED_TEXT),
-                    names.join(", ")
-                ))
-            })?;
-        if chosen.iter().any(|w| w.output == output) {
-            return Err(ApiError::BadRequest(format!(
-                "output `{name}` is requested twice"
-            )));
-        }
+    let names: Vec<String> = all.iter().map(|o| format!("`{}`", o.name())).collect();
+    let there_are = format!("this model has {}", names.join(", "));
+    let chosen = named_outputs(outputs, all, Output::name, &there_are, binary_default)?;
+    let mut wanted = Vec::with_capacity(chosen.len());
+    for Named {
+        output,
+        binary,
+        parameters,
+    } in chosen
+    {
         let parameters = parameters.as_ref();
-        let binary = match parameters.and_then(|p| p.get("binary_data")) {
-            None => binary_default,
-            Some(_) => flag(parameters, "binary_data")?,
-        };
         let classification = match parameters.and_then(|p| p.get("classification")) {
             None => None,
             Some(k) => match (output, k.as_u64()) {
@@ -196,7 +184,8 @@ pub(crate) fn requested(
                 }
                 _ => {
                     return Err(ApiError::BadRequest(format!(
-                        "`classification` applies to the `scores` output, not `{name}`"
+                        "`classification` applies to the `scores` output, not `{}`",
+                        output.name()
                     )))
                 }
             },
@@ -205,61 +194,14 @@ pub(crate) fn requested(
             Output::Entities => entity_parameters(parameters)?,
             _ => None,
         };
-        chosen.push(Wanted {
+        wanted.push(Wanted {
             output,
             binary,
             classification,
             aggregation,
         });
     }
-    Ok(chosen)
-}
-
-/// The `entities` output's parameters, those of `/token-classification` in the forms both
-/// protocols carry: `aggregation_strategy` a string, `ignore_labels` one string of labels
-/// separated by commas (`""` keeps every label), `stride` an integer. `None` when none is given.
-fn entity_parameters(
-    parameters: Option<&Map<String, Value>>,
-) -> Result<Option<Aggregation>, ApiError> {
-    let get = |name| parameters.and_then(|p| p.get(name));
-    let (strategy, ignore, stride) = (
-        get("aggregation_strategy"),
-        get("ignore_labels"),
-        get("stride"),
-    );
-    if strategy.is_none() && ignore.is_none() && stride.is_none() {
-        return Ok(None);
-    }
-    let strategy = strategy
-        .map(|s| {
-            serde_json::from_value::<Strategy>(s.clone()).map_err(|_| {
-                ApiError::BadRequest(
-                    "`aggregation_strategy` must be one of none, simple, first, average, max"
-                        .into(),
-                )
-            })
-        })
-        .transpose()?;
-    let ignore = match ignore {
-        None => None,
-        Some(Value::String(labels)) if labels.is_empty() => Some(Vec::new()),
-        Some(Value::String(labels)) => Some(labels.split(',').map(str::to_owned).collect()),
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "`ignore_labels` must be a string of labels separated by commas".into(),
-            ))
-        }
-    };
-    let stride = match stride {
-        None => None,
-        Some(s) => Some(
-            s.as_u64()
-                .ok_or_else(|| ApiError::BadRequest("`stride` must be a count of tokens".into()))?,
-        ),
-    };
-    Aggregation::new(strategy, ignore, stride)
-        .map(Some)
-        .map_err(ApiError::validation_as_bad_request)
+    Ok(wanted)
 }
 
 /// An output tensor's data, flat and row-major.

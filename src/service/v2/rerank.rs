@@ -6,7 +6,8 @@
 //! `/rerank` computes it ([`crate::service::rerank`]); every validation error is 400.
 
 use super::inputs::named_inputs;
-use super::{flag, OutputTensor, TensorData};
+use super::outputs::named_outputs;
+use super::{OutputTensor, TensorData};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::service::rerank::rerank;
@@ -84,30 +85,21 @@ pub(crate) fn requested(
             })
             .collect());
     }
-    let mut chosen: Vec<WantedRerank> = Vec::with_capacity(outputs.len());
-    for (name, parameters) in outputs {
-        let output = RerankOutput::ALL
-            .into_iter()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "unknown output `{}`; a rerank request has `score`, `logit` and `ranking`",
-                    crate::logging::bounded(&name, crate::logging::MAX_LOGGED_TEXT)
-                ))
-            })?;
-        if chosen.iter().any(|w| w.output == output) {
-            return Err(ApiError::BadRequest(format!(
-                "output `{name}` is requested twice"
-            )));
-        }
-        let parameters = parameters.as_ref();
-        let binary = match parameters.and_then(|p| p.get("binary_data")) {
-            None => binary_default,
-            Some(_) => flag(parameters, "binary_data")?,
-        };
-        chosen.push(WantedRerank { output, binary });
-    }
-    Ok(chosen)
+    let there_are = "a rerank request has `score`, `logit` and `ranking`";
+    let chosen = named_outputs(
+        outputs,
+        &RerankOutput::ALL,
+        RerankOutput::name,
+        there_are,
+        binary_default,
+    )?;
+    Ok(chosen
+        .into_iter()
+        .map(|named| WantedRerank {
+            output: named.output,
+            binary: named.binary,
+        })
+        .collect())
 }
 
 /// Ranks `texts` against the one string of `query` and computes the `wanted` outputs.
