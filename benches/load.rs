@@ -16,7 +16,7 @@
 mod common;
 
 use clap::Parser;
-use common::{load_data, percentile, round, rss_mb, wait_healthy, Server};
+use common::{load_data, percentile, round, wait_healthy, Server};
 use sentiment_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use sentiment_server::grpc::proto::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
@@ -276,23 +276,7 @@ fn run_scenario(
                 }
             }));
         }
-        tokio::time::sleep(args.warmup).await;
-        recording.store(true, Ordering::SeqCst);
-        let started = Instant::now();
-        let mut peak = 0.0f64;
-        while started.elapsed() < args.duration {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(rss) = pid.and_then(rss_mb) {
-                peak = peak.max(rss);
-            }
-        }
-        recording.store(false, Ordering::SeqCst);
-        let measured = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::SeqCst);
-        for t in tasks {
-            let _ = t.await;
-        }
-        (measured, peak)
+        common::measure(tasks, &recording, &stop, (args.warmup, args.duration), pid).await
     });
     let (seconds, peak_rss) = measured;
     let compute = if server.name == "baseline" {

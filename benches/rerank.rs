@@ -13,7 +13,7 @@
 mod common;
 
 use clap::Parser;
-use common::{load_data, percentile, round, rss_mb, wait_healthy, Server};
+use common::{load_data, percentile, round, wait_healthy, Server};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -197,20 +197,8 @@ fn run(server: &Server, pool: &Arc<Vec<String>>, args: &Args) -> Value {
                 }
             }));
         }
-        tokio::time::sleep(args.warmup).await;
-        recording.store(true, Ordering::SeqCst);
-        let started = Instant::now();
-        let mut peak = 0.0f64;
-        while started.elapsed() < args.duration {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            peak = peak.max(pid.and_then(rss_mb).unwrap_or(0.0));
-        }
-        recording.store(false, Ordering::SeqCst);
-        let seconds = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::SeqCst);
-        for t in tasks {
-            let _ = t.await;
-        }
+        let window = (args.warmup, args.duration);
+        let (seconds, peak) = common::measure(tasks, &recording, &stop, window, pid).await;
         (seconds, peak, probe)
     });
     let mut lat = latencies.lock().unwrap().clone();

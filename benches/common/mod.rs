@@ -99,3 +99,32 @@ pub fn emit(record: &serde_json::Value, out: Option<&Path>) {
         writeln!(f, "{record}").expect("write --out");
     }
 }
+
+/// The measured window of a closed-loop run whose client `tasks` are already running and
+/// record only while `recording` is set: `warmup` first, then `duration` of recording with the
+/// server's resident memory (`pid`) sampled every 100 ms; then the clients are stopped and
+/// awaited. Returns the seconds recorded and the peak RSS in MB (0 without a pid).
+pub async fn measure(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    recording: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+    (warmup, duration): (Duration, Duration),
+    pid: Option<u32>,
+) -> (f64, f64) {
+    use std::sync::atomic::Ordering;
+    tokio::time::sleep(warmup).await;
+    recording.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut peak = 0.0f64;
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(pid.and_then(rss_mb).unwrap_or(0.0));
+    }
+    recording.store(false, Ordering::SeqCst);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        let _ = task.await;
+    }
+    (seconds, peak)
+}
