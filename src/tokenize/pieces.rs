@@ -121,6 +121,8 @@ impl TextTokenizer {
                 self.max_length
             ));
         }
+        // One character index for every window: each would otherwise walk the text again.
+        let chars = CharIndex::new(text, encoding.get_offsets());
         // Asserts stride < room, checked above.
         encoding.truncate(room, stride, TruncationDirection::Right);
         let rest = encoding.take_overflowing();
@@ -128,7 +130,8 @@ impl TextTokenizer {
             .chain(rest)
             .map(|window| {
                 let window = self.with_special_tokens(window, None)?;
-                Ok((self.encoded(&window, false), self.pieces(text, &window)))
+                let pieces = self.pieces_at(text, &chars, &window);
+                Ok((self.encoded(&window, false), pieces))
             })
             .collect()
     }
@@ -145,7 +148,15 @@ impl TextTokenizer {
     }
 
     fn pieces(&self, text: &str, encoding: &Encoding) -> Vec<TokenPiece> {
-        let chars = CharIndex::new(text, encoding.get_offsets());
+        self.pieces_at(
+            text,
+            &CharIndex::new(text, encoding.get_offsets()),
+            encoding,
+        )
+    }
+
+    /// [`TextTokenizer::pieces`] with `chars` indexing at least as far as `encoding` reaches.
+    fn pieces_at(&self, text: &str, chars: &CharIndex, encoding: &Encoding) -> Vec<TokenPiece> {
         let special = encoding.get_special_tokens_mask();
         encoding
             .get_ids()
