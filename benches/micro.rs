@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sentiment_server::batcher::{split_sizes, BatchLimits};
 use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::cpu::{
-    Act, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
+    Act, AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
 };
 use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
@@ -137,6 +137,10 @@ fn synthetic(tokenizer: &TextTokenizer, n: usize, len: usize) -> Vec<Encoded> {
 /// The int8 kernels this machine runs: AVX512-VNNI, and `vpmaddubsw` at avx512 and avx2.
 fn int8_kernels() -> Vec<(String, Isa, WeightFormat)> {
     let mut kernels = Vec::new();
+    if let Some(token) = AmxInt8::detect() {
+        let isa = Isa::Avx512(token.vnni().avx512());
+        kernels.push(("amx-int8".into(), isa, WeightFormat::Int8Amx(token)));
+    }
     if let Some(token) = Avx512Vnni::detect() {
         let isa = Isa::Avx512(token.avx512());
         kernels.push((
@@ -170,6 +174,15 @@ fn paths() -> Vec<(String, Compute)> {
     }
     for (name, isa, weights) in int8_kernels() {
         paths.push((name, Compute::Host { isa, weights }));
+    }
+    if let Some(token) = AmxBf16::detect() {
+        paths.push((
+            "amx-bf16".into(),
+            Compute::Host {
+                isa: Isa::Avx512(token.bf16().avx512()),
+                weights: WeightFormat::Bf16Amx(token),
+            },
+        ));
     }
     if let Some(token) = Avx512Bf16::detect() {
         paths.push((
@@ -242,6 +255,15 @@ fn matmul(c: &mut Criterion) {
         .filter_map(|l| Isa::detect(l).ok())
         .map(|isa| (format!("{isa}-f32"), Some((isa, WeightFormat::F32))))
         .collect();
+    if let Some(token) = AmxBf16::detect() {
+        kernels.push((
+            "amx-bf16".into(),
+            Some((
+                Isa::Avx512(token.bf16().avx512()),
+                WeightFormat::Bf16Amx(token),
+            )),
+        ));
+    }
     if let Some(token) = Avx512Bf16::detect() {
         kernels.push((
             "avx512-bf16".into(),

@@ -5,12 +5,15 @@
 //! cost; sentences per CPU second times the cores is then the no-HTTP ceiling.
 //!
 //!   cargo run --release --example cpu_time -- avx2-f32 avx2-int8 avx512-f32 avx512-vnni-int8
+//!   cargo run --release --example cpu_time -- avx512-bf16 amx-bf16 amx-int8   # where they exist
 //! SHARED_DIR points at the shared models (default ../shared); TEXTS at another `label<TAB>text`
 //! file (e.g. the long reviews of `benches/data/reviews.py`), MODEL at another model directory,
 //! BATCH at another batch size (default 32).
 
 use sentiment_server::checkpoint::ModelFiles;
-use sentiment_server::model::cpu::{Avx512Vnni, Isa, Level, WeightFormat};
+use sentiment_server::model::cpu::{
+    AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat,
+};
 use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
 use std::path::PathBuf;
@@ -34,12 +37,17 @@ fn cpu_seconds() -> f64 {
 
 fn compute(name: &str) -> Compute {
     let (level, dtype) = name.split_once('-').expect("LEVEL-DTYPE");
-    if name == "avx512-vnni-int8" {
-        let token = Avx512Vnni::detect().expect("AVX512-VNNI");
-        return Compute::Host {
-            isa: Isa::Avx512(token.avx512()),
-            weights: WeightFormat::Int8Vnni(token),
-        };
+    // The paths beyond a level's own: VNNI, AVX512-BF16 and AMX's tiles.
+    let special = match name {
+        "avx512-vnni-int8" => Avx512Vnni::detect().map(WeightFormat::Int8Vnni),
+        "avx512-bf16" => Avx512Bf16::detect().map(WeightFormat::Bf16),
+        "amx-int8" => AmxInt8::detect().map(WeightFormat::Int8Amx),
+        "amx-bf16" => AmxBf16::detect().map(WeightFormat::Bf16Amx),
+        _ => None,
+    };
+    if let Some(weights) = special {
+        let isa = Isa::detect(Level::Avx512).expect("AVX-512");
+        return Compute::Host { isa, weights };
     }
     let level = Level::ALL
         .into_iter()

@@ -35,7 +35,7 @@ mod kernels;
 mod rerank;
 
 use candle_core::{DType, Device};
-use harness::{bf16_hardware, trial, vnni_int8};
+use harness::{amx_bf16, amx_int8, bf16_hardware, trial, vnni_int8};
 use libtest_mimic::{Arguments, Trial};
 use sentiment_server::model::cpu::{Isa, Level, WeightFormat};
 use sentiment_server::model::Compute;
@@ -376,6 +376,10 @@ fn int8_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     let vnni = vnni_int8().map(host);
     trials.push(trial("int8::avx512-vnni".into(), vnni, int8_agreement));
+    // minilm-sst2's products all take AMX's tiles (k 384 and 1,536); the 32-wide fixtures'
+    // run on VNNI (rows of k under 64).
+    let amx = amx_int8().map(host);
+    trials.push(trial("int8::amx-int8".into(), amx, int8_agreement));
     for level in Level::ALL {
         let compute = Isa::detect(level).map(|isa| Compute::Host {
             isa,
@@ -403,6 +407,8 @@ fn main() {
     }
     let hardware = bf16_hardware().map(host);
     trials.push(trial("bf16::avx512-bf16".into(), hardware, bf16_agreement));
+    let amx = amx_bf16().map(host);
+    trials.push(trial("bf16::amx-bf16".into(), amx, bf16_agreement));
     let best = Isa::best();
     trials.push(trial(
         format!("bf16::emulated::{}", best.level().name()),

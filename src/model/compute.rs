@@ -2,7 +2,7 @@
 //! features, `--cpu-kernels` and the model's architecture, and held in one value that `/info`
 //! and the start-up log show.
 
-use super::cpu::{Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
+use super::cpu::{AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, Level, WeightFormat};
 use super::Dtype;
 use crate::checkpoint::Family;
 use candle_core::{DType, Device};
@@ -11,9 +11,14 @@ use std::fmt;
 /// `--cpu-kernels`: which CPU code runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CpuKernels {
-    /// The fastest level this CPU runs (avx512, else avx2, else neon, else portable).
+    /// The fastest level this CPU runs (avx512, else avx2, else neon, else portable), with
+    /// AMX's tiles for bf16 and int8 products where the CPU has them.
     Auto,
-    /// x86-64-v4: AVX-512 F/BW/DQ/VL + FMA; bf16 products where AVX512-BF16 exists.
+    /// avx512 with AMX's tiles for the bf16 and int8 products (Intel Xeon since Sapphire
+    /// Rapids); f32 products as avx512.
+    Amx,
+    /// x86-64-v4: AVX-512 F/BW/DQ/VL + FMA; bf16 products where AVX512-BF16 exists, int8
+    /// on AVX512-VNNI where it exists; never AMX's tiles.
     #[value(alias = "x86-64-v4")]
     Avx512,
     /// x86-64-v3: AVX2 + FMA.
@@ -30,7 +35,7 @@ pub enum CpuKernels {
 impl CpuKernels {
     fn level(self) -> Option<Level> {
         match self {
-            CpuKernels::Avx512 => Some(Level::Avx512),
+            CpuKernels::Avx512 | CpuKernels::Amx => Some(Level::Avx512),
             CpuKernels::Avx2 => Some(Level::Avx2),
             CpuKernels::Neon => Some(Level::Neon),
             CpuKernels::Portable => Some(Level::Portable),
@@ -162,7 +167,7 @@ impl Compute {
             Some(level) => Isa::detect(level)?,
             None => Isa::best(),
         };
-        let Some(weights) = host_format(asked, isa, kernels, &mut warnings) else {
+        let Some(weights) = host_format(asked, isa, kernels, &mut warnings)? else {
             warnings.push(format!(
                 "--dtype {}: CPUs have no kernels for it here, so it runs on candle's generic CPU path, several times slower than f32. Use --dtype f32 (or bf16 on CPUs with AVX512-BF16)",
                 dtype_name(dtype)
@@ -232,18 +237,33 @@ impl fmt::Display for Compute {
 /// The weight format of the host encoder's products for `asked` at `isa` (the fastest this
 /// CPU has there), warning where it has no hardware for it; `None` for f16, which the host
 /// encoder does not run.
+///
+/// AMX's tiles serve bf16 and int8 at `auto` and `amx` (where `amx` is an error naming what
+/// this CPU lacks), never at an explicit level.
 fn host_format(
     asked: Dtype,
     isa: Isa,
     kernels: CpuKernels,
     warnings: &mut Vec<String>,
-) -> Option<WeightFormat> {
-    Some(match asked {
-        Dtype::F32 => WeightFormat::F32,
-        Dtype::Int8 => match (isa, Avx512Vnni::detect()) {
-            (Isa::Avx512(_), Some(token)) => WeightFormat::Int8Vnni(token),
-            (Isa::Avx512(_) | Isa::Avx2(_), _) => WeightFormat::Int8,
-            (Isa::Neon(_) | Isa::Portable, _) => {
+) -> Result<Option<WeightFormat>, String> {
+    Ok(Some(match asked {
+        Dtype::F32 => {
+            if kernels == CpuKernels::Amx {
+                warnings.push(
+                    "--cpu-kernels amx: f32 products run on AVX-512; AMX's tiles serve --dtype bf16 and int8".into(),
+                );
+            }
+            WeightFormat::F32
+        }
+        Dtype::Int8 => match (
+            isa,
+            amx_token(kernels, AmxInt8::detect, AmxInt8::missing)?,
+            Avx512Vnni::detect(),
+        ) {
+            (Isa::Avx512(_), Some(token), _) => WeightFormat::Int8Amx(token),
+            (Isa::Avx512(_), None, Some(token)) => WeightFormat::Int8Vnni(token),
+            (Isa::Avx512(_) | Isa::Avx2(_), _, _) => WeightFormat::Int8,
+            (Isa::Neon(_) | Isa::Portable, _, _) => {
                 warnings.push(format!(
                     "--dtype int8: the {} level has no integer dot-product kernel here (that needs AVX2 or AVX-512), so int8 runs on plain loops: the same results, slower than f32. Use --dtype f32 here",
                     isa.level()
@@ -251,8 +271,13 @@ fn host_format(
                 WeightFormat::Int8
             }
         },
-        Dtype::Bf16 => match (isa, Avx512Bf16::detect()) {
-            (Isa::Avx512(_), Some(token)) => WeightFormat::Bf16(token),
+        Dtype::Bf16 => match (
+            isa,
+            amx_token(kernels, AmxBf16::detect, AmxBf16::missing)?,
+            Avx512Bf16::detect(),
+        ) {
+            (Isa::Avx512(_), Some(token), _) => WeightFormat::Bf16Amx(token),
+            (Isa::Avx512(_), None, Some(token)) => WeightFormat::Bf16(token),
             _ => {
                 warnings.push(format!(
                     "--dtype bf16: {} has no bf16 arithmetic (that needs AVX512-BF16 at --cpu-kernels avx512), so bf16 is emulated on the f32 kernels: no faster than f32, with bf16's rounding. Use --dtype f32 here",
@@ -264,8 +289,27 @@ fn host_format(
                 WeightFormat::Bf16Emulated
             }
         },
-        Dtype::F16 => return None,
-    })
+        Dtype::F16 => return Ok(None),
+    }))
+}
+
+/// The AMX token `detect` gives, where `kernels` may use AMX: at `auto` if the CPU has it, at
+/// `amx` or an error naming what this CPU lacks, otherwise never.
+fn amx_token<T>(
+    kernels: CpuKernels,
+    detect: fn() -> Option<T>,
+    missing: fn() -> Vec<&'static str>,
+) -> Result<Option<T>, String> {
+    match kernels {
+        CpuKernels::Auto => Ok(detect()),
+        CpuKernels::Amx => detect().map(Some).ok_or_else(|| {
+            format!(
+                "this CPU cannot run --cpu-kernels amx (AMX tiles for bf16 and int8 products): it lacks {}",
+                missing().join(", ")
+            )
+        }),
+        _ => Ok(None),
+    }
 }
 
 fn dtype_name(dtype: DType) -> &'static str {

@@ -1,6 +1,7 @@
 //! The decision of [`super::Compute::decide`], for every device, level, dtype and family.
 
 use super::*;
+use crate::model::cpu::Avx512;
 
 const BERT: Family = Family::Bert;
 
@@ -81,6 +82,17 @@ fn int8_runs_on_the_host_kernels_and_says_where_it_cannot() {
                 weights,
             },
             Some(_),
+        ) if AmxInt8::detect().is_some() => {
+            assert!(matches!(weights, WeightFormat::Int8Amx(_)));
+            assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+            assert!(d.compute.to_string().ends_with("int8 (AMX tiles)"));
+        }
+        (
+            Compute::Host {
+                isa: Isa::Avx512(_),
+                weights,
+            },
+            Some(_),
         ) => {
             assert!(matches!(weights, WeightFormat::Int8Vnni(_)));
             assert!(d.warnings.is_empty(), "{:?}", d.warnings);
@@ -137,5 +149,43 @@ fn every_family_runs_on_the_host_encoder_at_every_level_and_dtype() {
         let d = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Auto, family).unwrap();
         assert_ne!(d.compute.kernels(), "candle", "{family:?}");
         assert!(d.warnings.is_empty(), "{family:?}: {:?}", d.warnings);
+    }
+}
+
+/// AMX's tiles serve bf16 and int8 at `auto` where the CPU has them and at `amx` (a start-up
+/// error naming what is missing elsewhere), never at an explicit level; f32 at `amx` runs
+/// AVX-512's products and says so.
+#[test]
+fn amx_tiles_serve_bf16_and_int8_at_auto_and_amx_only() {
+    for (dtype, amx) in [
+        (Dtype::Int8, AmxInt8::detect().is_some()),
+        (Dtype::Bf16, AmxBf16::detect().is_some()),
+    ] {
+        let tiles = |kernels| match Compute::decide(&Device::Cpu, dtype, kernels, BERT) {
+            Ok(d) => Ok(d.compute.to_string().contains("(AMX tiles)")),
+            Err(e) => Err(e),
+        };
+        assert_eq!(tiles(CpuKernels::Auto), Ok(amx), "{dtype:?}");
+        match tiles(CpuKernels::Amx) {
+            Ok(used) => assert!(used && amx, "{dtype:?}"),
+            Err(e) => {
+                assert!(!amx, "{e}");
+                assert!(
+                    e.contains("--cpu-kernels amx") && e.contains("lacks"),
+                    "{e}"
+                );
+            }
+        }
+        if Avx512::detect().is_some() {
+            assert_eq!(tiles(CpuKernels::Avx512), Ok(false), "{dtype:?}");
+        }
+    }
+    if let Ok(d) = Compute::decide(&Device::Cpu, Dtype::F32, CpuKernels::Amx, BERT) {
+        assert_eq!(d.compute.dtype(), "f32");
+        assert!(
+            d.warnings[0].contains("f32 products run on AVX-512"),
+            "{:?}",
+            d.warnings
+        );
     }
 }

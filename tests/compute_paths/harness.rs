@@ -4,7 +4,7 @@
 //! not; and the x86 products with features beyond their level.
 
 use libtest_mimic::{Failed, Trial};
-use sentiment_server::model::cpu::{Avx512Bf16, Avx512Vnni, Isa, WeightFormat};
+use sentiment_server::model::cpu::{AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, WeightFormat};
 
 /// A trial that runs `check(path)` when `path` (a `Compute`, an `Isa`...) is available, and is
 /// ignored with the reason otherwise (and fails with it under `--include-ignored`).
@@ -52,4 +52,28 @@ pub fn vnni_int8() -> Result<(Isa, WeightFormat), String> {
     Avx512Vnni::detect()
         .map(|token| (Isa::Avx512(token.avx512()), WeightFormat::Int8Vnni(token)))
         .ok_or_else(|| format!("this CPU lacks {}", Avx512Vnni::missing().join(", ")))
+}
+
+/// bf16 products on AMX's tiles, or why this CPU (or this process) cannot run them.
+pub fn amx_bf16() -> Result<(Isa, WeightFormat), String> {
+    AmxBf16::detect()
+        .map(|token| {
+            (
+                Isa::Avx512(token.bf16().avx512()),
+                WeightFormat::Bf16Amx(token),
+            )
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", AmxBf16::missing().join(", ")))
+}
+
+/// int8 products on AMX's tiles, or why this CPU (or this process) cannot run them.
+pub fn amx_int8() -> Result<(Isa, WeightFormat), String> {
+    AmxInt8::detect()
+        .map(|token| {
+            (
+                Isa::Avx512(token.vnni().avx512()),
+                WeightFormat::Int8Amx(token),
+            )
+        })
+        .ok_or_else(|| format!("this CPU lacks {}", AmxInt8::missing().join(", ")))
 }

@@ -558,18 +558,27 @@ pub fn trials() -> Vec<Trial> {
         hardware,
         |(isa, weights)| matmul(isa, weights),
     ));
-    let vnni = super::vnni_int8();
+    trials.push(trial(
+        "kernels::amx-bf16::matmul_bf16".into(),
+        super::amx_bf16(),
+        |(isa, weights)| matmul(isa, weights),
+    ));
     type Check = fn(Isa, WeightFormat);
     let checks: [(&str, Check); 2] = [
         ("matmul_int8", matmul_int8),
         ("int8_overflow", int8_overflow),
     ];
-    for (name, check) in checks {
-        trials.push(trial(
-            format!("kernels::avx512-vnni::{name}"),
-            vnni.clone(),
-            move |(isa, weights)| check(isa, weights),
-        ));
+    for (path, int8) in [
+        ("avx512-vnni", super::vnni_int8()),
+        ("amx-int8", super::amx_int8()),
+    ] {
+        for (name, check) in checks {
+            trials.push(trial(
+                format!("kernels::{path}::{name}"),
+                int8.clone(),
+                move |(isa, weights)| check(isa, weights),
+            ));
+        }
     }
     trials
 }

@@ -12,7 +12,7 @@ mod harness;
 #[path = "../../../tests/compute_paths/kernels.rs"]
 mod kernels;
 
-use harness::{bf16_hardware, trial, vnni_int8};
+use harness::{amx_bf16, amx_int8, bf16_hardware, trial, vnni_int8};
 use libtest_mimic::Arguments;
 
 fn main() {

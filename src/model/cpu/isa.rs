@@ -60,7 +60,10 @@ impl fmt::Display for Level {
 pub(super) enum Never {}
 
 macro_rules! token {
-    ($(#[$doc:meta])* $name:ident, $arch:literal, $detect:ident, [$($feature:tt),+]) => {
+    (
+        $(#[$doc:meta])* $name:ident, $arch:literal, $detect:ident, [$($feature:tt),+]
+        $(, and $extra:literal if $check:path)?
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $name {
@@ -73,7 +76,8 @@ macro_rules! token {
         }
 
         impl $name {
-            /// The features this token stands for, comma-separated as `target_feature` takes them.
+            /// The target features this token stands for, comma-separated as `target_feature`
+            /// takes them (and, for AMX, what `target_feature` cannot name yet: see `missing`).
             pub const FEATURES: &'static [&'static str] = &[$($feature),+];
 
             /// The token, if this CPU has every feature.
@@ -93,11 +97,15 @@ macro_rules! token {
                 {
                     let mut missing = Vec::new();
                     $(if !std::arch::$detect!($feature) { missing.push($feature) })+
+                    $(if missing.is_empty() && !$check() { missing.push($extra) })?
                     missing
                 }
                 #[cfg(not(target_arch = $arch))]
                 {
-                    Self::FEATURES.to_vec()
+                    #[allow(unused_mut)]
+                    let mut all = Self::FEATURES.to_vec();
+                    $(all.push($extra);)?
+                    all
                 }
             }
         }
@@ -116,6 +124,21 @@ token!(
     /// Proof that the CPU has AVX512-VNNI (`vpdpbusd`, u8 x i8 dot products summed in i32) on
     /// top of [`Avx512`].
     Avx512Vnni, "x86_64", is_x86_feature_detected, ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "avx512vnni"]
+);
+token!(
+    /// Proof that the CPU has AMX's tiles and their int8 products (`tdpbusd`, u8 x i8 in
+    /// fours summed in i32, 16 x 16 x 64 per instruction), that Linux lets this process use
+    /// them, and [`Avx512Vnni`]. The AMX instructions are written in `asm!` (Rust's
+    /// `target_feature` does not take AMX yet), so the check is `x86_amx::tiles(INT8)`.
+    AmxInt8, "x86_64", is_x86_feature_detected, ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "avx512vnni"],
+    and "amx-int8 (usable AMX tiles)" if super::x86_amx::tiles_int8
+);
+token!(
+    /// Proof that the CPU has AMX's tiles and their bf16 products (`tdpbf16ps`, pairs of
+    /// bf16 summed in f32, 16 x 16 x 32 per instruction), that Linux lets this process use
+    /// them, and [`Avx512Bf16`]; see [`AmxInt8`].
+    AmxBf16, "x86_64", is_x86_feature_detected, ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "avx512bf16"],
+    and "amx-bf16 (usable AMX tiles)" if super::x86_amx::tiles_bf16
 );
 token!(
     /// Proof that the CPU runs x86-64-v3's AVX2 and FMA.
@@ -152,6 +175,14 @@ implies!(
 implies!(
     /// Every AVX512-VNNI CPU is an AVX-512 CPU.
     Avx512Vnni => Avx512, avx512
+);
+implies!(
+    /// An [`AmxInt8`] token was checked for AVX512-VNNI too.
+    AmxInt8 => Avx512Vnni, vnni
+);
+implies!(
+    /// An [`AmxBf16`] token was checked for AVX512-BF16 too.
+    AmxBf16 => Avx512Bf16, bf16
 );
 
 /// A level this CPU was checked to run: the argument every kernel takes.

@@ -4,11 +4,11 @@
 //! ([`Kernel::run`]), the one place that reaches the kernels' `#[target_feature]` code.
 
 use super::int8::{self, Int8Task};
-use super::isa::{Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Neon};
+use super::isa::{AmxBf16, AmxInt8, Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Neon};
 use super::math::Unfused;
 use super::tile::{self, Task};
 #[cfg(target_arch = "x86_64")]
-use super::{x86, x86_int8};
+use super::{x86, x86_amx, x86_int8};
 
 /// How a matrix's weights are stored and multiplied.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +17,8 @@ pub enum WeightFormat {
     F32,
     /// bf16 weights; activations rounded to bf16 before each product (`vdpbf16ps`), sums in f32.
     Bf16(Avx512Bf16),
+    /// bf16 as `Bf16`, the products on AMX's tiles (`tdpbf16ps`).
+    Bf16Amx(AmxBf16),
     /// bf16's rounding of weights and activations on the f32 kernels, for CPUs without bf16
     /// arithmetic: the same decisions as `Bf16`, at f32 speed.
     Bf16Emulated,
@@ -26,6 +28,8 @@ pub enum WeightFormat {
     Int8,
     /// int8 on AVX512-VNNI's `vpdpbusd`: the same sums as `Int8`, at the avx512 level.
     Int8Vnni(Avx512Vnni),
+    /// int8 as `Int8Vnni`, the products on AMX's tiles (`tdpbusd`): the same sums.
+    Int8Amx(AmxInt8),
 }
 
 impl WeightFormat {
@@ -33,8 +37,8 @@ impl WeightFormat {
     pub(crate) fn dtype(self) -> &'static str {
         match self {
             WeightFormat::F32 => "f32",
-            WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => "bf16",
-            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => "int8",
+            WeightFormat::Bf16(_) | WeightFormat::Bf16Amx(_) | WeightFormat::Bf16Emulated => "bf16",
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) | WeightFormat::Int8Amx(_) => "int8",
         }
     }
 
@@ -51,7 +55,9 @@ impl WeightFormat {
                 | Kernel::F32Portable,
             ) => "f32",
             (_, Kernel::Bf16(_)) => "bf16 (AVX512-BF16)",
+            (_, Kernel::Bf16Amx(_)) => "bf16 (AMX tiles)",
             (_, Kernel::Int8Vnni(_)) => "int8 (AVX512-VNNI)",
+            (_, Kernel::Int8Amx(_)) => "int8 (AMX tiles)",
             (_, Kernel::Int8Maddubs512(_)) => {
                 "int8 (AVX-512BW vpmaddubsw, 7-bit inputs; no AVX512-VNNI)"
             }
@@ -88,6 +94,10 @@ pub(super) enum Kernel {
     Bf16(Avx512Bf16),
     /// int8 on AVX512-VNNI's `vpdpbusd`: 8 x 32 (`x86_int8.rs`).
     Int8Vnni(Avx512Vnni),
+    /// bf16 pairs on AMX's `tdpbf16ps`: 32 x 32 in four tiles (`x86_amx.rs`).
+    Bf16Amx(AmxBf16),
+    /// int8 on AMX's `tdpbusd`: 32 x 32 in four tiles (`x86_amx.rs`).
+    Int8Amx(AmxInt8),
     /// int8 on AVX-512BW's `vpmaddubsw` + `vpmaddwd`: 8 x 32, 7-bit activation codes.
     Int8Maddubs512(Avx512),
     /// int8 on AVX2's `vpmaddubsw` + `vpmaddwd`: 4 x 16, 7-bit activation codes.
@@ -118,6 +128,8 @@ impl Kernel {
         match (format, isa) {
             (WeightFormat::Bf16(token), _) => Kernel::Bf16(token),
             (WeightFormat::Int8Vnni(token), _) => Kernel::Int8Vnni(token),
+            (WeightFormat::Bf16Amx(token), _) => Kernel::Bf16Amx(token),
+            (WeightFormat::Int8Amx(token), _) => Kernel::Int8Amx(token),
             (WeightFormat::F32 | WeightFormat::Bf16Emulated, Isa::Avx512(token)) => {
                 Kernel::F32Avx512(token)
             }
@@ -143,6 +155,10 @@ impl Kernel {
             Kernel::Bf16(token) => Isa::Avx512(token.avx512()),
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Vnni(token) => Isa::Avx512(token.avx512()),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Bf16Amx(token) => Isa::Avx512(token.bf16().avx512()),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Amx(token) => Isa::Avx512(token.vnni().avx512()),
             Kernel::F32Avx2(token) | Kernel::Int8Maddubs256(token) => Isa::Avx2(token),
             Kernel::F32Neon(token) | Kernel::Int8Neon(token) => Isa::Neon(token),
             Kernel::F32Portable | Kernel::Int8Portable => Isa::Portable,
@@ -156,6 +172,8 @@ impl Kernel {
             Kernel::F32Avx512(_)
             | Kernel::Bf16(_)
             | Kernel::Int8Vnni(_)
+            | Kernel::Bf16Amx(_)
+            | Kernel::Int8Amx(_)
             | Kernel::Int8Maddubs512(_) => x86::AVX512_NR,
             #[cfg(target_arch = "x86_64")]
             Kernel::F32Avx2(_) | Kernel::Int8Maddubs256(_) => x86::AVX2_NR,
@@ -205,6 +223,16 @@ impl Kernel {
             // SAFETY: an Avx512Vnni token: every feature of `vnni` was detected.
             (Kernel::Int8Vnni(_), Operands::Int8 { task, two_steps }) => unsafe {
                 x86_int8::vnni(task, *two_steps, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an AmxBf16 token: every feature of `amx_bf16` was detected, and AMX's
+            // tiles with bf16 products are usable by this process.
+            (Kernel::Bf16Amx(_), Operands::Bf16(task)) => unsafe { x86_amx::amx_bf16(task, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an AmxInt8 token: every feature of `amx_int8` was detected, and AMX's
+            // tiles with int8 products are usable by this process.
+            (Kernel::Int8Amx(_), Operands::Int8 { task, .. }) => unsafe {
+                x86_amx::amx_int8(task, out)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: an Avx512 token: every feature of `maddubs512` was detected.

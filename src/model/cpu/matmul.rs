@@ -136,8 +136,12 @@ impl PackedMatrix {
                     round_inputs: true,
                 }
             }
-            WeightFormat::Bf16(_) => Weights::Bf16(pack_bf16(kernel.isa(), weight, n, k, nr)),
-            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => pack_int8(kernel, weight, n, k)?,
+            WeightFormat::Bf16(_) | WeightFormat::Bf16Amx(_) => {
+                Weights::Bf16(pack_bf16(kernel.isa(), weight, n, k, nr))
+            }
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) | WeightFormat::Int8Amx(_) => {
+                pack_int8(kernel, weight, n, k)?
+            }
         };
         let mut bias = bias;
         bias.resize(n.div_ceil(nr) * nr, 0.0);

@@ -5,7 +5,7 @@
 //! instruction-set level with `#[target_feature]`; a level's code is reached only through an
 //! [`Isa`] value, which holds a token that only a successful feature check creates
 //! (`isa.rs`). The exception to "plain loops" are the x86 micro-kernels of the matrix
-//! products (`x86.rs`, `x86_int8.rs`): hand-written because they measured faster
+//! products (`x86.rs`, `x86_int8.rs`, and `x86_amx.rs` for AMX's tiles): hand-written because they measured faster
 //! (BENCHMARKS.md) and because no compiler emits AVX512-BF16's or VNNI's dot products on its
 //! own. Each packed matrix runs one kernel, chosen when it is packed (`kernel.rs`).
 //!
@@ -26,13 +26,16 @@ mod tile;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
+mod x86_amx;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86_int8;
 
 pub use attention::QUERY_BLOCK;
 pub use generic::{Act, LANES};
 #[cfg(feature = "testing")]
 pub use int8::{quantize_weights, MAX_K as INT8_MAX_K, PAIR_GROUP_MAX as INT8_PAIR_GROUP_MAX};
-pub use isa::{Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Level, Neon};
+pub use isa::{AmxBf16, AmxInt8, Avx2, Avx512, Avx512Bf16, Avx512Vnni, Isa, Level, Neon};
 pub use kernel::WeightFormat;
 pub use matmul::PackedMatrix;
 
@@ -155,6 +158,11 @@ mod tests {
             assert_eq!(x86_int8::vnni::FEATURES, Avx512Vnni::FEATURES.join(","));
             assert_eq!(x86_int8::maddubs512::FEATURES, Avx512::FEATURES.join(","));
             assert_eq!(x86_int8::maddubs256::FEATURES, Avx2::FEATURES.join(","));
+            // The AMX kernels call these two for rows they do not take.
+            assert_eq!(x86_amx::amx_int8::FEATURES, AmxInt8::FEATURES.join(","));
+            assert_eq!(x86_amx::amx_int8::FEATURES, x86_int8::vnni::FEATURES);
+            assert_eq!(x86_amx::amx_bf16::FEATURES, AmxBf16::FEATURES.join(","));
+            assert_eq!(x86_amx::amx_bf16::FEATURES, x86::avx512_bf16::FEATURES);
         }
         #[cfg(target_arch = "aarch64")]
         assert_eq!(neon::TARGET_FEATURES, Neon::FEATURES.join(","));

@@ -190,7 +190,7 @@ pub(super) fn prefetch<T>(next: &[T], i: usize) {
 /// polynomial and a division per value for GELU) interleave instead of running row by row:
 /// row by row it cost 12% of the FFN-in product, against 4% for the old hand-written epilogue.
 #[inline(always)]
-fn finish<const R: usize, const NR: usize>(
+pub(super) fn finish<const R: usize, const NR: usize>(
     mut acc: [[f32; NR]; R],
     bias: &[f32; NR],
     act: Option<Act>,

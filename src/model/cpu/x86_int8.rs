@@ -36,7 +36,7 @@ macro_rules! dequant_finish {
     ) => {
         #[inline]
         #[target_feature(enable = $features)]
-        fn $name<const R: usize>(
+        pub(super) fn $name<const R: usize>(
             acc: &[[$vi; 2]; R],
             task: &Int8Task,
             bias: &[f32; $nr],

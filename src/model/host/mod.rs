@@ -106,8 +106,13 @@ impl HostClassifier {
         // decision is made. Its kernels run at the encoder's level.
         let isa = body.isa();
         let head_format = match format {
-            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) => WeightFormat::F32,
-            WeightFormat::F32 | WeightFormat::Bf16(_) | WeightFormat::Bf16Emulated => format,
+            WeightFormat::Int8 | WeightFormat::Int8Vnni(_) | WeightFormat::Int8Amx(_) => {
+                WeightFormat::F32
+            }
+            WeightFormat::F32
+            | WeightFormat::Bf16(_)
+            | WeightFormat::Bf16Amx(_)
+            | WeightFormat::Bf16Emulated => format,
         };
         Ok(Self {
             body,
