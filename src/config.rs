@@ -141,23 +141,24 @@ pub struct Config {
 
     /// Compute precision. f32 matches PyTorch to 1e-4 and is the right choice on most CPUs;
     /// f16/bf16 halve memory traffic and are fastest on GPUs. On a CPU, bf16 pays only with
-    /// AVX512-BF16 (Intel Cooper Lake/Sapphire Rapids, AMD Zen 4 and later: about 1.3-1.5x f32);
-    /// elsewhere it is emulated at f32 speed, and f16 falls back to a slow generic path (both
-    /// warn at start-up). int8 (CPU host encoder only) quantizes the linear layers' weights per
+    /// AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later: about 1.3-1.5x f32) and most with
+    /// AMX (Intel Sapphire Rapids and later: about 3x f32); elsewhere it is emulated at f32
+    /// speed, and f16 falls back to a slow generic path (both warn at start-up). int8 (CPU host encoder only) quantizes the linear layers' weights per
     /// output channel at load and their inputs per row at run time, as PyTorch's
     /// quantize_dynamic does but with per-row scales, keeping over 99% of f32's decisions
-    /// (BENCHMARKS.md): about 2x f32's throughput with AVX512-VNNI and 1.4x with AVX2 alone
-    /// (7-bit inputs there), with a quarter of the weight memory. Without AVX2 it warns and
+    /// (BENCHMARKS.md): about 2x f32's throughput with AVX512-VNNI, 3x or more with AMX, and
+    /// 1.4x with AVX2 alone (7-bit inputs there), with a quarter of the weight memory. Without AVX2 it warns and
     /// runs plain loops (slower than f32); on GPUs and candle's path it warns and runs f32.
     #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 
     /// CPU code that runs the model: auto picks the fastest level this CPU has (avx512, then
-    /// avx2, neon, portable); naming a level forces it (to compare levels, or to pin one across
-    /// a mixed fleet) and is a start-up error on a CPU that lacks it; candle runs candle's
+    /// avx2, neon, portable), with AMX's tiles for --dtype int8 and bf16 where the CPU has them
+    /// (Intel Xeon since Sapphire Rapids); naming a level forces it (to compare levels, or to
+    /// pin one across a mixed fleet) and is a start-up error on a CPU that lacks it: avx512
+    /// never uses AMX, amx is avx512 with AMX's tiles for int8 and bf16. candle runs candle's
     /// generic, padded ops instead (slower; for comparison). /info and the start-up log say
-    /// which path runs. Ignored on GPUs, and for electra and deberta-v2 models,
-    /// which run on candle's ops only (a level named for them is warned about, not refused).
+    /// which path runs. Ignored on GPUs (a warning says so).
     #[arg(long, env = "CPU_KERNELS", value_enum, default_value_t = CpuKernels::Auto)]
     pub cpu_kernels: CpuKernels,
 
