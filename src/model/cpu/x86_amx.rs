@@ -145,19 +145,24 @@ macro_rules! dp {
     };
 }
 
-/// The product of `m` input rows (`x`, `stride` bytes each, a multiple of [`CHUNK`]) and
-/// every panel of `panels` (`stride / CHUNK` chunks of [`PANEL_CHUNK`] bytes each), 32 rows
-/// by one panel at a time: `finish(block, row0, rows, panel)` gets each block's sums.
+/// Bytes per input row of `task`: the tile kernels take rows of whole [`CHUNK`]s only.
+fn row_bytes<X, W, D>(task: &Task<X, W, D>) -> usize {
+    task.k * std::mem::size_of::<X>()
+}
+
+/// The product of a task's input rows (`m` of them, [`row_bytes`] each, a multiple of
+/// [`CHUNK`]) and every panel of its weights (`row_bytes / CHUNK` chunks of [`PANEL_CHUNK`]
+/// bytes each), 32 rows by one panel at a time: `finish(block, row0, rows, bias, (c0, cols))`
+/// gets each block's sums with the panel's bias and its columns of the `width` output ones.
 ///
 /// Only called from the `#[target_feature]` kernels below, whose tokens prove AMX usable.
 #[inline(always)]
-fn walk<const BF16: bool>(
-    x: &[u8],
-    stride: usize,
-    panels: &[u8],
-    m: usize,
-    mut finish: impl FnMut(&Block, usize, usize, usize),
+fn walk<const BF16: bool, X: Plain, W: Plain, D>(
+    task: &Task<X, W, D>,
+    (m, width): (usize, usize),
+    mut finish: impl FnMut(&Block, usize, usize, &[f32; 32], (usize, usize)),
 ) {
+    let (x, stride, panels) = (bytes(task.x), row_bytes(task), bytes(task.panels));
     let chunks = stride / CHUNK;
     let span = chunks * PANEL_CHUNK;
     assert!(chunks > 0 && stride.is_multiple_of(CHUNK) && panels.len().is_multiple_of(span));
@@ -226,7 +231,12 @@ fn walk<const BF16: bool>(
                     );
                 }
             }
-            finish(&block, row0, rows, p);
+            let c0 = p * x86::AVX512_NR;
+            let cols = (width - c0).min(x86::AVX512_NR);
+            let bias = task.bias[c0..c0 + x86::AVX512_NR]
+                .try_into()
+                .expect("a panel's bias");
+            finish(&block, row0, rows, bias, (c0, cols));
         }
         row0 += rows;
     }
@@ -285,37 +295,28 @@ features!(
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512vnni")]
 pub(super) fn amx_int8(task: &Int8Task, out: &mut [&mut [f32]]) {
     let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
-    if !task.k.is_multiple_of(CHUNK) || m == 0 {
+    if !row_bytes(task).is_multiple_of(CHUNK) || m == 0 {
         // (A safe call: this function is compiled for `vnni`'s features, a test checks.)
         return x86_int8::vnni(task, false, out);
     }
-    walk::<false>(
-        bytes(task.x),
-        task.k,
-        bytes(task.panels),
-        m,
-        |block, row0, rows, p| {
-            let c0 = p * x86::AVX512_NR;
-            let cols = (width - c0).min(x86::AVX512_NR);
-            let bias: &[f32; 32] = task.bias[c0..c0 + 32].try_into().expect("a panel's bias");
-            macro_rules! call {
-                ($r:literal, $row:expr, $i:expr) => {{
-                    let acc: [[__m512i; 2]; $r] = std::array::from_fn(|r| {
-                        let sums = &block.0[$i + r];
-                        // SAFETY: two unaligned 512-bit reads of a 32-value row.
-                        unsafe {
-                            [
-                                _mm512_loadu_si512(sums.as_ptr().cast()),
-                                _mm512_loadu_si512(sums.as_ptr().add(16).cast()),
-                            ]
-                        }
-                    });
-                    x86_int8::finish512::<$r>(&acc, task, bias, out, $row, (c0, cols))
-                }};
-            }
-            by_eights!(row0, rows, call)
-        },
-    );
+    walk::<false, _, _, _>(task, (m, width), |block, row0, rows, bias, cols| {
+        macro_rules! call {
+            ($r:literal, $row:expr, $i:expr) => {{
+                let acc: [[__m512i; 2]; $r] = std::array::from_fn(|r| {
+                    let sums = &block.0[$i + r];
+                    // SAFETY: two unaligned 512-bit reads of a 32-value row.
+                    unsafe {
+                        [
+                            _mm512_loadu_si512(sums.as_ptr().cast()),
+                            _mm512_loadu_si512(sums.as_ptr().add(16).cast()),
+                        ]
+                    }
+                });
+                x86_int8::finish512::<$r>(&acc, task, bias, out, $row, cols)
+            }};
+        }
+        by_eights!(row0, rows, call)
+    });
 }
 
 features!(
@@ -327,27 +328,18 @@ features!(
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")]
 pub(super) fn amx_bf16(task: &Task<u32, u32>, out: &mut [&mut [f32]]) {
     let (m, width) = (out.len(), out.first().map_or(0, |r| r.len()));
-    if !(task.k * 4).is_multiple_of(CHUNK) || m == 0 {
+    if !row_bytes(task).is_multiple_of(CHUNK) || m == 0 {
         // (A safe call: this function is compiled for `avx512_bf16`'s features.)
         return x86::avx512_bf16(task, out);
     }
-    walk::<true>(
-        bytes(task.x),
-        task.k * 4,
-        bytes(task.panels),
-        m,
-        |block, row0, rows, p| {
-            let c0 = p * x86::AVX512_NR;
-            let cols = (width - c0).min(x86::AVX512_NR);
-            let bias: &[f32; 32] = task.bias[c0..c0 + 32].try_into().expect("a panel's bias");
-            macro_rules! call {
-                ($r:literal, $row:expr, $i:expr) => {{
-                    let acc: [[f32; 32]; $r] =
-                        std::array::from_fn(|r| block.0[$i + r].map(f32::from_bits));
-                    x86::finish::<$r, 32>(acc, bias, task.act, out, $row, (c0, cols))
-                }};
-            }
-            by_eights!(row0, rows, call)
-        },
-    );
+    walk::<true, _, _, _>(task, (m, width), |block, row0, rows, bias, cols| {
+        macro_rules! call {
+            ($r:literal, $row:expr, $i:expr) => {{
+                let acc: [[f32; 32]; $r] =
+                    std::array::from_fn(|r| block.0[$i + r].map(f32::from_bits));
+                x86::finish::<$r, 32>(acc, bias, task.act, out, $row, cols)
+            }};
+        }
+        by_eights!(row0, rows, call)
+    });
 }
