@@ -2,7 +2,8 @@
 //! tokenization, batch formation (length-sorted split, gathering), the forward pass by batch
 //! size and sequence length on every CPU path this machine runs, and the packed matrix kernels
 //! alone on the model's layer shapes against the `gemm` crate (rates in FLOP/s, to compare with
-//! the CPU's peak).
+//! the CPU's peak), and one head's attention by sequence length, blocked (`Isa::attend`)
+//! against two packed products (`attend_by_products`).
 //!
 //!   cargo bench --bench micro                        # all
 //!   cargo bench --bench micro -- forward/avx2-f32    # a group or case (criterion filter)
@@ -13,7 +14,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sentiment_server::batcher::{split_sizes, BatchLimits};
 use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::cpu::{
-    Act, AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix, WeightFormat,
+    attend_by_products, Act, AmxBf16, AmxInt8, Avx512Bf16, Avx512Vnni, Isa, Level, PackedMatrix,
+    WeightFormat, LANES, QUERY_BLOCK,
 };
 use sentiment_server::model::{self, Batch, Compute};
 use sentiment_server::tokenize::TextTokenizer;
@@ -322,6 +324,51 @@ fn matmul(c: &mut Criterion) {
     }
 }
 
+/// One head of minilm-sst2's shape (32 dimensions of fused QKV rows 3 x 384 wide) over a
+/// sequence of `len` tokens, every token a query: the blocked kernel (keys transposed first,
+/// as the encoder does) against the two packed products; FLOPs are the scores' and the
+/// weighted sums' multiply-adds, two each.
+fn attention(c: &mut Criterion) {
+    let (hd, stride) = (32, 3 * 384);
+    for isa in Level::ALL.into_iter().filter_map(|l| Isa::detect(l).ok()) {
+        let mut group = c.benchmark_group(format!("attention/{isa}"));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
+        for len in [64usize, 228, 512] {
+            let qkv: Vec<f32> = (0..len * stride)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) % 89) as f32 - 44.0) / 44.0)
+                .collect();
+            let (q, k, v) = (&qkv[..], &qkv[384..], &qkv[768..]);
+            group.throughput(Throughput::Elements((4 * len * len * hd) as u64));
+            group.bench_function(format!("blocked/len{len}"), |b| {
+                b.iter(|| {
+                    let padded = len.next_multiple_of(LANES);
+                    let mut kt = vec![0f32; hd * padded];
+                    for t in 0..len {
+                        for d in 0..hd {
+                            kt[d * padded + t] = k[t * stride + d];
+                        }
+                    }
+                    let mut scratch = vec![0f32; QUERY_BLOCK * (padded + hd)];
+                    let mut out = vec![0f32; len * hd];
+                    isa.attend(q, stride, &kt, padded, v, len, 0.17, &mut scratch, &mut out);
+                    out
+                })
+            });
+            group.bench_function(format!("products/len{len}"), |b| {
+                b.iter(|| {
+                    let mut out = vec![0f32; len * hd];
+                    attend_by_products(isa, q, k, v, stride, len, hd, 0.17, &mut out);
+                    out
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 /// `out = x W^T` through `gemm::gemm`, as candle calls it (W row-major `[n, k]`).
 fn gemm_product(
     x: &[f32],
@@ -466,6 +513,7 @@ criterion_group!(
     batch_formation,
     forward,
     matmul,
+    attention,
     peak
 );
 criterion_main!(benches);

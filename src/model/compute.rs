@@ -164,6 +164,15 @@ impl Compute {
             });
         }
         let isa = match kernels.level() {
+            // `amx` is AVX-512 with the tiles: where AVX-512 itself is missing, say what
+            // `amx` needs, not what `avx512` does.
+            Some(_) if kernels == CpuKernels::Amx => Isa::detect(Level::Avx512).map_err(|_| {
+                let mut missing = AmxInt8::missing();
+                if !missing.iter().any(|m| m.starts_with("amx")) {
+                    missing.push("amx-int8 (usable AMX tiles)");
+                }
+                amx_missing(missing)
+            })?,
             Some(level) => Isa::detect(level)?,
             None => Isa::best(),
         };
@@ -302,14 +311,17 @@ fn amx_token<T>(
 ) -> Result<Option<T>, String> {
     match kernels {
         CpuKernels::Auto => Ok(detect()),
-        CpuKernels::Amx => detect().map(Some).ok_or_else(|| {
-            format!(
-                "this CPU cannot run --cpu-kernels amx (AMX tiles for bf16 and int8 products): it lacks {}",
-                missing().join(", ")
-            )
-        }),
+        CpuKernels::Amx => detect().map(Some).ok_or_else(|| amx_missing(missing())),
         _ => Ok(None),
     }
+}
+
+/// The start-up error of `--cpu-kernels amx` on a CPU that lacks `missing`.
+fn amx_missing(missing: Vec<&'static str>) -> String {
+    format!(
+        "this CPU cannot run --cpu-kernels amx (AMX tiles for bf16 and int8 products): it lacks {}",
+        missing.join(", ")
+    )
 }
 
 fn dtype_name(dtype: DType) -> &'static str {

@@ -14,6 +14,7 @@
 //! through pointers (`x86.rs`, `x86_int8.rs`).
 
 mod attention;
+mod attention_products;
 mod generic;
 mod int8;
 mod isa;
@@ -32,6 +33,7 @@ mod x86_amx;
 mod x86_int8;
 
 pub use attention::QUERY_BLOCK;
+pub use attention_products::{attend_by_products, MIN_QUERIES as PRODUCT_ATTENTION_MIN_QUERIES};
 pub use generic::{Act, LANES};
 #[cfg(feature = "testing")]
 pub use int8::{quantize_weights, MAX_K as INT8_MAX_K, PAIR_GROUP_MAX as INT8_PAIR_GROUP_MAX};

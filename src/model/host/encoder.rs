@@ -7,7 +7,10 @@
 //! candle's path to float rounding: the parity tests run both against PyTorch.
 
 use super::super::batch::Batch;
-use super::super::cpu::{Act, Isa, PackedMatrix, WeightFormat, QUERY_BLOCK};
+use super::super::cpu::{
+    attend_by_products, Act, Isa, PackedMatrix, WeightFormat, PRODUCT_ATTENTION_MIN_QUERIES,
+    QUERY_BLOCK,
+};
 use super::embeddings::Embeddings;
 use super::layers::{act, final_rows, keys_transposed, pack, per_head, read_linear, Layer, Rows};
 use crate::checkpoint::{LayerNames, ModelConfig};
@@ -114,10 +117,19 @@ impl HostEncoder {
             let (start, len) = (rows.start[s], rows.len[s]);
             let queries = if first_only { 1 } else { len };
             let seq = &qkv[start * stride..(start + len) * stride];
+            let mut out = vec![0f32; queries * hd];
+            if queries >= PRODUCT_ATTENTION_MIN_QUERIES {
+                let (q, k, v) = (
+                    &seq[head * hd..],
+                    &seq[h + head * hd..],
+                    &seq[2 * h + head * hd..],
+                );
+                attend_by_products(isa, q, k, v, stride, len, hd, scale, &mut out);
+                return out;
+            }
             let (kt, padded) = keys_transposed(seq, stride, h + head * hd, hd);
             let values = &seq[2 * h + head * hd..];
             let mut scratch = vec![0f32; QUERY_BLOCK * (padded + hd)];
-            let mut out = vec![0f32; queries * hd];
             isa.attend(
                 &seq[head * hd..],
                 stride,

@@ -1,0 +1,204 @@
+//! Attention of one sequence and head as two packed products, for sequences with many
+//! queries: the scores `Q K^T` and the weighted sums `P V` run on the level's f32 matrix
+//! kernel (`kernel.rs`), with the keys and the values packed as its weight panels.
+//!
+//! The blocked kernel of `attention.rs` is auto-vectorised and holds 4 queries x 16 keys in
+//! registers; the products' hand-written tiles hold 6 x 16 (avx2) or 8 x 32 (avx512) and
+//! measured about twice its rate (a 230-token review on one Zen 3 core: attention was 15% of
+//! an f32 pass and 25% of an int8 one, at half the products' rate). Packing the keys and values
+//! is `O(len x hd)`, against `O(len^2 x hd)` for the products, so it pays only with many
+//! queries: [`MIN_QUERIES`]. Queries go in blocks of [`QUERY_ROWS`], so that the scores held at
+//! once are `QUERY_ROWS x len` and memory stays linear in the sequence's length.
+//!
+//! Same sums in the same order as `attention.rs` (each score over the head's dimensions in
+//! order, each output over the keys in order), in f32 whatever the model's weights are.
+
+use super::isa::Isa;
+use super::kernel::{Kernel, Operands, WeightFormat};
+use super::tile::Task;
+
+/// Below this many queries (the last layer's first token, a few short sentences) the blocked
+/// kernel is as fast and packs nothing.
+pub const MIN_QUERIES: usize = 32;
+
+/// Queries whose scores are held at once: 48 rows are whole tiles at avx2 (6) and avx512 (8),
+/// and 48 x 512 scores are 96 KiB, within a core's L2.
+const QUERY_ROWS: usize = 48;
+
+/// Softmax attention of `queries = out.len() / hd` query rows over `len` tokens into `out`,
+/// `[queries][hd]`: query `i`'s values at `q[i * stride..][..hd]`, token `t`'s key at
+/// `k[t * stride..][..hd]` and value at `v[t * stride..][..hd]` (the head's columns of the
+/// fused QKV rows); `scale` multiplies the dot products before the softmax. Panics if a
+/// slice is shorter than that (a caller's bug).
+#[allow(clippy::too_many_arguments)]
+pub fn attend_by_products(
+    isa: Isa,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    len: usize,
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    if hd == 0 || len == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let queries = out.len() / hd;
+    let last = |n: usize| (n.max(1) - 1) * stride + hd;
+    assert!(
+        out.len() == queries * hd
+            && q.len() >= last(queries)
+            && k.len() >= last(len)
+            && v.len() >= last(len),
+        "attention operands: {queries} queries, {len} tokens of {hd} at stride {stride}"
+    );
+    let kernel = Kernel::choose(isa, WeightFormat::F32);
+    let nr = kernel.nr();
+    // The keys as the weights `[len, hd]` of the scores' product, the values transposed,
+    // `[hd, len]`, as those of the weighted sums': `[panel][k][nr]`, zero past the last row.
+    let mut keys = vec![0f32; len.div_ceil(nr) * hd * nr];
+    for t in 0..len {
+        let (p, j) = (t / nr, t % nr);
+        for (d, &x) in k[t * stride..][..hd].iter().enumerate() {
+            keys[(p * hd + d) * nr + j] = x;
+        }
+    }
+    let mut values = vec![0f32; hd.div_ceil(nr) * len * nr];
+    for (p, panel) in values.chunks_exact_mut(len * nr).enumerate() {
+        let cols = nr.min(hd - p * nr);
+        for (t, dst) in panel.chunks_exact_mut(nr).enumerate() {
+            dst[..cols].copy_from_slice(&v[t * stride + p * nr..][..cols]);
+        }
+    }
+    let zeros = vec![0f32; len.max(hd).div_ceil(nr) * nr];
+    let block = QUERY_ROWS.min(queries);
+    let mut qs = vec![0f32; block * hd];
+    let mut scores = vec![0f32; block * len];
+    for (b, out) in out.chunks_mut(QUERY_ROWS * hd).enumerate() {
+        let rows = out.len() / hd;
+        let qs = &mut qs[..rows * hd];
+        for (i, dst) in qs.chunks_exact_mut(hd).enumerate() {
+            for (d, &x) in dst
+                .iter_mut()
+                .zip(&q[(b * QUERY_ROWS + i) * stride..][..hd])
+            {
+                *d = x * scale;
+            }
+        }
+        let scores = &mut scores[..rows * len];
+        product(
+            kernel,
+            qs,
+            hd,
+            &keys,
+            &zeros[..len.div_ceil(nr) * nr],
+            scores,
+            len,
+        );
+        for row in scores.chunks_exact_mut(len) {
+            isa.softmax(row);
+        }
+        product(
+            kernel,
+            scores,
+            len,
+            &values,
+            &zeros[..hd.div_ceil(nr) * nr],
+            out,
+            hd,
+        );
+    }
+}
+
+/// `out[m, n] = x[m, k] W^T` on `kernel`, `W` packed as `panels`, on this thread.
+fn product(
+    kernel: Kernel,
+    x: &[f32],
+    k: usize,
+    panels: &[f32],
+    zeros: &[f32],
+    out: &mut [f32],
+    n: usize,
+) {
+    let task = Task {
+        x,
+        k,
+        panels,
+        bias: zeros,
+        act: None,
+        dequant: (),
+    };
+    let mut rows: Vec<&mut [f32]> = out.chunks_exact_mut(n).collect();
+    kernel.run(&Operands::F32(task), &mut rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::isa::Level;
+    use super::*;
+
+    /// Attention as the definition computes it, in f64.
+    fn naive(q: &[f32], kv: &[f32], stride: usize, len: usize, hd: usize, scale: f32) -> Vec<f32> {
+        let queries = q.len() / stride;
+        let mut out = vec![0f32; queries * hd];
+        for i in 0..queries {
+            let s: Vec<f64> = (0..len)
+                .map(|t| {
+                    (0..hd)
+                        .map(|d| q[i * stride + d] as f64 * kv[t * stride + d] as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let max = s.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let total: f64 = e.iter().sum();
+            for d in 0..hd {
+                let o: f64 = (0..len)
+                    .map(|t| e[t] * kv[t * stride + hd + d] as f64)
+                    .sum();
+                out[i * hd + d] = (o / total) as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn equals_the_definition_at_every_level_and_shape() {
+        let mut seed = 7u32;
+        let mut value = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        };
+        // The levels this CPU runs (the compute-path trials report the others as not run).
+        let isas: Vec<Isa> = Level::ALL
+            .into_iter()
+            .filter_map(|level| Isa::detect(level).ok())
+            .collect();
+        assert!(
+            isas.len() >= 2,
+            "the portable level and at least one SIMD level: {isas:?}"
+        );
+        // Lengths around the panels' widths (8, 16, 32) and the query blocks (48); head sizes
+        // under, at and over a panel's width.
+        for (len, hd) in [(1, 8), (33, 32), (47, 16), (49, 64), (100, 40), (130, 32)] {
+            let stride = 2 * hd + 3;
+            let kv: Vec<f32> = (0..len * stride).map(|_| value()).collect();
+            let q: Vec<f32> = (0..len * stride).map(|_| value()).collect();
+            let want = naive(&q, &kv, stride, len, hd, 0.3);
+            for &isa in &isas {
+                let mut got = vec![f32::NAN; len * hd];
+                attend_by_products(isa, &q, &kv, &kv[hd..], stride, len, hd, 0.3, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-5,
+                        "{isa:?} len {len} hd {hd}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
