@@ -3,11 +3,12 @@
 //! kernel (`kernel.rs`), with the keys and the values packed as its weight panels.
 //!
 //! The blocked kernel of `attention.rs` is auto-vectorised and holds 4 queries x 16 keys in
-//! registers; the products' hand-written tiles hold 6 x 16 (avx2) or 8 x 32 (avx512) and
-//! measured about twice its rate (a 230-token review on one Zen 3 core: attention was 15% of
-//! an f32 pass and 25% of an int8 one, at half the products' rate). Packing the keys and values
-//! is `O(len x hd)`, against `O(len^2 x hd)` for the products, so it pays only with many
-//! queries: [`MIN_QUERIES`]. Queries go in blocks of [`QUERY_ROWS`], so that the scores held at
+//! registers; the products' hand-written tiles hold 6 x 16 (avx2) or 8 x 32 (avx512). On long
+//! reviews attention was 15% of an f32 pass and 25% of an int8 one (one Zen 3 core, `perf`), at
+//! under half the products' rate; this way one head ran 1.1-1.3x faster there (`cargo bench
+//! --bench micro -- attention`: 47 against 36 GFLOP/s at 228 tokens). Packing the keys and
+//! values is `O(len x hd)`, against `O(len^2 x hd)` for the products, so it pays only with
+//! many queries: [`MIN_QUERIES`]. Queries go in blocks of [`QUERY_ROWS`], so that the scores held at
 //! once are `QUERY_ROWS x len` and memory stays linear in the sequence's length.
 //!
 //! Same sums in the same order as `attention.rs` (each score over the head's dimensions in
