@@ -400,14 +400,15 @@ fn attention(isa: Isa) {
     }
 }
 
-/// `Isa::attend` (blocks of queries) against scaled dot products, softmax and weighted sums
-/// in f64: head widths with and without a tail, lengths around the lanes, and query counts
-/// that fill no block, one, and a block plus a part.
+/// `Isa::attend` (blocks of queries) and `attend_by_products` (the two packed products)
+/// against scaled dot products, softmax and weighted sums in f64: head widths with and
+/// without a tail, lengths around the lanes and the panels, and query counts that fill no
+/// block, one, a block plus a part, and every token (several blocks of the products' scores).
 fn attention_blocks(isa: Isa) {
-    use sentiment_server::model::cpu::{LANES, QUERY_BLOCK};
+    use sentiment_server::model::cpu::{attend_by_products, LANES, QUERY_BLOCK};
     for hd in [1, 7, 16, 32, 64, 80] {
         for len in [1usize, 5, 16, 17, 40, 129, 300] {
-            for queries in [1, 3, QUERY_BLOCK, QUERY_BLOCK + 1, 9] {
+            for queries in [1, 3, QUERY_BLOCK, QUERY_BLOCK + 1, 9, len] {
                 let queries = queries.min(len);
                 // Queries, keys and values inside rows `stride` apart, as in fused QKV rows.
                 let stride = 3 * hd + 5;
@@ -460,6 +461,24 @@ fn attention_blocks(isa: Isa) {
                 );
                 close(
                     &format!("attend hd {hd} len {len} queries {queries}"),
+                    &out,
+                    &want,
+                    1e-5,
+                );
+                let mut out = vec![f32::NAN; queries * hd];
+                attend_by_products(
+                    isa,
+                    &rows[qo..],
+                    &rows[ko..],
+                    &rows[vo..],
+                    stride,
+                    len,
+                    hd,
+                    scale as f32,
+                    &mut out,
+                );
+                close(
+                    &format!("attend_by_products hd {hd} len {len} queries {queries}"),
                     &out,
                     &want,
                     1e-5,

@@ -16,6 +16,7 @@
 
 use super::isa::Isa;
 use super::kernel::{Kernel, Operands, WeightFormat};
+use super::matmul::pack_f32;
 use super::tile::Task;
 
 /// Below this many queries (the last layer's first token, a few short sentences) the blocked
@@ -58,15 +59,10 @@ pub fn attend_by_products(
     );
     let kernel = Kernel::choose(isa, WeightFormat::F32);
     let nr = kernel.nr();
-    // The keys as the weights `[len, hd]` of the scores' product, the values transposed,
-    // `[hd, len]`, as those of the weighted sums': `[panel][k][nr]`, zero past the last row.
-    let mut keys = vec![0f32; len.div_ceil(nr) * hd * nr];
-    for t in 0..len {
-        let (p, j) = (t / nr, t % nr);
-        for (d, &x) in k[t * stride..][..hd].iter().enumerate() {
-            keys[(p * hd + d) * nr + j] = x;
-        }
-    }
+    // The keys as the weights `[len, hd]` of the scores' product, packed as a weight matrix
+    // is; the values transposed, `[hd, len]`, as those of the weighted sums': a panel of
+    // `[len][nr]` is then `nr` of each token's values, copied as they lie.
+    let keys = pack_f32(k, stride, len, hd, nr);
     let mut values = vec![0f32; hd.div_ceil(nr) * len * nr];
     for (p, panel) in values.chunks_exact_mut(len * nr).enumerate() {
         let cols = nr.min(hd - p * nr);
@@ -134,72 +130,4 @@ fn product(
     };
     let mut rows: Vec<&mut [f32]> = out.chunks_exact_mut(n).collect();
     kernel.run(&Operands::F32(task), &mut rows);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::isa::Level;
-    use super::*;
-
-    /// Attention as the definition computes it, in f64.
-    fn naive(q: &[f32], kv: &[f32], stride: usize, len: usize, hd: usize, scale: f32) -> Vec<f32> {
-        let queries = q.len() / stride;
-        let mut out = vec![0f32; queries * hd];
-        for i in 0..queries {
-            let s: Vec<f64> = (0..len)
-                .map(|t| {
-                    (0..hd)
-                        .map(|d| q[i * stride + d] as f64 * kv[t * stride + d] as f64)
-                        .sum::<f64>()
-                        * scale as f64
-                })
-                .collect();
-            let max = s.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-            let total: f64 = e.iter().sum();
-            for d in 0..hd {
-                let o: f64 = (0..len)
-                    .map(|t| e[t] * kv[t * stride + hd + d] as f64)
-                    .sum();
-                out[i * hd + d] = (o / total) as f32;
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn equals_the_definition_at_every_level_and_shape() {
-        let mut seed = 7u32;
-        let mut value = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        };
-        // The levels this CPU runs (the compute-path trials report the others as not run).
-        let isas: Vec<Isa> = Level::ALL
-            .into_iter()
-            .filter_map(|level| Isa::detect(level).ok())
-            .collect();
-        assert!(
-            isas.len() >= 2,
-            "the portable level and at least one SIMD level: {isas:?}"
-        );
-        // Lengths around the panels' widths (8, 16, 32) and the query blocks (48); head sizes
-        // under, at and over a panel's width.
-        for (len, hd) in [(1, 8), (33, 32), (47, 16), (49, 64), (100, 40), (130, 32)] {
-            let stride = 2 * hd + 3;
-            let kv: Vec<f32> = (0..len * stride).map(|_| value()).collect();
-            let q: Vec<f32> = (0..len * stride).map(|_| value()).collect();
-            let want = naive(&q, &kv, stride, len, hd, 0.3);
-            for &isa in &isas {
-                let mut got = vec![f32::NAN; len * hd];
-                attend_by_products(isa, &q, &kv, &kv[hd..], stride, len, hd, 0.3, &mut got);
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() < 1e-5,
-                        "{isa:?} len {len} hd {hd}: {g} vs {w}"
-                    );
-                }
-            }
-        }
-    }
 }

@@ -52,10 +52,11 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// `[panel][k][nr]` from row-major `w [n, k]`, zero past the last row.
-fn pack_f32(w: &[f32], n: usize, k: usize, nr: usize) -> Vec<f32> {
+/// `[panel][k][nr]` from `w [n, k]`, row `r` at `w[r * stride..][..k]`, zero past the last row.
+pub(super) fn pack_f32(w: &[f32], stride: usize, n: usize, k: usize, nr: usize) -> Vec<f32> {
     let mut data = vec![0f32; n.div_ceil(nr) * k * nr];
-    for (row, weights) in w.chunks_exact(k).enumerate() {
+    for row in 0..n {
+        let weights = &w[row * stride..][..k];
         let (p, j) = (row / nr, row % nr);
         for (kk, &v) in weights.iter().enumerate() {
             data[(p * k + kk) * nr + j] = v;
@@ -125,14 +126,14 @@ impl PackedMatrix {
         let nr = kernel.nr();
         let weights = match format {
             WeightFormat::F32 => Weights::F32 {
-                panels: pack_f32(weight, n, k, nr),
+                panels: pack_f32(weight, k, n, k, nr),
                 round_inputs: false,
             },
             WeightFormat::Bf16Emulated => {
                 let mut rounded = weight.to_vec();
                 kernel.isa().round_bf16(&mut rounded);
                 Weights::F32 {
-                    panels: pack_f32(&rounded, n, k, nr),
+                    panels: pack_f32(&rounded, k, n, k, nr),
                     round_inputs: true,
                 }
             }
