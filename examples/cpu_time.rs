@@ -8,7 +8,8 @@
 //!   cargo run --release --example cpu_time -- avx512-bf16 amx-bf16 amx-int8   # where they exist
 //! SHARED_DIR points at the shared models (default ../shared); TEXTS at another `label<TAB>text`
 //! file (e.g. the long reviews of `benches/data/reviews.py`), MODEL at another model directory,
-//! BATCH at another batch size (default 32).
+//! BATCH at another batch size (default 32). Then each path's decisions: accuracy against the
+//! file's labels, and agreement with the first path's.
 
 use sentiment_server::checkpoint::ModelFiles;
 use sentiment_server::model::cpu::{
@@ -75,25 +76,28 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
-    let texts: Vec<String> = std::fs::read_to_string(&data)
+    let rows: Vec<(Option<usize>, String)> = std::fs::read_to_string(&data)
         .expect("the texts (TEXTS)")
         .lines()
-        .filter_map(|l| l.split_once('\t').map(|(_, t)| t.to_string()))
-        .filter(|t| t != "sentence")
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(label, t)| (label.parse().ok(), t.to_string()))
+        .filter(|(label, _)| label.is_some())
         .collect();
+    let texts: Vec<&String> = rows.iter().map(|(_, t)| t).collect();
     let files = ModelFiles::locate(&dir).expect("model files");
     let config = files.read_config().expect("config");
     let tokenizer = TextTokenizer::load(&files, &config).expect("tokenizer");
-    let mut encoded: Vec<_> = texts
+    let mut encoded: Vec<_> = rows
         .iter()
-        .map(|t| tokenizer.encode(t).expect("encode"))
+        .map(|(label, t)| (label, tokenizer.encode(t).expect("encode")))
         .collect();
-    encoded.sort_by_key(|e| e.len());
+    encoded.sort_by_key(|(_, e)| e.len());
+    let labels: Vec<usize> = encoded.iter().filter_map(|(l, _)| **l).collect();
     let batches: Vec<Batch> = encoded
         .chunks(batch)
         .map(|chunk| {
             let mut b = Batch::default();
-            for e in chunk {
+            for (_, e) in chunk {
                 b.push(&e.ids, &e.type_ids);
             }
             b
@@ -131,11 +135,34 @@ fn main() {
         texts.len(),
         tokens as f64 / texts.len() as f64
     );
+    // Each path's decisions: accuracy against the file's labels, agreement with the first path.
+    let decisions: Vec<Vec<usize>> = models
+        .iter()
+        .map(|m| {
+            let logits = batches
+                .iter()
+                .flat_map(|b| m.classifier.forward(b).expect("forward"));
+            logits
+                .map(|l| (0..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best }))
+                .collect()
+        })
+        .collect();
+    let share = |a: &[usize], b: &[usize]| {
+        a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+    };
     for (name, (cpu, wall)) in names.iter().zip(best) {
         println!(
             "{name:18} {:7.1} sentences per CPU second, {:7.1} per wall second (best of {rounds})",
             texts.len() as f64 / cpu,
             texts.len() as f64 / wall
+        );
+    }
+    for (name, d) in names.iter().zip(&decisions) {
+        println!(
+            "{name:18} accuracy {:.4}, agreement with {} {:.4}",
+            share(d, &labels),
+            names[0],
+            share(d, &decisions[0])
         );
     }
 }

@@ -25,6 +25,8 @@
 //! so there every x86 path is checked. `-- --include-ignored` runs the others too: they fail,
 //! naming the missing features.
 
+#[path = "compute_paths/attention.rs"]
+mod attention;
 #[path = "testsuite/common/mod.rs"]
 mod common;
 #[path = "compute_paths/harness.rs"]
@@ -421,6 +423,7 @@ fn main() {
     trials.extend(int8_trials());
     trials.extend(token_trials());
     trials.extend(kernels::trials());
+    trials.extend(attention::trials());
     trials.extend(rerank::trials());
     let runnable: Vec<&str> = Level::ALL
         .into_iter()
