@@ -2,10 +2,9 @@
 //! kernel and the two packed products against scaled dot products, softmax and weighted sums
 //! in f64 (`kernels::<level>::attention*`).
 
-use super::kernels::{close, data};
-use super::trial;
+use super::kernels::{at_every_level, close, data, Op};
 use libtest_mimic::Trial;
-use sentiment_server::model::cpu::{Isa, Level};
+use sentiment_server::model::cpu::Isa;
 
 fn attention(isa: Isa) {
     for hd in [1, 7, 32, 64, 80, 130] {
@@ -141,20 +140,9 @@ fn attention_blocks(isa: Isa) {
 
 /// The attention checks of every level.
 pub fn trials() -> Vec<Trial> {
-    let mut trials = Vec::new();
-    type Op = fn(Isa);
     let ops: [(&str, Op); 2] = [
         ("attention", attention),
         ("attention_blocks", attention_blocks),
     ];
-    for level in Level::ALL {
-        for (name, op) in ops {
-            trials.push(trial(
-                format!("kernels::{}::{name}", level.name()),
-                Isa::detect(level),
-                op,
-            ));
-        }
-    }
-    trials
+    at_every_level(&ops)
 }

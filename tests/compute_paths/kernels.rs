@@ -410,9 +410,26 @@ fn bf16_rounding(isa: Isa) {
     close("add_assign", &out, &want, 1e-7);
 }
 
+/// A check of one level's kernels.
+pub(super) type Op = fn(Isa);
+
+/// `kernels::<level>::<name>` for each op at every level, not run where the CPU lacks the level.
+pub(super) fn at_every_level(ops: &[(&'static str, Op)]) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for level in Level::ALL {
+        for &(name, op) in ops {
+            trials.push(trial(
+                format!("kernels::{}::{name}", level.name()),
+                Isa::detect(level),
+                op,
+            ));
+        }
+    }
+    trials
+}
+
 pub fn trials() -> Vec<Trial> {
     let mut trials = Vec::new();
-    type Op = fn(Isa);
     let ops: [(&str, Op); 9] = [
         ("matmul_f32", |isa| matmul(isa, WeightFormat::F32)),
         ("matmul_bf16_emulated", |isa| {
@@ -428,15 +445,7 @@ pub fn trials() -> Vec<Trial> {
         }),
         ("quantization", quantization),
     ];
-    for level in Level::ALL {
-        for (name, op) in ops {
-            trials.push(trial(
-                format!("kernels::{}::{name}", level.name()),
-                Isa::detect(level),
-                op,
-            ));
-        }
-    }
+    trials.extend(at_every_level(&ops));
     let hardware = super::bf16_hardware();
     trials.push(trial(
         "kernels::avx512-bf16::matmul_bf16".into(),
